@@ -1,0 +1,404 @@
+"""``Active``: reductions over selections of one indexed variable, run where the data lives.
+
+``Active(index, "tas").mean[0:12, :, 10:20]`` plans the selection against the chunk grid,
+hands batches of chunks to a backend (local, or a Reductionist server with local fallback)
+on a thread pool or any ``concurrent.futures.Executor``, and combines the partial results.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .backends.base import Backend, ChunkBatch, Job
+from .backends.local import LocalBackend
+from .errors import ActiveZarrError, SelectionError
+from .index.load import INLINE, MISSING, VariableIndex, load_variable, read_refs
+from .missing import MissingRule, Packing, storage_dtype
+from .plan import ChunkPlan, normalize_selection, plan_chunks
+from .reduce import OPS, Accumulator, Op, ReductionSpec
+
+BATCH_BYTES = 16 * 2**20  # decoded bytes one batch of whole chunks may hold
+BATCH_ROWS = 64  # partly selected chunks per batch
+
+
+@dataclass
+class RunStats:
+    """What the last reduction did: where chunks went and what crossed the network."""
+
+    chunks_local: int = 0
+    chunks_remote: int = 0
+    chunks_fill: int = 0
+    requests: int = 0
+    retries: int = 0
+    bytes_requested: int = 0
+    bytes_received: int = 0
+    fallbacks: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for key, value in counts.items():
+                setattr(self, key, getattr(self, key) + value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+def _normalize_axis(axis, ndim: int) -> tuple[int, ...] | None:
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+    out = []
+    for a in axes:
+        try:
+            a = int(a)
+        except (TypeError, ValueError):
+            raise SelectionError(f"axis {a!r} is not an integer") from None
+        if not -ndim <= a < ndim:
+            raise SelectionError(f"axis {a} is out of range for a selection with {ndim} dimensions")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise SelectionError(f"axis {axis} repeats a dimension")
+    return tuple(sorted(out))
+
+
+class Reduction:
+    """``active.mean`` and friends: index with a selection, or call to set axis/components."""
+
+    def __init__(self, active: Active, op: Op, axis=None, components: bool = False) -> None:
+        self._active = active
+        self._op = op
+        self._axis = axis
+        self._components = components
+
+    def __call__(self, axis=None, components: bool = False) -> Reduction:
+        return Reduction(self._active, self._op, axis, components)
+
+    def __getitem__(self, selection):
+        return self._active.reduce(self._op, selection, self._axis, self._components)
+
+    def __repr__(self) -> str:
+        return f"<{self._op} of {self._active!r}; index it with a selection, e.g. [0:12]>"
+
+
+class Active:
+    """Reductions of one variable of a persisted index.
+
+    Parameters
+    ----------
+    index : str, Path or dict
+        Path or URL of a kerchunk JSON index, or a reference dict.
+    variable : str
+        Variable name (``group/name`` inside groups).
+    backend : {"local", "reductionist"}
+        Where chunks are reduced.
+    storage_options : dict, optional
+        fsspec options for remote data and indexes (``anon``, ``key``, ``secret``,
+        ``endpoint_url``, ``client_kwargs``).
+    server : str, optional
+        Reductionist server URL (``backend="reductionist"``).
+    max_workers : int, optional
+        Threads that read and reduce chunks (default: CPU count, 16 for remote data).
+    executor : concurrent.futures.Executor, optional
+        Run chunk batches there instead of on the internal thread pool.
+
+    Examples
+    --------
+    >>> a = Active("indexes/tas.json", "tas")  # doctest: +SKIP
+    >>> a.mean[0:12, :, 10:20]  # doctest: +SKIP
+    >>> a.mean(axis=0)[:]  # time mean map  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        index: str | os.PathLike | dict,
+        variable: str,
+        *,
+        backend: Literal["local", "reductionist"] | Backend = "local",
+        storage_options: dict | None = None,
+        server: str | None = None,
+        max_workers: int | None = None,
+        executor: cf.Executor | None = None,
+        **backend_options: Any,
+    ) -> None:
+        source = "<refs dict>" if isinstance(index, dict) else str(index)
+        refs = read_refs(index if isinstance(index, dict) else str(index), storage_options)
+        self.index: VariableIndex = load_variable(refs, variable, source)
+        del refs
+        var = self.index
+        self.variable = variable
+        self.source = source
+        self.storage_options = storage_options
+        self.rule = MissingRule.from_metadata(var.dtype, var.fill_value, var.attrs)
+        self.packing = Packing.from_attrs(var.attrs, var.dtype)
+        self._storage_dtype = storage_dtype(var.dtype, var.attrs)
+        remote = any("://" in u and not u.startswith("file://") for u in var.urls)
+        self.max_workers = max_workers or (16 if remote else max(2, os.cpu_count() or 2))
+        self._executor = executor
+        self._own_pool: cf.ThreadPoolExecutor | None = None
+        self.local = LocalBackend(storage_options)
+        self.backend = self._make_backend(backend, server, backend_options)
+        self.stats = RunStats()
+
+    def _make_backend(self, backend, server, options) -> Backend:
+        if isinstance(backend, Backend):
+            return backend
+        if backend == "local":
+            return self.local
+        if backend == "reductionist":
+            from .backends.reductionist import ReductionistBackend
+
+            return ReductionistBackend(
+                server, storage_options=self.storage_options, workers=self.max_workers, **options
+            )
+        raise ActiveZarrError(f"unknown backend {backend!r}; use 'local' or 'reductionist'")
+
+    # -- description ---------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.index.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.index.shape)
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        return self.index.chunks
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        return self.index.dims
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self.index.attrs
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype values have once decoded (unsigned view, scale and offset applied)."""
+        return self.packing.decoded_dtype(self._storage_dtype)
+
+    def __repr__(self) -> str:
+        return (
+            f"Active({self.source!r}, {self.variable!r}, shape={self.shape}, "
+            f"chunks={self.chunks}, backend={self.backend.name!r})"
+        )
+
+    # -- operations ----------------------------------------------------------------------
+
+    @property
+    def mean(self) -> Reduction:
+        return Reduction(self, "mean")
+
+    @property
+    def sum(self) -> Reduction:
+        return Reduction(self, "sum")
+
+    @property
+    def min(self) -> Reduction:
+        return Reduction(self, "min")
+
+    @property
+    def max(self) -> Reduction:
+        return Reduction(self, "max")
+
+    @property
+    def count(self) -> Reduction:
+        return Reduction(self, "count")
+
+    def reduce(self, op: Op, selection=(), axis=None, components: bool = False):
+        """Reduce ``selection`` with ``op`` over ``axis`` (all axes when None)."""
+        if op not in OPS:
+            raise ActiveZarrError(f"unknown operation {op!r}; use one of {', '.join(OPS)}")
+        plan = self._plan(selection)
+        kept_dims = [d for d, s in enumerate(plan.selection) if not s.drop]
+        axes = _normalize_axis(axis, len(kept_dims))
+        reduced = set(kept_dims) if axes is None else {kept_dims[a] for a in axes}
+        reduced |= {d for d, s in enumerate(plan.selection) if s.drop}
+        kept = tuple(d for d in range(self.ndim) if d not in reduced)
+        spec = ReductionSpec(
+            op,
+            tuple(sorted(reduced)),
+            kept,
+            self._storage_dtype,
+            flip_extremes=self.packing.active and self.packing.scale < 0,
+        )
+        job = self._job(plan, spec)
+        shape = tuple(plan.selected_shape[d] for d in kept)
+        acc = Accumulator(shape, spec)
+        self.stats = RunStats()
+        for where, part in self._run(job, plan, reducing=True):
+            acc.add(where, part)
+        result = acc.finalize(self.packing, components)
+        flips = tuple(i for i, d in enumerate(kept) if plan.selection[d].reverse)
+        if flips:
+            flip = lambda a: np.flip(a, axis=flips)  # noqa: E731
+            result = {k: flip(v) for k, v in result.items()} if components else flip(result)
+        return result
+
+    def __getitem__(self, selection):
+        """The selected values, masked and unpacked, as netCDF4-python's ``var[sel]``."""
+        plan = self._plan(selection)
+        job = self._job(plan, None)
+        out = np.empty(plan.selected_shape, dtype=job.view_dtype)
+        fill = self._fill_scalar()
+        out[...] = fill
+        self.stats = RunStats()
+        batches = list(self._batches(job, plan, reducing=False))
+        self._map(lambda b: self.local.select(job, b, out), batches)
+        values = out.astype(self._storage_dtype, copy=False)
+        mask = self.rule.mask(values)
+        data = self.packing.decode(values)
+        result = np.ma.masked_array(data, mask=np.ma.nomask if mask is None else mask)
+        index = tuple(
+            0 if s.drop else (slice(None, None, -1) if s.reverse else slice(None))
+            for s in plan.selection
+        )
+        result = result[index]
+        return result
+
+    def _fill_scalar(self):
+        from .index.refs import encode_fill_value  # noqa: F401 - symmetry with the writer
+        from .missing import _decode_json_float, default_fill
+
+        value = self.index.fill_value
+        if value is None:
+            value = default_fill(self.index.dtype.newbyteorder("="))
+        if value is None:
+            return 0
+        value = _decode_json_float(value)
+        native = np.asarray(value).astype(self.index.dtype.newbyteorder("="))
+        return native.view(self._storage_dtype)
+
+    # -- machinery -----------------------------------------------------------------------
+
+    def _plan(self, selection) -> ChunkPlan:
+        sel = normalize_selection(selection, self.shape, self.dimensions)
+        return plan_chunks(sel, self.shape, self.chunks)
+
+    def _job(self, plan: ChunkPlan, spec: ReductionSpec | None) -> Job:
+        var = self.index
+        view = self._storage_dtype.newbyteorder(var.dtype.byteorder)
+        if view.itemsize == 1:
+            view = self._storage_dtype
+        return Job(
+            variable=self.variable,
+            source=self.source,
+            urls=tuple(var.urls),
+            chunks=var.chunks,
+            raw_dtype=var.dtype,
+            view_dtype=view,
+            codecs=tuple(var.codecs),
+            rule=self.rule,
+            packing=self.packing,
+            spec=spec,
+            steps=tuple(int(s) for s in plan.steps),
+            fill_value=var.fill_value,
+            attrs=var.attrs,
+        )
+
+    def _batches(self, job: Job, plan: ChunkPlan, reducing: bool) -> Iterator[ChunkBatch]:
+        var = self.index
+        flat = plan.flat_chunk_ids(var.grid)
+        url_ids = var.url_ids[flat] if flat.size else np.zeros(0, np.int32)
+        stored = url_ids != MISSING
+        self.stats.add(chunks_fill=int((~stored).sum()))
+        if reducing:
+            rows = np.flatnonzero(stored)
+        else:
+            rows = np.flatnonzero(stored)
+        complete = plan.is_complete[rows]
+        chunk_bytes = int(np.prod(var.chunks, dtype=np.int64)) * var.dtype.itemsize
+        per_batch = max(1, BATCH_BYTES // max(chunk_bytes, 1))
+        for flag, group, size in (
+            (True, rows[complete], per_batch),
+            (False, rows[~complete], min(BATCH_ROWS, per_batch)),
+        ):
+            for i in range(0, group.size, size):
+                yield self._batch(plan, flat, group[i : i + size], flag)
+
+    def _batch(self, plan: ChunkPlan, flat: np.ndarray, rows: np.ndarray, complete: bool):
+        var = self.index
+        ids = flat[rows]
+        url_ids = var.url_ids[ids]
+        inline = {}
+        for pos in np.flatnonzero(url_ids == INLINE):
+            inline[int(pos)] = var.inline[int(ids[pos])]
+        return ChunkBatch(
+            rows=rows,
+            url_ids=url_ids,
+            offsets=var.offsets[ids],
+            sizes=var.sizes[ids],
+            in_start=plan.in_start[rows],
+            in_stop=plan.in_stop[rows],
+            out_start=plan.out_start[rows],
+            out_stop=plan.out_stop[rows],
+            complete=complete,
+            inline=inline,
+        )
+
+    def _run(self, job: Job, plan: ChunkPlan, reducing: bool):
+        """Every ``(block, partial)`` of the plan, from the backend or the local fallback."""
+        batches = list(self._batches(job, plan, reducing))
+        return self._map(lambda b: self._reduce_batch(job, b), batches, flatten=True)
+
+    def _reduce_batch(self, job: Job, batch: ChunkBatch) -> list:
+        backend = self.backend
+        if backend is self.local:
+            self.stats.add(chunks_local=len(batch))
+            return self.local.reduce(job, batch)
+        ok = backend.supports(job, batch)
+        parts = []
+        if ok.any():
+            parts += backend.reduce(job, batch.subset(ok), stats=self.stats)
+        if not ok.all():
+            parts += self.local.reduce(job, batch.subset(~ok))
+            self.stats.add(chunks_local=int((~ok).sum()))
+        return parts
+
+    def _pool(self) -> cf.Executor:
+        if self._executor is not None:
+            return self._executor
+        if self._own_pool is None:
+            self._own_pool = cf.ThreadPoolExecutor(self.max_workers, "activezarr")
+        return self._own_pool
+
+    def _map(self, fn, batches: Sequence[ChunkBatch], flatten: bool = False) -> list:
+        if len(batches) <= 1:
+            results = [fn(b) for b in batches]
+        else:
+            results = list(self._pool().map(fn, batches))
+        if flatten:
+            return [item for r in results for item in r]
+        return results
+
+    def close(self) -> None:
+        """Close files, connections and the thread pool."""
+        if self._own_pool is not None:
+            self._own_pool.shutdown(wait=True)
+            self._own_pool = None
+        self.backend.close()
+        self.local.close()
+
+    def __enter__(self) -> Active:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if self._own_pool is not None:
+                self._own_pool.shutdown(wait=False)
+            self.local.close()
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown
+            pass

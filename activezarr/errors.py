@@ -1,0 +1,62 @@
+"""Exceptions raised by activezarr: one root class, each subclass also a matching builtin.
+
+Hierarchy::
+
+    ActiveZarrError
+    ├── IndexBuildError(ValueError)          a file could not be indexed
+    ├── IndexLoadError(ValueError)           an index could not be read or lacks a variable
+    ├── UnsupportedVariableError(TypeError)  a variable activezarr cannot reduce
+    ├── SelectionError(IndexError)           a selection does not fit the variable
+    ├── StaleIndexError                      the source changed since it was indexed
+    ├── ChunkReadError(OSError)              a chunk's bytes could not be read or decoded
+    └── ReductionistError(RuntimeError)      a Reductionist server refused or failed a request
+
+Messages name the file, variable, chunk or server involved and, where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+
+class ActiveZarrError(Exception):
+    """Base class of every error activezarr raises on purpose."""
+
+
+class IndexBuildError(ActiveZarrError, ValueError):
+    """A source file could not be turned into an index."""
+
+
+class IndexLoadError(ActiveZarrError, ValueError):
+    """An index could not be read, or does not describe the requested variable."""
+
+
+class UnsupportedVariableError(ActiveZarrError, TypeError):
+    """A variable has a type or storage layout that activezarr cannot reduce."""
+
+
+class SelectionError(ActiveZarrError, IndexError):
+    """A selection is malformed or out of range for the variable."""
+
+
+class StaleIndexError(ActiveZarrError):
+    """The source file changed after it was indexed."""
+
+
+class ChunkReadError(ActiveZarrError, OSError):
+    """The bytes of a chunk could not be read or decoded."""
+
+
+class ReductionistError(ActiveZarrError, RuntimeError):
+    """A Reductionist server answered with an error, or could not be reached.
+
+    Attributes
+    ----------
+    status : int or None
+        The HTTP status, or None when no answer arrived.
+    server : str
+        The server URL.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, server: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.server = server

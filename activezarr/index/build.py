@@ -1,0 +1,137 @@
+"""Source files to persisted kerchunk indexes: open, translate every variable, write atomically.
+
+``translate`` walks an HDF5/netCDF4 file with h5py and returns the kerchunk references of
+every supported variable; ``build_index`` writes them to ``<out>/<stem>.json`` (temporary file
++ rename) and records the source in ``<out>/catalog.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from ..errors import IndexBuildError, UnsupportedVariableError
+from .hdf5 import DatasetRefs, dataset_refs, is_dimension_only, read_attrs
+from .refs import dumps_refs, write_atomic
+from .sources import Source, open_source
+
+log = logging.getLogger(__name__)
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+NETCDF3_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
+
+
+@dataclass
+class Translation:
+    """The references of one file and what was skipped on the way."""
+
+    source: Source
+    refs: dict[str, Any]
+    variables: list[DatasetRefs]
+    skipped: list[str] = field(default_factory=list)
+
+
+def check_signature(head: bytes, name: str) -> None:
+    """Refuse files that are not HDF5 with a message that says what they are and what to do."""
+    if head.startswith(NETCDF3_SIGNATURES):
+        raise IndexBuildError(
+            f"{name}: is a netCDF3 (classic) file, not netCDF4/HDF5; activezarr indexes only "
+            "HDF5-based files. Convert it with `nccopy -k netCDF4 in.nc out.nc`"
+        )
+    if not head.startswith(HDF5_SIGNATURE):
+        raise IndexBuildError(f"{name}: is not a netCDF4/HDF5 file (no HDF5 signature)")
+
+
+def translate(source: Source) -> Translation:
+    """kerchunk references for every numeric variable of ``source``."""
+    check_signature(source.head(8), source.display)
+    try:
+        with source.open() as fh, h5py.File(fh, "r") as h5:
+            return _translate_file(h5, source)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, IndexBuildError):
+            raise
+        raise IndexBuildError(f"{source.display}: cannot be read as HDF5 ({exc})") from exc
+
+
+def _translate_file(h5: h5py.File, source: Source) -> Translation:
+    refs: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": read_attrs(h5)}
+    result = Translation(source, refs, [])
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Group):
+            refs[f"{name}/.zgroup"] = {"zarr_format": 2}
+            refs[f"{name}/.zattrs"] = read_attrs(obj)
+            return
+        if not isinstance(obj, h5py.Dataset) or is_dimension_only(obj):
+            return
+        where = f"{source.display}: variable '{name}'"
+        try:
+            ds = dataset_refs(obj, source.url, where)
+        except UnsupportedVariableError as exc:
+            warnings.warn(str(exc), stacklevel=2)
+            result.skipped.append(str(exc))
+            return
+        refs.update(ds.refs)
+        result.variables.append(ds)
+
+    h5.visititems(visit)
+    return result
+
+
+def index_path_for(source: Source, out: Path) -> Path:
+    return out / f"{source.stem}.json"
+
+
+def build_index(
+    path: str | Path,
+    out: str | Path = "indexes",
+    *,
+    storage_options: dict | None = None,
+    catalog: bool = True,
+) -> Path:
+    """Index one netCDF4/HDF5 file into ``<out>/<stem>.json`` and record it in the catalog.
+
+    Parameters
+    ----------
+    path : str or Path
+        A local path, or an ``s3://`` / ``https://`` URL.
+    out : str or Path
+        Directory for the index and ``catalog.json`` (created if missing).
+    storage_options : dict, optional
+        fsspec options for remote sources (``anon``, ``endpoint_url``, ...).
+    catalog : bool
+        Record the file in ``<out>/catalog.json``.
+
+    Returns
+    -------
+    Path
+        The written index.
+
+    Examples
+    --------
+    >>> build_index("tas_2000.nc", out="indexes")  # doctest: +SKIP
+    PosixPath('indexes/tas_2000.nc.json')
+    """
+    from ..catalog import record_index
+
+    out = Path(out)
+    source = open_source(path, storage_options)
+    fingerprint = source.fingerprint()
+    translation = translate(source)
+    target = index_path_for(source, out)
+    if catalog:
+        target = record_index(out, translation, target, fingerprint, write_index=_write)
+    else:
+        _write(target, translation.refs)
+    return target
+
+
+def _write(target: Path, refs: dict[str, Any]) -> None:
+    write_atomic(target, dumps_refs(refs))
+    log.info("wrote %s", target)

@@ -1,0 +1,214 @@
+"""One HDF5 dataset to zarr v2 metadata and kerchunk chunk references, via h5py.
+
+Chunk locations come from ``DatasetID.chunk_iter`` (one pass over the chunk index; a
+``get_chunk_info(i)`` loop is quadratic). HDF5 filters map to numcodecs configs listed in
+pipeline order in ``filters`` with ``compressor`` null, as kerchunk writes them, so zarr's
+decode (filters in reverse) undoes the HDF5 pipeline. fletcher32 maps to numcodecs'
+``Fletcher32``, which checks and strips the checksum.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..errors import UnsupportedVariableError
+from ..missing import default_fill
+from .refs import encode_fill_value, inline_bytes, json_attr
+
+log = logging.getLogger(__name__)
+
+# HDF5 / netCDF-C bookkeeping attributes that mean nothing to a zarr reader.
+HIDDEN_ATTRS = frozenset(
+    {
+        "CLASS",
+        "DIMENSION_LIST",
+        "NAME",
+        "REFERENCE_LIST",
+        "_Netcdf4Dimid",
+        "_Netcdf4Coordinates",
+        "_nc3_strict",
+        "_NCProperties",
+        "_SuperblockVersion",
+        "_IsNetcdf4",
+        "_FillValue",
+    }
+)
+NC_DIM_ONLY = b"This is a netCDF dimension but not a netCDF variable"
+
+FILTER_NAMES = {4: "szip", 6: "scaleoffset", 32000: "lzf", 32004: "lz4", 32008: "bitshuffle"}
+
+
+@dataclass
+class DatasetRefs:
+    """What indexing one dataset produced: its references and a summary for the catalog."""
+
+    name: str
+    refs: dict[str, Any]
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    dimensions: list[str]
+    n_chunks: int
+    stored_bytes: int
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _filter_config(code: int, values: tuple, dtype: np.dtype, where: str) -> dict | None:
+    if code == h5py.h5z.FILTER_DEFLATE:
+        return {"id": "zlib", "level": int(values[0]) if values else 4}
+    if code == h5py.h5z.FILTER_SHUFFLE:
+        return {"id": "shuffle", "elementsize": dtype.itemsize}
+    if code == h5py.h5z.FILTER_FLETCHER32:
+        return {"id": "fletcher32"}
+    if code == 32015:
+        return {"id": "zstd", "level": int(values[0]) if values else 0}
+    name = FILTER_NAMES.get(code, f"id {code}")
+    raise UnsupportedVariableError(
+        f"{where} uses the HDF5 filter {name} ({code}), which activezarr cannot decode; "
+        "rewrite it with zlib (e.g. `nccopy -d 4 in.nc out.nc`) to reduce it"
+    )
+
+
+def codec_pipeline(dset: h5py.Dataset, where: str) -> list[dict]:
+    """numcodecs configs for the dataset's HDF5 filter pipeline, in pipeline order."""
+    plist = dset.id.get_create_plist()
+    configs = []
+    for i in range(plist.get_nfilters()):
+        code, _flags, values, _name = plist.get_filter(i)
+        cfg = _filter_config(code, values, dset.dtype, where)
+        if cfg is not None:
+            configs.append(cfg)
+    return configs
+
+
+def dimension_names(dset: h5py.Dataset) -> list[str]:
+    """Names of the dimension scales attached to each axis (``phony_dim_<i>`` if none)."""
+    names = []
+    for i, dim in enumerate(dset.dims):
+        try:
+            scale = dim[0] if len(dim) else None
+        except (RuntimeError, KeyError, ValueError):
+            scale = None
+        names.append(scale.name.rsplit("/", 1)[-1] if scale is not None else f"phony_dim_{i}")
+    return names
+
+
+def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    """Attributes as JSON values, without HDF5/netCDF bookkeeping."""
+    out = {}
+    for key in obj.attrs.keys():
+        if key in HIDDEN_ATTRS:
+            continue
+        try:
+            out[key] = json_attr(obj.attrs[key])
+        except (OSError, TypeError, ValueError) as exc:
+            log.warning("attribute %s of %s not indexed: %s", key, obj.name, exc)
+    return out
+
+
+def is_dimension_only(dset: h5py.Dataset) -> bool:
+    """A netCDF dimension without a coordinate variable: a scale that holds no data."""
+    name = dset.attrs.get("NAME") if "NAME" in dset.attrs else None
+    return isinstance(name, bytes) and name.startswith(NC_DIM_ONLY)
+
+
+def check_dtype(dset: h5py.Dataset, where: str) -> np.dtype:
+    dt = dset.dtype
+    if dt.kind not in "iuf" or dt.fields is not None or h5py.check_string_dtype(dt):
+        kind = {"S": "string", "O": "variable-length", "V": "compound/opaque"}.get(dt.kind, dt.str)
+        raise UnsupportedVariableError(
+            f"{where} has {kind} type {dt}, which activezarr cannot reduce; skipped"
+        )
+    return dt
+
+
+def fill_value_of(dset: h5py.Dataset) -> Any:
+    """The value unwritten elements read as: ``_FillValue``, else netCDF's default fill."""
+    if "_FillValue" in dset.attrs:
+        return np.asarray(dset.attrs["_FillValue"]).ravel()[0]
+    fv = dset.fillvalue
+    default = default_fill(dset.dtype)
+    return default if default is not None and fv == 0 else fv
+
+
+def dataset_refs(dset: h5py.Dataset, url: str, where: str) -> DatasetRefs:
+    """Zarr metadata and chunk references for one dataset."""
+    dtype = check_dtype(dset, where)
+    plist = dset.id.get_create_plist()
+    if plist.get_external_count():
+        raise UnsupportedVariableError(f"{where} stores its data in external files; skipped")
+    layout = plist.get_layout()
+    shape = tuple(int(n) for n in dset.shape)
+    chunks = tuple(int(c) for c in (dset.chunks or shape))
+    chunks = tuple(max(c, 1) for c in chunks)
+    filters = codec_pipeline(dset, where)
+    name = dset.name.lstrip("/")
+    key_of = _chunk_key_fn(name, chunks)
+    refs: dict[str, Any] = {}
+    stored = 0
+    if layout == h5py.h5d.CHUNKED:
+        stored = _chunked_refs(dset, url, key_of, refs, where)
+    elif layout == h5py.h5d.CONTIGUOUS:
+        offset = dset.id.get_offset()
+        if offset is not None and dset.id.get_storage_size():
+            stored = int(dset.id.get_storage_size())
+            refs[key_of((0,) * len(shape))] = [url, int(offset), stored]
+    elif layout == h5py.h5d.COMPACT:
+        data = dset[()] if shape else dset[()]
+        raw = np.asarray(data, dtype=dtype).tobytes()
+        refs[key_of((0,) * len(shape))] = inline_bytes(raw)
+        stored = len(raw)
+    else:
+        raise UnsupportedVariableError(f"{where} is a virtual dataset; skipped")
+    dims = dimension_names(dset)
+    attrs = read_attrs(dset)
+    attrs["_ARRAY_DIMENSIONS"] = dims
+    zarray = {
+        "chunks": list(chunks),
+        "compressor": None,
+        "dtype": dtype.str,
+        "fill_value": encode_fill_value(fill_value_of(dset), dtype),
+        "filters": filters or None,
+        "order": "C",
+        "shape": list(shape),
+        "zarr_format": 2,
+    }
+    meta = {f"{name}/.zarray": zarray, f"{name}/.zattrs": attrs}
+    return DatasetRefs(
+        name, {**meta, **refs}, shape, dtype.str, chunks, dims, len(refs), stored, attrs
+    )
+
+
+def _chunk_key_fn(name: str, chunks: tuple[int, ...]):
+    if not chunks:
+        return lambda offset: f"{name}/0"
+
+    def key_of(offset: tuple[int, ...]) -> str:
+        return f"{name}/" + ".".join(str(o // c) for o, c in zip(offset, chunks, strict=True))
+
+    return key_of
+
+
+def _chunked_refs(dset: h5py.Dataset, url: str, key_of, refs: dict, where: str) -> int:
+    total = 0
+    bad_masks = 0
+
+    def visit(info) -> None:
+        nonlocal total, bad_masks
+        if info.filter_mask:
+            bad_masks += 1
+        refs[key_of(info.chunk_offset)] = [url, info.byte_offset, info.size]
+        total += info.size
+
+    dset.id.chunk_iter(visit)
+    if bad_masks:
+        raise UnsupportedVariableError(
+            f"{where} has {bad_masks} chunks stored with some filters skipped (HDF5 filter "
+            "mask), which activezarr cannot describe as byte ranges; skipped"
+        )
+    return total

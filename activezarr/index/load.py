@@ -1,0 +1,192 @@
+"""Persisted indexes to ``VariableIndex``: zarr metadata plus compact chunk tables.
+
+A kerchunk reference set (JSON v0/v1 file or URL, or a dict) loads into, for one variable,
+three flat numpy arrays over the C-ordered chunk grid (url id, byte offset, byte length) and a
+small table of URLs. Chunks absent from the index have url id ``MISSING`` (they read as the
+fill value); small inline chunks have url id ``INLINE`` and their bytes in ``inline``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import IndexLoadError
+from .refs import decode_inline
+from .sources import is_remote
+
+MISSING = -1
+INLINE = -2
+
+
+@dataclass
+class VariableIndex:
+    """Everything the planner and the backends need to know about one variable."""
+
+    name: str
+    source: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype
+    fill_value: Any
+    codecs: list[dict]  # numcodecs configs in encode order (filters, then compressor)
+    attrs: dict[str, Any]
+    dims: tuple[str, ...]
+    urls: list[str]
+    url_ids: np.ndarray  # int32, one per chunk, C order
+    offsets: np.ndarray  # uint64
+    sizes: np.ndarray  # uint64
+    inline: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        return tuple(-(-n // c) if n else 0 for n, c in zip(self.shape, self.chunks, strict=True))
+
+    @property
+    def n_chunks(self) -> int:
+        return int(np.prod(self.grid, dtype=np.int64))
+
+    @property
+    def n_stored(self) -> int:
+        return int(np.count_nonzero(self.url_ids != MISSING))
+
+    @property
+    def stored_bytes(self) -> int:
+        return int(self.sizes[self.url_ids >= 0].sum())
+
+
+def read_refs(index: str | Path | dict, storage_options: dict | None = None) -> dict[str, Any]:
+    """The flat key → value reference mapping of an index (file, URL or dict)."""
+    if isinstance(index, dict):
+        data = index
+    else:
+        data = _read_json(str(index), storage_options)
+    refs = data.get("refs", data) if data.get("version") == 1 or "refs" in data else data
+    templates = data.get("templates") if isinstance(data, dict) else None
+    if templates:
+        refs = _apply_templates(refs, templates)
+    return refs
+
+
+def _read_json(location: str, storage_options: dict | None) -> dict:
+    try:
+        if is_remote(location):
+            import fsspec
+
+            with fsspec.open(location, "rb", **(storage_options or {})) as fh:
+                return json.load(fh)
+        with open(location.removeprefix("file://"), "rb") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise IndexLoadError(
+            f"index {location} does not exist; build it with `activezarr index <file>`"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise IndexLoadError(f"index {location} is not valid JSON ({exc})") from exc
+
+
+def _apply_templates(refs: dict, templates: dict) -> dict:
+    pattern = re.compile(r"{{\s*(\w+)\s*}}")
+
+    def expand(url: str) -> str:
+        return pattern.sub(lambda m: templates.get(m.group(1), m.group(0)), url)
+
+    return {
+        k: [expand(v[0]), *v[1:]] if isinstance(v, list) and v and "{{" in v[0] else v
+        for k, v in refs.items()
+    }
+
+
+def _meta(refs: dict, key: str) -> dict | None:
+    value = refs.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str | bytes):
+        return json.loads(decode_inline(value) if isinstance(value, str) else value)
+    return value
+
+
+def list_variables(refs: dict) -> list[str]:
+    """Names of every array in the reference set."""
+    return sorted(k[: -len("/.zarray")] for k in refs if k.endswith("/.zarray")) + (
+        [""] if ".zarray" in refs else []
+    )
+
+
+def load_variable(refs: dict, name: str, source: str = "<refs>") -> VariableIndex:
+    """Load the metadata and chunk table of variable ``name``."""
+    zarray = _meta(refs, f"{name}/.zarray")
+    if zarray is None:
+        known = ", ".join(list_variables(refs)) or "none"
+        raise IndexLoadError(f"variable '{name}' is not in index {source} (variables: {known})")
+    attrs = _meta(refs, f"{name}/.zattrs") or {}
+    shape = tuple(zarray["shape"])
+    chunks = tuple(zarray["chunks"]) if shape else ()
+    codecs = list(zarray.get("filters") or [])
+    if zarray.get("compressor"):
+        codecs.append(zarray["compressor"])
+    dims = tuple(attrs.get("_ARRAY_DIMENSIONS") or ())
+    urls, url_ids, offsets, sizes, inline = _chunk_table(
+        refs, name, shape, chunks, zarray.get("dimension_separator") or "."
+    )
+    return VariableIndex(
+        name=name,
+        source=source,
+        shape=shape,
+        chunks=chunks,
+        dtype=np.dtype(zarray["dtype"]),
+        fill_value=zarray.get("fill_value"),
+        codecs=codecs,
+        attrs=attrs,
+        dims=dims,
+        urls=urls,
+        url_ids=url_ids,
+        offsets=offsets,
+        sizes=sizes,
+        inline=inline,
+    )
+
+
+def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str):
+    grid = tuple(-(-n // c) if n else 0 for n, c in zip(shape, chunks, strict=True))
+    n = int(np.prod(grid, dtype=np.int64))
+    strides = np.cumprod((1,) + grid[:0:-1])[::-1] if grid else np.array([], dtype=np.int64)
+    url_ids = np.full(n, MISSING, dtype=np.int32)
+    offsets = np.zeros(n, dtype=np.uint64)
+    sizes = np.zeros(n, dtype=np.uint64)
+    inline: dict[int, bytes] = {}
+    url_table: dict[str, int] = {}
+    prefix = f"{name}/" if name else ""
+    cut = len(prefix)
+    for key, value in refs.items():
+        if not key.startswith(prefix) or key[cut : cut + 1] in (".", ""):
+            continue
+        suffix = key[cut:]
+        if "/" in suffix and sep != "/":
+            continue  # a key of a child group, not a chunk of this array
+        try:
+            coords = [int(c) for c in suffix.split(sep)]
+        except ValueError:
+            continue
+        flat = int(np.dot(coords, strides)) if grid else 0
+        if not 0 <= flat < max(n, 1):
+            continue
+        if isinstance(value, list):
+            url = value[0]
+            uid = url_table.setdefault(url, len(url_table))
+            url_ids[flat] = uid
+            if len(value) >= 3:
+                offsets[flat] = value[1]
+                sizes[flat] = value[2]
+            else:
+                offsets[flat] = 0
+                sizes[flat] = 0  # whole file
+        else:
+            url_ids[flat] = INLINE
+            inline[flat] = decode_inline(value) if isinstance(value, str) else bytes(value)
+    return list(url_table), url_ids, offsets, sizes, inline

@@ -1,0 +1,81 @@
+"""Reading and writing kerchunk reference sets (version 1 JSON), with atomic file writes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def encode_fill_value(value: Any, dtype: np.dtype) -> Any:
+    """The zarr v2 JSON spelling of a fill value (non-finite floats as strings)."""
+    if value is None:
+        return None
+    if dtype.kind == "f":
+        v = float(value)
+        if np.isnan(v):
+            return "NaN"
+        if np.isinf(v):
+            return "Infinity" if v > 0 else "-Infinity"
+        return v
+    if dtype.kind in "iu":
+        return int(value)
+    if dtype.kind == "b":
+        return bool(value)
+    return None
+
+
+def inline_bytes(data: bytes) -> str:
+    """An inline reference value; base64 so that any bytes survive JSON."""
+    return "base64:" + base64.b64encode(data).decode("ascii")
+
+
+def decode_inline(value: str) -> bytes:
+    """The bytes of an inline reference value (``base64:`` prefix, else UTF-8 text)."""
+    if value.startswith("base64:"):
+        return base64.b64decode(value[7:])
+    return value.encode("utf-8")
+
+
+def json_attr(value: Any) -> Any:
+    """An HDF5 attribute value as plain JSON (numbers, strings, lists)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "SUO":
+            return [json_attr(v) for v in value.tolist()]
+        return json_attr(value.item()) if value.size == 1 else value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename.
+
+    A crash leaves either the old file or the new one, never half of either.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dumps_refs(refs: dict[str, Any]) -> str:
+    """Serialise a reference dict as kerchunk version 1 JSON (compact, one key per line)."""
+    items = ",\n".join(
+        f"{json.dumps(k)}:{json.dumps(v, separators=(',', ':'))}" for k, v in refs.items()
+    )
+    return '{"version":1,"refs":{\n' + items + "\n}}\n"

@@ -1,0 +1,163 @@
+"""Partial results of reductions and how they combine into the final answer.
+
+A reduction over a selection is split by chunk. Each chunk (or batch of whole chunks) yields a
+``Partial``: count, and sum / min / max as the operation needs, over the output block that
+chunk covers. An ``Accumulator`` adds partials into output-shaped arrays and ``finalize`` turns
+them into the result: masked where count is 0, unpacked with the CF scale and offset, in the
+dtypes the contract promises (mean float64, sums widened, min/max in the decoded dtype).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .missing import Packing
+
+Op = Literal["mean", "sum", "min", "max", "count"]
+OPS: tuple[Op, ...] = ("mean", "sum", "min", "max", "count")
+
+
+def sum_dtype(dtype: np.dtype) -> np.dtype:
+    """The accumulator of a sum: int64, uint64 or float64."""
+    return np.dtype({"i": "i8", "u": "u8", "b": "i8"}.get(dtype.kind, "f8"))
+
+
+def _extreme(dtype: np.dtype, which: Literal["min", "max"]):
+    """The identity of min (the largest value) or of max (the smallest value)."""
+    if dtype.kind == "f":
+        return np.inf if which == "min" else -np.inf
+    info = np.iinfo(dtype)
+    return info.max if which == "min" else info.min
+
+
+@dataclass(frozen=True)
+class ReductionSpec:
+    """What to compute: which statistics, over which axes of a chunk (all dims counted)."""
+
+    op: Op
+    reduce_axes: tuple[int, ...]
+    kept_axes: tuple[int, ...]
+    dtype: np.dtype  # the storage dtype values are compared in (native order)
+    flip_extremes: bool = False  # a negative scale_factor: decoded min is the stored max
+
+    @property
+    def needs_sum(self) -> bool:
+        return self.op in ("mean", "sum")
+
+    @property
+    def stored_extreme(self) -> Literal["min", "max"] | None:
+        """Which extreme of the stored values the operation needs."""
+        if self.op not in ("min", "max"):
+            return None
+        if self.flip_extremes:
+            return "max" if self.op == "min" else "min"
+        return self.op
+
+    @property
+    def needs_min(self) -> bool:
+        return self.stored_extreme == "min"
+
+    @property
+    def needs_max(self) -> bool:
+        return self.stored_extreme == "max"
+
+
+@dataclass
+class Partial:
+    """Statistics of one block of the output (arrays shaped like that block)."""
+
+    count: np.ndarray
+    sum: np.ndarray | None = None
+    min: np.ndarray | None = None
+    max: np.ndarray | None = None
+
+
+def reduce_block(
+    data: np.ndarray, mask: np.ndarray | None, spec: ReductionSpec, axes: tuple[int, ...]
+) -> Partial:
+    """Reduce ``data`` over ``axes``, ignoring elements where ``mask`` is True."""
+    valid = None if mask is None else ~mask
+    if valid is None:
+        kept = [n for i, n in enumerate(data.shape) if i not in axes]
+        n = int(np.prod([data.shape[a] for a in axes], dtype=np.int64))
+        count = np.full(kept, n, dtype=np.int64)
+    else:
+        count = np.count_nonzero(valid, axis=axes).astype(np.int64, copy=False)
+    part = Partial(np.asarray(count))
+    dt = spec.dtype
+    if spec.needs_sum:
+        part.sum = np.asarray(np.sum(data, axis=axes, dtype=sum_dtype(dt), where=_w(valid)))
+    if spec.needs_min:
+        part.min = np.asarray(
+            np.min(data, axis=axes, initial=_extreme(dt, "min"), where=_w(valid))
+        ).astype(dt, copy=False)
+    if spec.needs_max:
+        part.max = np.asarray(
+            np.max(data, axis=axes, initial=_extreme(dt, "max"), where=_w(valid))
+        ).astype(dt, copy=False)
+    return part
+
+
+def _w(valid: np.ndarray | None):
+    return True if valid is None else valid
+
+
+class Accumulator:
+    """Output-shaped running statistics that partials are added into."""
+
+    def __init__(self, shape: tuple[int, ...], spec: ReductionSpec) -> None:
+        self.spec = spec
+        self.count = np.zeros(shape, dtype=np.int64)
+        dt = spec.dtype
+        self.sum = np.zeros(shape, dtype=sum_dtype(dt)) if spec.needs_sum else None
+        self.min = np.full(shape, _extreme(dt, "min"), dtype=dt) if spec.needs_min else None
+        self.max = np.full(shape, _extreme(dt, "max"), dtype=dt) if spec.needs_max else None
+
+    def add(self, where: tuple[slice, ...], part: Partial) -> None:
+        """Fold ``part`` into the output block ``where``."""
+        where = where or ...  # a 0-d block: index with ... to get a view, not a scalar
+        self.count[where] += part.count
+        if self.sum is not None:
+            self.sum[where] += part.sum
+        if self.min is not None:
+            np.minimum(self.min[where], part.min, out=self.min[where])
+        if self.max is not None:
+            np.maximum(self.max[where], part.max, out=self.max[where])
+
+    def merge(self, other: Accumulator) -> None:
+        self.add((), Partial(other.count, other.sum, other.min, other.max))
+
+    def finalize(self, packing: Packing, components: bool = False):
+        """The result of ``spec.op``: a MaskedArray, or a dict of them for components."""
+        op = self.spec.op
+        empty = self.count == 0
+        count = np.ma.masked_array(self.count)
+        if op == "count":
+            return {"count": count} if components else count
+        if op in ("mean", "sum"):
+            total = self._decoded_sum(packing)
+            if components:
+                return {"sum": np.ma.masked_array(total, mask=empty), "count": count}
+            if op == "sum":
+                return np.ma.masked_array(total, mask=empty)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.true_divide(self.sum, np.where(empty, 1, self.count), dtype=np.float64)
+            if packing.active:
+                mean = mean * packing.scale + packing.offset
+            return np.ma.masked_array(mean, mask=empty)
+        value = self._decoded_extreme(op, packing)
+        if components:
+            return {op: np.ma.masked_array(value, mask=empty), "count": count}
+        return np.ma.masked_array(value, mask=empty)
+
+    def _decoded_sum(self, packing: Packing) -> np.ndarray:
+        if not packing.active:
+            return self.sum
+        return self.sum.astype(np.float64) * packing.scale + packing.offset * self.count
+
+    def _decoded_extreme(self, op: Op, packing: Packing) -> np.ndarray:
+        raw = self.min if self.spec.stored_extreme == "min" else self.max
+        return packing.decode(raw)
