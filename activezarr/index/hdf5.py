@@ -88,6 +88,8 @@ def codec_pipeline(dset: h5py.Dataset, where: str) -> list[dict]:
 
 def dimension_names(dset: h5py.Dataset) -> list[str]:
     """Names of the dimension scales attached to each axis (``phony_dim_<i>`` if none)."""
+    if dset.ndim == 1 and h5py.h5ds.is_scale(dset.id):
+        return [dset.name.rsplit("/", 1)[-1]]  # a coordinate variable is its own dimension
     names = []
     for i, dim in enumerate(dset.dims):
         try:
