@@ -18,6 +18,7 @@ import numpy as np
 
 from .backends.base import Backend, ChunkBatch, Job
 from .backends.local import LocalBackend
+from .catalog import check_fresh
 from .errors import ActiveZarrError, SelectionError
 from .index.load import INLINE, MISSING, VariableIndex, load_variable, read_refs
 from .missing import MissingRule, Packing, storage_dtype
@@ -50,6 +51,13 @@ class RunStats:
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
+    def __getstate__(self) -> dict[str, Any]:
+        return self.as_dict()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
 
 def _normalize_axis(axis, ndim: int) -> tuple[int, ...] | None:
     if axis is None:
@@ -67,6 +75,63 @@ def _normalize_axis(axis, ndim: int) -> tuple[int, ...] | None:
     if len(set(out)) != len(out):
         raise SelectionError(f"axis {axis} repeats a dimension")
     return tuple(sorted(out))
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """How to build a backend in another process (dask workers): kind plus options."""
+
+    kind: str
+    storage_options: dict | None
+    options: dict
+
+
+def make_backend(config: BackendConfig) -> Backend:
+    if config.kind == "local":
+        return LocalBackend(config.storage_options)
+    from .backends.reductionist import ReductionistBackend
+
+    return ReductionistBackend(storage_options=config.storage_options, **config.options)
+
+
+_worker_backends: dict[str, Backend] = {}
+_worker_lock = threading.Lock()
+
+
+def _worker_backend(config: BackendConfig) -> Backend:
+    """One backend per configuration per process, reused by every batch it runs."""
+    key = repr(config)
+    with _worker_lock:
+        backend = _worker_backends.get(key)
+        if backend is None:
+            backend = _worker_backends[key] = make_backend(config)
+    return backend
+
+
+def dispatch(backend: Backend, local: LocalBackend, job: Job, batch: ChunkBatch):
+    """Reduce a batch on ``backend``, falling back to ``local`` for rows it cannot take.
+
+    Returns the partials and the counts for ``RunStats``.
+    """
+    stats = RunStats()
+    if backend is local:
+        stats.add(chunks_local=len(batch))
+        return local.reduce(job, batch, stats), stats.as_dict()
+    ok = backend.supports(job, batch)
+    parts = []
+    if ok.any():
+        parts += backend.reduce(job, batch.subset(ok), stats)
+    if not ok.all():
+        parts += local.reduce(job, batch.subset(~ok), stats)
+        stats.add(chunks_local=int((~ok).sum()))
+    return parts, stats.as_dict()
+
+
+def run_batch(config: BackendConfig, job: Job, batch: ChunkBatch):
+    """``dispatch`` in a worker process: the picklable entry point for executors."""
+    local = _worker_backend(BackendConfig("local", config.storage_options, {}))
+    backend = local if config.kind == "local" else _worker_backend(config)
+    return dispatch(backend, local, job, batch)
 
 
 class Reduction:
@@ -108,6 +173,8 @@ class Active:
         Threads that read and reduce chunks (default: CPU count, 16 for remote data).
     executor : concurrent.futures.Executor, optional
         Run chunk batches there instead of on the internal thread pool.
+    check_stale : bool
+        Refuse (``StaleIndexError``) when a source listed in the index's catalog changed.
 
     Examples
     --------
@@ -126,6 +193,7 @@ class Active:
         server: str | None = None,
         max_workers: int | None = None,
         executor: cf.Executor | None = None,
+        check_stale: bool = True,
         **backend_options: Any,
     ) -> None:
         source = "<refs dict>" if isinstance(index, dict) else str(index)
@@ -133,6 +201,8 @@ class Active:
         self.index: VariableIndex = load_variable(refs, variable, source)
         del refs
         var = self.index
+        if check_stale and not isinstance(index, dict):
+            check_fresh(str(index), var.urls, storage_options)
         self.variable = variable
         self.source = source
         self.storage_options = storage_options
@@ -141,6 +211,8 @@ class Active:
         self._storage_dtype = storage_dtype(var.dtype, var.attrs)
         remote = any("://" in u and not u.startswith("file://") for u in var.urls)
         self.max_workers = max_workers or (16 if remote else max(2, os.cpu_count() or 2))
+        if executor is not None and hasattr(executor, "get_executor"):
+            executor = executor.get_executor()  # a dask.distributed Client
         self._executor = executor
         self._own_pool: cf.ThreadPoolExecutor | None = None
         self.local = LocalBackend(storage_options)
@@ -149,16 +221,15 @@ class Active:
 
     def _make_backend(self, backend, server, options) -> Backend:
         if isinstance(backend, Backend):
+            self._config = None
             return backend
-        if backend == "local":
-            return self.local
+        if backend not in ("local", "reductionist"):
+            raise ActiveZarrError(f"unknown backend {backend!r}; use 'local' or 'reductionist'")
+        options = dict(options)
         if backend == "reductionist":
-            from .backends.reductionist import ReductionistBackend
-
-            return ReductionistBackend(
-                server, storage_options=self.storage_options, workers=self.max_workers, **options
-            )
-        raise ActiveZarrError(f"unknown backend {backend!r}; use 'local' or 'reductionist'")
+            options.update(server=server, workers=self.max_workers)
+        self._config = BackendConfig(backend, self.storage_options, options)
+        return self.local if backend == "local" else make_backend(self._config)
 
     # -- description ---------------------------------------------------------------------
 
@@ -349,20 +420,16 @@ class Active:
     def _run(self, job: Job, plan: ChunkPlan, reducing: bool):
         """Every ``(block, partial)`` of the plan, from the backend or the local fallback."""
         batches = list(self._batches(job, plan, reducing))
-        return self._map(lambda b: self._reduce_batch(job, b), batches, flatten=True)
-
-    def _reduce_batch(self, job: Job, batch: ChunkBatch) -> list:
-        backend = self.backend
-        if backend is self.local:
-            self.stats.add(chunks_local=len(batch))
-            return self.local.reduce(job, batch)
-        ok = backend.supports(job, batch)
+        if self._executor is not None and len(batches) > 1:
+            config = self._config
+            futures = [self._executor.submit(run_batch, config, job, b) for b in batches]
+            outcomes = [f.result() for f in futures]
+        else:
+            outcomes = self._map(lambda b: dispatch(self.backend, self.local, job, b), batches)
         parts = []
-        if ok.any():
-            parts += backend.reduce(job, batch.subset(ok), stats=self.stats)
-        if not ok.all():
-            parts += self.local.reduce(job, batch.subset(~ok))
-            self.stats.add(chunks_local=int((~ok).sum()))
+        for batch_parts, counts in outcomes:
+            parts += batch_parts
+            self.stats.add(**counts)
         return parts
 
     def _pool(self) -> cf.Executor:

@@ -103,3 +103,35 @@ def record_index(
         }
         write_atomic(directory / CATALOG_NAME, json.dumps(catalog, indent=1) + "\n")
     return target
+
+
+def check_fresh(index: str, urls: list[str], storage_options: dict | None = None) -> None:
+    """Raise ``StaleIndexError`` when a source recorded in the index's catalog has changed.
+
+    The catalog is the ``catalog.json`` beside a local index; sources it does not list (an
+    index made elsewhere, a refs dict) are not checked. One stat or HEAD per source.
+    """
+    from .errors import StaleIndexError
+    from .index.sources import open_source
+
+    path = Path(index)
+    if "://" in str(index) or not (path.parent / CATALOG_NAME).exists():
+        return
+    entries = read_catalog(path.parent)["entries"]
+    for url in urls:
+        entry = entries.get(url)
+        if entry is None or entry.get("index") != path.name and not entry.get("combined"):
+            continue
+        try:
+            now = open_source(url, storage_options).fingerprint()
+        except Exception as exc:  # noqa: BLE001 - any failure to look means we cannot trust it
+            raise StaleIndexError(
+                f"{url}, indexed into {index}, cannot be checked ({exc}); "
+                f"refresh with `activezarr index {url} --out {path.parent} --force`"
+            ) from exc
+        if now != entry.get("fingerprint"):
+            raise StaleIndexError(
+                f"{url} changed since it was indexed into {index} "
+                f"(was {entry.get('fingerprint')}, now {now}); "
+                f"refresh with `activezarr index {url} --out {path.parent} --force`"
+            )

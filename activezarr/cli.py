@@ -35,7 +35,9 @@ def parse_selection(text: str | None):
             try:
                 parts.append(slice(*[int(b) if b else None for b in bits]))
             except ValueError:
-                raise ActiveZarrError(f"bad slice {item!r} in --select; use start:stop:step") from None
+                raise ActiveZarrError(
+                    f"bad slice {item!r} in --select; use start:stop:step"
+                ) from None
         else:
             try:
                 parts.append(int(item))
@@ -154,8 +156,21 @@ def cmd_versions(args) -> int:
     import platform
 
     print(f"python: {platform.python_version()} ({sys.executable})")
-    for name in ("activezarr", "numpy", "zarr", "numcodecs", "kerchunk", "fsspec", "h5py",
-                 "requests", "cbor2", "s3fs", "netCDF4", "dask", "distributed"):
+    for name in (
+        "activezarr",
+        "numpy",
+        "zarr",
+        "numcodecs",
+        "kerchunk",
+        "fsspec",
+        "h5py",
+        "requests",
+        "cbor2",
+        "s3fs",
+        "netCDF4",
+        "dask",
+        "distributed",
+    ):
         try:
             print(f"{name}: {md.version(name)}")
         except md.PackageNotFoundError:
@@ -209,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="write a sample file, index it and reduce it")
     sp.add_argument("--out", default="indexes", help="index directory (default: indexes/)")
     sp.set_defaults(func=cmd_demo)
+
+    from .catalog_cli import add_catalog_commands
+
+    add_catalog_commands(sub, remote_options)
 
     sp = sub.add_parser("versions", help="print versions for bug reports")
     sp.set_defaults(func=cmd_versions)

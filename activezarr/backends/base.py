@@ -89,8 +89,11 @@ class Backend(abc.ABC):
         return np.ones(len(batch), dtype=bool)
 
     @abc.abstractmethod
-    def reduce(self, job: Job, batch: ChunkBatch) -> list[BlockPartial]:
-        """Partials of every row of ``batch`` (rows may be merged when they share a block)."""
+    def reduce(self, job: Job, batch: ChunkBatch, stats) -> list[BlockPartial]:
+        """Partials of every row of ``batch`` (rows may be merged when they share a block).
+
+        ``stats`` is a ``RunStats`` to count requests, retries and bytes into.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files."""

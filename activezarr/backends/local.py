@@ -140,7 +140,7 @@ class LocalBackend(Backend):
 
     # -- reducing ------------------------------------------------------------------------
 
-    def reduce(self, job: Job, batch: ChunkBatch) -> list[BlockPartial]:
+    def reduce(self, job: Job, batch: ChunkBatch, stats=None) -> list[BlockPartial]:
         spec = job.spec
         assert spec is not None
         if batch.complete and not spec.kept_axes:
