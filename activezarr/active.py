@@ -383,13 +383,12 @@ class Active:
         url_ids = var.url_ids[flat] if flat.size else np.zeros(0, np.int32)
         stored = url_ids != MISSING
         self.stats.add(chunks_fill=int((~stored).sum()))
-        if reducing:
-            rows = np.flatnonzero(stored)
-        else:
-            rows = np.flatnonzero(stored)
+        rows = np.flatnonzero(stored)
         complete = plan.is_complete[rows]
         chunk_bytes = int(np.prod(var.chunks, dtype=np.int64)) * var.dtype.itemsize
         per_batch = max(1, BATCH_BYTES // max(chunk_bytes, 1))
+        if reducing and getattr(self.backend, "max_batch_rows", None):
+            per_batch = min(per_batch, self.backend.max_batch_rows)
         for flag, group, size in (
             (True, rows[complete], per_batch),
             (False, rows[~complete], min(BATCH_ROWS, per_batch)),
