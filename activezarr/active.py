@@ -337,6 +337,12 @@ class Active:
         result = result[index]
         return result
 
+    def _unmasked_fill(self) -> np.ndarray | None:
+        """The fill value when the CF rules do not mask it (then unwritten chunks count)."""
+        fill = np.asarray(self._fill_scalar(), dtype=self._storage_dtype)
+        mask = self.rule.mask(fill)
+        return None if mask is not None and bool(mask) else fill
+
     def _fill_scalar(self):
         from .index.refs import encode_fill_value  # noqa: F401 - symmetry with the writer
         from .missing import _decode_json_float, default_fill
@@ -375,6 +381,7 @@ class Active:
             steps=tuple(int(s) for s in plan.steps),
             fill_value=var.fill_value,
             attrs=var.attrs,
+            fill=self._unmasked_fill(),
         )
 
     def _batches(self, job: Job, plan: ChunkPlan, reducing: bool) -> Iterator[ChunkBatch]:
@@ -383,7 +390,10 @@ class Active:
         url_ids = var.url_ids[flat] if flat.size else np.zeros(0, np.int32)
         stored = url_ids != MISSING
         self.stats.add(chunks_fill=int((~stored).sum()))
-        rows = np.flatnonzero(stored)
+        if reducing and job.fill is not None:
+            rows = np.arange(url_ids.size)  # unwritten chunks hold valid (unmasked) fill
+        else:
+            rows = np.flatnonzero(stored)
         complete = plan.is_complete[rows]
         chunk_bytes = int(np.prod(var.chunks, dtype=np.int64)) * var.dtype.itemsize
         per_batch = max(1, BATCH_BYTES // max(chunk_bytes, 1))

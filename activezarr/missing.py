@@ -90,6 +90,10 @@ class MissingRule:
         if fill is None:
             fill = default_fill(native)
         fill_arr = None if fill is None else cast(_decode_json_float(fill))
+        if is_unsigned(attrs, raw) and fill is not None and fill == default_fill(native):
+            # netCDF4-python compares unsigned data with the *signed* default fill, which
+            # never matches: a default fill is not masked on _Unsigned variables.
+            fill_arr = None
         mv = attrs.get("missing_value")
         mvals: tuple[np.ndarray, ...] = ()
         if mv is not None:

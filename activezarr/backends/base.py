@@ -34,6 +34,7 @@ class Job:
     steps: tuple[int, ...]
     fill_value: object
     attrs: dict = field(default_factory=dict)
+    fill: np.ndarray | None = None  # the value unwritten chunks hold, in view_dtype
 
 
 @dataclass

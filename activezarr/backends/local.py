@@ -97,10 +97,13 @@ class LocalBackend(Backend):
             blobs = self._blobs(job, batch)
         ndim = len(job.chunks)
         for pos, blob in enumerate(blobs):
-            if blob is None:
-                continue
             start, stop = batch.in_start[pos], batch.in_stop[pos]
             sl = [slice(int(start[d]), int(stop[d]), job.steps[d]) for d in range(ndim)]
+            if blob is None:
+                if job.fill is not None and batch.url_ids[pos] == MISSING:
+                    shape = [len(range(s.start, s.stop, s.step)) for s in sl]
+                    yield pos, np.full(shape, job.fill, dtype=job.view_dtype)
+                continue
             if partial_read and batch.url_ids[pos] != INLINE:
                 arr = np.frombuffer(blob, dtype=job.view_dtype)
                 arr = arr.reshape((-1,) + job.chunks[1:])
@@ -130,12 +133,13 @@ class LocalBackend(Backend):
                 yield a, arr.reshape((b - a,) + job.chunks)
             return
         blobs = self._blobs(job, batch)
-        have = [p for p, b in enumerate(blobs) if b is not None]
+        have = [p for p, b in enumerate(blobs) if b is not None or job.fill is not None]
         if not have:
             return
         stack = np.empty((len(have),) + job.chunks, dtype=job.view_dtype)
         for i, pos in enumerate(have):
-            stack[i] = self.decode(job, blobs[pos], str(pos))
+            blob = blobs[pos]
+            stack[i] = job.fill if blob is None else self.decode(job, blob, str(pos))
         yield -1, stack  # positions are not contiguous; only used where blocks merge
 
     # -- reducing ------------------------------------------------------------------------

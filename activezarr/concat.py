@@ -1,0 +1,207 @@
+"""Files of one variable laid end to end along a dimension, in coordinate order.
+
+``layout`` orders the catalog entries that hold a variable by the values of the concatenated
+dimension's coordinate (recorded in the catalog, converted to common units when files use
+different "<unit> since <date>" epochs) and gives each its offset along the concatenation.
+``window`` turns a ``where`` range in coordinate values into the index range of one file,
+reading the file's coordinate only when the recorded range overlaps it partly. Both combining
+(``combine.py``) and reducing across files (``catalog_reduce.py``) rest on this.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .catalog import Entry
+from .errors import ActiveZarrError
+
+
+@dataclass
+class Part:
+    """One file's share of the concatenation."""
+
+    entry: Entry
+    axis: int  # position of the concatenated dimension among the variable's dimensions
+    length: int
+    offset: int  # where the file starts along the concatenation
+    lo: float | None  # coordinate range in the layout's units (None: no coordinate)
+    hi: float | None
+    units: str | None  # the file's own units, to convert values read from it
+    calendar: str | None
+
+    @property
+    def name(self) -> str:
+        return self.entry.source
+
+
+@dataclass
+class Layout:
+    variable: str
+    dim: str
+    dims: tuple[str, ...]
+    parts: list[Part]
+    units: str | None  # of the coordinate values in ``lo``/``hi`` (the first file's)
+    calendar: str | None
+
+    @property
+    def length(self) -> int:
+        return sum(p.length for p in self.parts)
+
+    def coordinate_values(self, part: Part, storage_options: dict | None = None) -> np.ndarray:
+        """The coordinate values of one file, in the layout's units (NaN where missing)."""
+        from .active import Active
+
+        if part.lo is None:
+            return np.arange(part.offset, part.offset + part.length, dtype=np.float64)
+        with Active(
+            part.entry.index, self.dim, storage_options=storage_options, check_stale=False
+        ) as a:
+            values = a[:]
+        values = np.ma.filled(values.astype(np.float64), np.nan)
+        return convert_units(values, part.units, self.units, self.calendar)
+
+
+def convert_units(
+    values: np.ndarray, src: str | None, dst: str | None, calendar: str | None
+) -> np.ndarray:
+    """Coordinate values from units ``src`` to ``dst`` ("days since 1850-01-01" style)."""
+    if src == dst or src is None or dst is None:
+        return values
+    if " since " not in src or " since " not in dst:
+        raise ActiveZarrError(f"cannot compare coordinate values in '{src}' with '{dst}'")
+    import cftime
+
+    dates = cftime.num2date(values, src, calendar or "standard")
+    return np.asarray(cftime.date2num(dates, dst, calendar or "standard"), dtype=np.float64)
+
+
+def to_coordinate(value: Any, units: str | None, calendar: str | None) -> float:
+    """A ``where`` bound as a coordinate number: numbers as they are, dates through the units.
+
+    Dates may be ``datetime``/``date``, ``cftime`` or ``numpy.datetime64`` objects, or ISO
+    strings (``"1850"``, ``"1850-01"``, ``"1850-01-01T12:00"``).
+    """
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    if units is None or " since " not in units:
+        raise ActiveZarrError(
+            f"where bound {value!r} is not a number and the coordinate has no time units "
+            f"({units!r}); give coordinate values"
+        )
+    import cftime
+
+    calendar = calendar or "standard"
+    if isinstance(value, np.datetime64):
+        value = str(np.datetime_as_string(value, unit="s"))
+    if isinstance(value, str):
+        value = _parse_date(value, calendar)
+    elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = cftime.datetime(value.year, value.month, value.day, calendar=calendar)
+    elif isinstance(value, dt.datetime):
+        value = cftime.datetime(*value.timetuple()[:6], calendar=calendar)
+    return float(cftime.date2num(value, units, calendar))
+
+
+def _parse_date(text: str, calendar: str):
+    import cftime
+
+    date, _, clock = text.replace(" ", "T").partition("T")
+    bits = [int(b) for b in date.split("-") if b]
+    hms = [int(float(b)) for b in clock.split(":") if b] if clock else []
+    if not 1 <= len(bits) <= 3 or len(hms) > 3:
+        raise ActiveZarrError(f"cannot read {text!r} as a date; use e.g. '1850-01-01'")
+    bits += [1] * (3 - len(bits))
+    return cftime.datetime(*bits, *hms, calendar=calendar)
+
+
+def layout(entries: list[Entry], var: str, dim: str | None = None) -> Layout:
+    """Order ``entries`` along ``dim`` (default: the variable's first dimension)."""
+    entries = [e for e in entries if var in e.variables]
+    if not entries:
+        raise ActiveZarrError(f"no catalog entry has variable '{var}'")
+    dims = entries[0].dimensions(var)
+    if dim is None:
+        if not dims:
+            raise ActiveZarrError(f"'{var}' is a scalar: there is no dimension to concatenate")
+        dim = dims[0]
+    for e in entries:
+        if e.dimensions(var) != dims:
+            raise ActiveZarrError(
+                f"'{var}' has dimensions {list(e.dimensions(var))} in {e.source} but "
+                f"{list(dims)} in {entries[0].source}; select files with the same dimensions"
+            )
+    if dim not in dims:
+        raise ActiveZarrError(f"'{var}' has no dimension '{dim}' (dimensions: {list(dims)})")
+    axis = dims.index(dim)
+    ranges = {e.source: e.coord_range(dim) for e in entries}
+    with_coords = [s for s, r in ranges.items() if r is not None and r.min is not None]
+    if with_coords and len(with_coords) != len(entries):
+        missing = sorted(set(ranges) - set(with_coords))
+        raise ActiveZarrError(
+            f"{_names(missing)} have no values for coordinate '{dim}' in the catalog while "
+            "other files do; select files that all have it (or none)"
+        )
+    parts = [_part(e, var, axis, ranges[e.source]) for e in entries]
+    units = calendar = None
+    if with_coords:
+        calendars = {p.calendar or "standard" for p in parts}
+        if len(calendars) > 1:
+            raise ActiveZarrError(f"the files use different calendars for '{dim}': {calendars}")
+        calendar = parts[0].calendar
+        # order in the first entry's units, then express everything in the first file's
+        probe = parts[0].units
+        parts.sort(key=lambda p: (_converted(p.lo, p.units, probe, calendar), p.name))
+        units = parts[0].units
+        for p in parts:
+            p.lo = _converted(p.lo, p.units, units, calendar)
+            p.hi = _converted(p.hi, p.units, units, calendar)
+    offset = 0
+    for p in parts:
+        p.offset = offset
+        offset += p.length
+    return Layout(var, dim, dims, parts, units, calendar)
+
+
+def _part(entry: Entry, var: str, axis: int, rng) -> Part:
+    length = int(entry.variables[var]["shape"][axis])
+    if rng is None or rng.min is None:
+        return Part(entry, axis, length, 0, None, None, None, None)
+    return Part(entry, axis, length, 0, rng.min, rng.max, rng.units, rng.calendar)
+
+
+def _converted(value, src, dst, calendar) -> float:
+    return float(convert_units(np.array([value], dtype=np.float64), src, dst, calendar)[0])
+
+
+def window(
+    layout: Layout, part: Part, lo: float, hi: float, storage_options: dict | None = None
+) -> tuple[int, int]:
+    """The index range ``[start, stop)`` of ``part`` whose coordinate lies in ``[lo, hi]``."""
+    if part.lo is None:
+        raise ActiveZarrError(
+            f"{part.name} has no coordinate values for '{layout.dim}' in the catalog; "
+            f"`where` needs them (use `selection=` with indices instead)"
+        )
+    if part.hi < lo or part.lo > hi:
+        return 0, 0
+    if lo <= part.lo and part.hi <= hi:
+        return 0, part.length
+    values = layout.coordinate_values(part, storage_options)
+    inside = np.flatnonzero((values >= lo) & (values <= hi))
+    if inside.size == 0:
+        return 0, 0
+    if np.any(np.diff(inside) != 1):
+        raise ActiveZarrError(
+            f"coordinate '{layout.dim}' of {part.name} is not monotonic: the values in "
+            f"[{lo}, {hi}] are not one contiguous range; use `selection=` with indices"
+        )
+    return int(inside[0]), int(inside[-1]) + 1
+
+
+def _names(sources: list[str], limit: int = 5) -> str:
+    shown = ", ".join(sources[:limit])
+    return shown + (f" and {len(sources) - limit} more" if len(sources) > limit else "")
