@@ -247,14 +247,12 @@ def check_fresh(index: str, urls: list[str], storage_options: dict | None = None
     path = Path(index)
     if "://" in str(index) or not (path.parent / CATALOG_NAME).exists():
         return
-    catalog = read_catalog(path.parent)
     directory = path.parent
+    catalog = read_catalog(directory)
     combined = catalog["combined"].get(path.name)
     if combined is not None:
         expected = {u: combined["sources"][u] for u in urls if u in combined["sources"]}
-        refresh = lambda u: (
-            f"{refresh_command(u, directory)} && {_combine_command(directory, combined)}"
-        )
+        again = f" && {_combine_command(directory, combined)}"
     else:
         entries = catalog["entries"]
         expected = {
@@ -262,17 +260,17 @@ def check_fresh(index: str, urls: list[str], storage_options: dict | None = None
             for u in urls
             if u in entries and entries[u].get("index") == path.name
         }
-        refresh = lambda u: refresh_command(u, directory)  # noqa: E731
+        again = ""
     for url, now in fingerprints(list(expected), storage_options).items():
+        refresh = f"refresh with `{refresh_command(url, directory)}{again}`"
         if isinstance(now, Exception):
             raise StaleIndexError(
-                f"{url}, indexed into {index}, cannot be checked ({now}); "
-                f"refresh with `{refresh(url)}`"
+                f"{url}, indexed into {index}, cannot be checked ({now}); {refresh}"
             ) from now
         if now != expected[url]:
             raise StaleIndexError(
                 f"{url} changed since it was indexed into {index} "
-                f"(was {expected[url]}, now {now}); refresh with `{refresh(url)}`"
+                f"(was {expected[url]}, now {now}); {refresh}"
             )
 
 
