@@ -1,0 +1,343 @@
+"""The index is a plain kerchunk reference set, and the catalog records where it came from.
+
+* any kerchunk reader opens it: fsspec ReferenceFileSystem + zarr 3 (zarr_format 2) reads the
+  same raw values as h5py, for every variable of every generated and real file;
+* chunk references are ``[url, offset, length]`` matching h5py's chunk table, no inline data;
+* ``catalog.json`` has the provenance (source, size, mtime, index, variables, created_at,
+  version);
+* an index written by kerchunk itself works with ``Active`` and matches the oracle.
+"""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests.fixtures_data)
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import fsspec
+import h5py
+import netCDF4
+import numpy as np
+import pytest
+import zarr
+
+from tests.fixtures_data import (  # noqa: F401
+    GENERATED_FILES,
+    REAL_DIR,
+    generated_dir,
+    generated_index,
+    real_index,
+)
+from tests.generate import write_variable
+from tests.oracle import OPS, assert_same, oracle_atol, oracle_info, oracle_read, reduce_masked
+
+REAL_FILES = sorted(p.name for p in REAL_DIR.glob("*.nc") if p.name != "emac.nc")
+ALL_FILES = [("generated", name) for name in GENERATED_FILES] + [
+    ("real", name) for name in REAL_FILES
+]
+
+
+def _index_and_source(kind, name, generated_dir, generated_index, real_index):
+    if kind == "generated":
+        return generated_index(name), generated_dir / name
+    return real_index(name), REAL_DIR / name
+
+
+def open_zarr(index) -> zarr.Group:
+    """The recipe from reference/kerchunk-zarr.md §5, unchanged."""
+    fs = fsspec.filesystem(
+        "reference",
+        fo=str(index) if not isinstance(index, dict) else index,
+        remote_protocol="file",
+        asynchronous=True,
+        remote_options={"asynchronous": True},
+    )
+    store = zarr.storage.FsspecStore(fs, read_only=True, path="")
+    return zarr.open_group(store, mode="r", zarr_format=2, use_consolidated=False)
+
+
+def _numeric_variables(path: Path) -> list[str]:
+    with netCDF4.Dataset(path) as ds:
+        return [n for n, v in ds.variables.items() if np.dtype(v.dtype).kind in "iuf"]
+
+
+def _same_raw(got: np.ndarray, want: np.ndarray) -> bool:
+    if got.shape != want.shape:
+        return False
+    if want.dtype.kind == "f":
+        return np.array_equal(got, want, equal_nan=True)
+    return np.array_equal(got, want)
+
+
+@pytest.mark.parametrize(("kind", "name"), ALL_FILES)
+def test_zarr_reads_raw_values_like_h5py(kind, name, generated_dir, generated_index, real_index):
+    index, source = _index_and_source(kind, name, generated_dir, generated_index, real_index)
+    group = open_zarr(index)
+    arrays = dict(group.arrays())
+    expected_vars = _numeric_variables(source)
+    assert set(expected_vars) <= set(arrays), f"missing {set(expected_vars) - set(arrays)}"
+    failures = []
+    with h5py.File(source, "r") as h5:
+        for var in expected_vars:
+            want = h5[var][()]
+            got = arrays[var][...]
+            if np.dtype(got.dtype).newbyteorder("=") != want.dtype.newbyteorder("="):
+                failures.append(f"{var}: dtype {got.dtype} != h5py {want.dtype}")
+            elif not _same_raw(np.asarray(got), np.asarray(want)):
+                diff = np.argwhere(np.asarray(got) != np.asarray(want))[:3].tolist()
+                failures.append(f"{var}: raw values differ from h5py at {diff}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize(("kind", "name"), ALL_FILES)
+def test_refs_are_plain_kerchunk_v1(kind, name, generated_dir, generated_index, real_index):
+    index, source = _index_and_source(kind, name, generated_dir, generated_index, real_index)
+    doc = json.loads(Path(index).read_text())
+    assert doc.get("version") == 1
+    assert set(doc) <= {"version", "refs", "templates", "gen"}, sorted(doc)
+    assert "gen" not in doc, "gen needs simple_templates=False; kerchunk never writes it"
+    refs = doc["refs"]
+    zgroup = refs[".zgroup"]
+    zgroup = json.loads(zgroup) if isinstance(zgroup, str) else zgroup
+    assert zgroup == {"zarr_format": 2}
+    source_abs = Path(source).resolve()
+    failures = []
+    with h5py.File(source, "r") as h5:
+        for var in _numeric_variables(source):
+            zarray = refs[f"{var}/.zarray"]
+            zarray = json.loads(zarray) if isinstance(zarray, str) else zarray
+            assert zarray["zarr_format"] == 2
+            dset = h5[var]
+            assert tuple(zarray["shape"]) == dset.shape, var
+            table = _h5_chunk_table(dset)
+            keys = {k for k in refs if k.startswith(f"{var}/") and not _is_meta(k)}
+            assert keys == set(table), f"{var}: chunk keys {sorted(keys)} != {sorted(table)}"
+            for key in sorted(keys):
+                ref = refs[key]
+                if not (isinstance(ref, list) and len(ref) == 3):
+                    failures.append(f"{key}: {str(ref)[:60]!r} is not [url, offset, length]")
+                    continue
+                url, offset, length = ref
+                assert isinstance(offset, int) and isinstance(length, int), key
+                assert _url_path(url) == source_abs, f"{key}: url {url!r} is not {source_abs}"
+                if (offset, length) != table[key]:
+                    failures.append(f"{key}: [{offset}, {length}] != h5py {table[key]}")
+    assert not failures, "\n".join(failures[:20])
+
+
+def _is_meta(key: str) -> bool:
+    return key.rsplit("/", 1)[-1].startswith(".")
+
+
+def _url_path(url: str) -> Path:
+    """An absolute local path, bare or as a file:// URL (both are absolute references)."""
+    url = url.removeprefix("file://")
+    path = Path(url)
+    assert path.is_absolute(), f"url {url!r} is not absolute"
+    return path.resolve()
+
+
+def _h5_chunk_table(dset: h5py.Dataset) -> dict[str, tuple[int, int]]:
+    """Chunk key -> (byte offset, stored size), from h5py's own chunk index."""
+    name = dset.name.lstrip("/")
+    if dset.chunks is None:
+        offset = dset.id.get_offset()
+        if offset is None:  # never written: no reference
+            return {}
+        key = f"{name}/" + (".".join("0" * dset.ndim) if dset.ndim else "0")
+        return {key: (offset, dset.id.get_storage_size())}
+    table = {}
+
+    def visit(info):
+        coords = [o // c for o, c in zip(info.chunk_offset, dset.chunks)]
+        table[f"{name}/" + ".".join(map(str, coords))] = (info.byte_offset, info.size)
+
+    dset.id.chunk_iter(visit)
+    return table
+
+
+# ------------------------------------------------------------------------------ catalog
+
+
+def test_catalog_records_provenance(generated_dir, tmp_path):
+    import activezarr
+
+    source = generated_dir / "dims.nc"
+    before = activezarr.__version__
+    index = Path(activezarr.build_index(source, out=tmp_path))
+    assert index.parent == tmp_path and index.suffix == ".json"
+    assert index.stem == "dims", f"index {index.name} is not <stem>.json"
+    catalog = json.loads((tmp_path / "catalog.json").read_text())
+    entries = catalog.get("entries", catalog)
+    entries = list(entries.values()) if isinstance(entries, dict) else list(entries)
+    matching = [e for e in entries if str(source.resolve()) in json.dumps(e)]
+    assert len(matching) == 1, entries
+    entry = matching[0]
+    st = os.stat(source)
+    assert entry["size"] == st.st_size
+    mtime = entry["mtime"]
+    assert mtime is not None
+    if isinstance(mtime, str):
+        import datetime as dt
+
+        mtime = dt.datetime.fromisoformat(mtime).timestamp()
+    assert abs(float(mtime) - st.st_mtime) < 1.0
+    assert index.name in str(entry["index"])
+    assert set(GENERATED_FILES["dims.nc"].variables) <= set(entry["variables"])
+    assert entry["created_at"]
+    version_keys = [k for k in entry if "version" in k]
+    assert version_keys and entry[version_keys[0]] == before, entry
+
+
+def test_catalog_keeps_every_file(generated_dir, tmp_path):
+    import activezarr
+
+    for name in ("dims.nc", "scalar.nc", "packed.nc"):
+        activezarr.build_index(generated_dir / name, out=tmp_path)
+    activezarr.build_index(generated_dir / "dims.nc", out=tmp_path)  # re-index: no duplicate
+    text = (tmp_path / "catalog.json").read_text()
+    for name in ("dims.nc", "scalar.nc", "packed.nc"):
+        assert text.count(str((generated_dir / name).resolve())) >= 1
+    catalog = json.loads(text)
+    entries = catalog.get("entries", catalog)
+    assert len(entries) == 3
+
+
+def test_index_file_is_readable_like_any_new_file(generated_dir, tmp_path):
+    """Atomic writes through mkstemp give 0600; an index is meant to be shared (0666 & ~umask)."""
+    import activezarr
+
+    index = Path(activezarr.build_index(generated_dir / "dims.nc", out=tmp_path))
+    umask = os.umask(0)
+    os.umask(umask)
+    want = 0o666 & ~umask
+    for path in (index, tmp_path / "catalog.json"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == want, f"{path.name} has mode {oct(mode)}, expected {oct(want)}"
+
+
+# -------------------------------------------------------------------- kerchunk's own index
+
+
+def _kerchunk_file(directory: Path) -> Path:
+    """A zlib(+shuffle) file without fletcher32, with _FillValue'd data and one plain var."""
+    path = directory / "kc.nc"
+    rng = np.random.default_rng(7)
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", 7)
+        ds.createDimension("lat", 5)
+        ds.createDimension("lon", 6)
+        dims = ("time", "lat", "lon")
+        v = ds.createVariable("tas", "f4", dims, chunksizes=(3, 2, 4), zlib=True, fill_value=-9e9)
+        data = rng.normal(280, 5, (7, 5, 6)).astype("f4")
+        data[rng.random(data.shape) < 0.15] = -9e9
+        v.set_auto_maskandscale(False)
+        v[:] = data
+        v = ds.createVariable(
+            "pr", "i4", dims, chunksizes=(4, 5, 3), zlib=True, shuffle=False, fill_value=-1
+        )
+        ints = rng.integers(0, 1000, (7, 5, 6)).astype("i4")
+        ints[rng.random(ints.shape) < 0.2] = -1
+        v.set_auto_maskandscale(False)
+        v[:] = ints
+        # no _FillValue, fully written, no default fill in the data
+        v = ds.createVariable("plain", "f8", dims, chunksizes=(7, 2, 2), zlib=True)
+        v[:] = rng.normal(0, 1, (7, 5, 6))
+    return path
+
+
+@pytest.mark.parametrize("var", ["tas", "pr", "plain"])
+def test_kerchunk_made_index_matches_oracle(tmp_path, var):
+    from kerchunk.hdf import SingleHdf5ToZarr
+
+    import activezarr
+
+    path = _kerchunk_file(tmp_path)
+    translator = SingleHdf5ToZarr(str(path), inline_threshold=0)
+    try:
+        refs = translator.translate()
+    finally:
+        close = getattr(translator, "close", None)
+        if close:
+            close()
+    zarray = refs["refs"][f"{var}/.zarray"]
+    zarray = json.loads(zarray) if isinstance(zarray, str) else zarray
+    if var != "plain":
+        assert zarray["fill_value"] is not None  # kerchunk moved _FillValue here
+    info = oracle_info(path, var)
+    failures = []
+    with activezarr.Active(refs, var) as active:
+        sels = [Ellipsis, (slice(1, 6), slice(None), slice(0, 5, 2)), (2,), (slice(-3, None), -1)]
+        for sel in sels:
+            data = oracle_read(path, var, sel)
+            got = active[sel]
+            try:
+                assert_same(got, data, "read", rtol=0.0, where=f"{var}[{sel}]")
+            except AssertionError as exc:
+                failures.append(str(exc))
+            for op in OPS:
+                for axis in [None] + ([0] if data.ndim else []):
+                    try:
+                        assert_same(
+                            getattr(active, op)(axis=axis)[sel],
+                            reduce_masked(data, op, axis),
+                            op,
+                            atol=oracle_atol(data, op, axis),
+                            where=f"{var}[{sel}] axis={axis}",
+                        )
+                    except AssertionError as exc:
+                        failures.append(str(exc))
+    assert info["shape"] == (7, 5, 6)
+    assert not failures, "\n".join(failures)
+
+
+def test_kerchunk_made_index_from_json_file(tmp_path):
+    """The same through a JSON file on disk, and as a flat version-0 dict."""
+    from kerchunk.hdf import SingleHdf5ToZarr
+
+    import activezarr
+
+    path = _kerchunk_file(tmp_path)
+    refs = SingleHdf5ToZarr(str(path), inline_threshold=0).translate()
+    index = tmp_path / "kc.json"
+    index.write_text(json.dumps(refs))
+    expected = reduce_masked(oracle_read(path, "tas"), "mean")
+    atol = oracle_atol(oracle_read(path, "tas"), "mean")
+    for source in (index, str(index), refs["refs"]):
+        with activezarr.Active(source, "tas") as active:
+            assert_same(active.mean[...], expected, "mean", atol=atol, where=str(type(source)))
+
+
+# ------------------------------------------------------------------ compact HDF5 datasets
+
+
+def test_compact_dataset_is_indexed_with_its_values(tmp_path):
+    """kerchunk reads compact data back as zeros when inlining is off; ours must not."""
+    import activezarr
+
+    path = tmp_path / "compact.h5"
+    values = np.arange(10, dtype="i4") * 3 + 1
+    with h5py.File(path, "w") as f:
+        space = h5py.h5s.create_simple((10,))
+        plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        plist.set_layout(h5py.h5d.COMPACT)
+        h5py.h5d.create(f.id, b"compact", h5py.h5t.STD_I32LE, space, plist)
+        f["compact"][...] = values
+    index = activezarr.build_index(path, out=tmp_path / "idx")
+    assert np.array_equal(open_zarr(index)["compact"][...], values)
+    with activezarr.Active(index, "compact") as active:
+        got = active[...]
+        assert np.array_equal(np.ma.getdata(got), values)
+        assert int(active.sum[...]) == int(values.sum())
+
+
+def test_write_variable_helper_roundtrip(tmp_path):
+    """The helper the property tests use writes what it is given (oracle sanity)."""
+    data = np.arange(12, dtype="f4").reshape(3, 4)
+    mask = data % 5 == 0
+    path = write_variable(tmp_path / "w.nc", data, mask=mask, fill_value=np.float32(-1))
+    got = oracle_read(path, "v")
+    assert np.array_equal(np.ma.getmaskarray(got), mask)
+    assert np.array_equal(got.compressed(), data[~mask])
