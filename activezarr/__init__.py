@@ -6,6 +6,7 @@
 """
 
 from .active import Active
+from .catalog import Catalog
 from .errors import (
     ActiveZarrError,
     ChunkReadError,
@@ -31,6 +32,7 @@ def open_index(index, storage_options: dict | None = None) -> dict:
 __all__ = [
     "Active",
     "ActiveZarrError",
+    "Catalog",
     "ChunkReadError",
     "IndexBuildError",
     "IndexLoadError",

@@ -1,7 +1,236 @@
-"""``activezarr catalog ...`` and ``activezarr combine``: the catalog commands."""
+"""``activezarr catalog ls|show|verify|prune|reduce`` and ``activezarr combine``.
+
+Thin commands over ``Catalog``: parse, call, print; problems go to stderr and set the exit code.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .errors import ActiveZarrError
+
+DEFAULT_CATALOG = "indexes/catalog.json"
+
+
+def _catalog(args):
+    from .catalog import Catalog
+    from .cli import _storage_options
+
+    cat = Catalog(args.catalog, storage_options=_storage_options(args))
+    if getattr(args, "path", None) or getattr(args, "attr", None):
+        cat = cat.select(path=args.path, attrs=_attrs(args.attr))
+    return cat
+
+
+def _attrs(items: list[str] | None) -> dict[str, str] | None:
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ActiveZarrError(f"bad --attr {item!r}; use NAME=VALUE (VALUE may be a glob)")
+        out[key] = value
+    return out or None
+
+
+def _span(entry) -> str:
+    """The range of the dimension most variables lead with, e.g. ``time 0..364``."""
+    leading = Counter(
+        v["dimensions"][0] for v in entry.variables.values() if len(v.get("dimensions") or ()) > 1
+    )
+    for dim, _ in leading.most_common():
+        c = entry.coords.get(dim)
+        if c and c.get("min") is not None:
+            return f"{dim} {c['min']:g}..{c['max']:g}"
+    return ""
+
+
+def cmd_ls(args) -> int:
+    cat = _catalog(args)
+    if args.var:
+        cat = cat.select(var=args.var)
+    if args.json:
+        print(json.dumps([_record(e) for e in cat], indent=1))
+        return 0
+    for e in cat:
+        size = e.fingerprint.get("size")
+        names = ",".join(sorted(e.variables))
+        print(f"{e.source}\t{e.index.name}\t{size} B\t{_span(e)}\t{names}")
+    for key, record in sorted(cat.combined.items()):
+        print(
+            f"combined {key}: {record['variable']} along {record['concat_dim']} "
+            f"{record.get('shape')} from {len(record['sources'])} files"
+        )
+    print(f"{len(cat)} entries in {cat.path}", file=sys.stderr)
+    return 0
+
+
+def _record(entry) -> dict:
+    return {
+        "source": entry.source,
+        "index": str(entry.index),
+        "fingerprint": entry.fingerprint,
+        "variables": entry.variables,
+        "coords": entry.coords,
+        "attrs": entry.attrs,
+        "created_at": entry.created_at,
+        "activezarr_version": entry.activezarr_version,
+    }
+
+
+def cmd_show(args) -> int:
+    cat = _catalog(args)
+    if args.source in cat.combined:
+        print(json.dumps(cat.combined[args.source], indent=1))
+        return 0
+    try:
+        entry = cat[args.source]
+    except KeyError as exc:
+        raise ActiveZarrError(f"{exc.args[0]}; see `activezarr catalog ls`") from None
+    print(json.dumps(_record(entry), indent=1))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    cat = _catalog(args)
+    problems = cat.verify()
+    for p in problems:
+        print(f"{p.kind}: {p.source}: {p.detail}; fix: {p.fix}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problems in {cat.path}", file=sys.stderr)
+        return 1
+    print(f"all {len(cat)} entries of {cat.path} are up to date")
+    return 0
+
+
+def cmd_prune(args) -> int:
+    cat = _catalog(args)
+    gone = cat.prune(dry_run=args.dry_run)
+    verb = "would prune" if args.dry_run else "pruned"
+    for name in gone:
+        print(f"{verb} {name}")
+    print(f"{verb} {len(gone)} entries from {cat.path}", file=sys.stderr)
+    return 0
+
+
+def cmd_combine(args) -> int:
+    cat = _catalog(args)
+    out = cat.combine(var=args.var, concat_dim=args.concat_dim, out=args.out)
+    print(out)
+    return 0
+
+
+def _where(text: str | None) -> dict | None:
+    """``time=0..365`` or ``time=1850-01-01..2014-12-31`` → ``{"time": slice(a, b)}``."""
+    if not text:
+        return None
+    name, sep, span = text.partition("=")
+    first, dots, last = span.partition("..")
+    if not sep or not dots:
+        raise ActiveZarrError(f"bad --where {text!r}; use DIM=FIRST..LAST, e.g. time=0..365")
+    return {name: slice(_number(first), _number(last))}
+
+
+def _number(text: str):
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def cmd_reduce(args) -> int:
+    from .cli import _value_of, parse_axis, parse_selection, to_jsonable
+
+    cat = _catalog(args)
+    options = {"backend": "reductionist", "server": args.server} if args.server else {}
+    parts = cat.reduce(
+        args.var,
+        args.op,
+        where=_where(args.where),
+        axis=parse_axis(args.axis),
+        selection=parse_selection(args.select),
+        concat_dim=args.concat_dim,
+        components=True,
+        **options,
+    )
+    value = _value_of(args.op, parts)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "op": args.op,
+                    "variable": args.var,
+                    "result": to_jsonable(value),
+                    "count": to_jsonable(parts["count"]),
+                    "files": cat.files_read,
+                }
+            )
+        )
+    else:
+        print(f"{args.op} of {args.var} over {len(cat.files_read)} files: {value}")
+        print(f"count: {parts['count']}")
+    return 0
+
 
 def add_catalog_commands(sub, remote_options) -> None:
-    """Register the catalog subcommands on the main parser's subparsers."""
+    """Register ``catalog ...`` and ``combine`` on the main parser's subparsers."""
+
+    def catalog_option(sp, select: bool = True) -> None:
+        sp.add_argument(
+            "--catalog", default=DEFAULT_CATALOG, help=f"catalog file (default: {DEFAULT_CATALOG})"
+        )
+        if select:
+            sp.add_argument("--path", help="only sources matching this glob")
+            sp.add_argument(
+                "--attr", action="append", help="only files whose global attribute NAME=VALUE"
+            )
+        remote_options(sp)
+
+    cp = sub.add_parser("catalog", help="list, show, verify, prune or reduce over the catalog")
+    csub = cp.add_subparsers(dest="catalog_command", required=True)
+
+    sp = csub.add_parser("ls", help="one line per indexed file")
+    catalog_option(sp)
+    sp.add_argument("--var", help="only files holding this variable")
+    sp.add_argument("--json", action="store_true", help="print JSON for scripts")
+    sp.set_defaults(func=cmd_ls)
+
+    sp = csub.add_parser("show", help="the catalog entry of one source (or combined index)")
+    sp.add_argument("source", help="source path or URL, index file name, or combined index")
+    catalog_option(sp, select=False)
+    sp.set_defaults(func=cmd_show)
+
+    sp = csub.add_parser("verify", help="check every source against its fingerprint")
+    catalog_option(sp)
+    sp.set_defaults(func=cmd_verify)
+
+    sp = csub.add_parser("prune", help="drop entries whose source is gone, and their indexes")
+    catalog_option(sp, select=False)
+    sp.add_argument("--dry-run", action="store_true", help="only say what would be pruned")
+    sp.set_defaults(func=cmd_prune)
+
+    sp = csub.add_parser("reduce", help="reduce a variable across the catalog's files")
+    catalog_option(sp)
+    sp.add_argument("--var", required=True)
+    sp.add_argument("--op", required=True, choices=["mean", "sum", "min", "max", "count"])
+    sp.add_argument("--concat-dim", help="dimension the files follow each other along")
+    sp.add_argument(
+        "--where",
+        help="coordinate range, both ends included: time=0..365 or time=1850-01-01..2014-12-31",
+    )
+    sp.add_argument("--select", help='selection of the concatenation, e.g. ":,0:10"')
+    sp.add_argument("--axis", help="axes to reduce, e.g. 0 or 1,2 (default: all)")
+    sp.add_argument("--server", help="Reductionist server URL (default: reduce locally)")
+    sp.add_argument("--json", action="store_true", help="print JSON for scripts")
+    sp.set_defaults(func=cmd_reduce)
+
+    sp = sub.add_parser("combine", help="combine the catalog's files into one virtual index")
+    catalog_option(sp)
+    sp.add_argument("--var", required=True, help="variable to combine")
+    sp.add_argument("--concat-dim", default="time", help="dimension to concatenate along")
+    sp.add_argument("--out", type=Path, help="output index (default: DIR/combined_VAR_DIM.json)")
+    sp.set_defaults(func=cmd_combine)

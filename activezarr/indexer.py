@@ -8,17 +8,20 @@ bar on a terminal and as plain log lines otherwise.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import csv
 import glob
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import read_catalog
+from .catalog import read_catalog, record_index
 from .errors import ActiveZarrError, IndexBuildError
-from .index.build import build_index
+from .index.build import index_path_for, translate
+from .index.refs import dumps_refs, write_atomic
 from .index.sources import is_remote, open_source
 
 
@@ -59,9 +62,9 @@ def expand_paths(paths: list[str], storage_options: dict | None = None) -> list[
     return list(dict.fromkeys(out))
 
 
-def up_to_date(out: Path, path: str, storage_options: dict | None) -> bool:
+def up_to_date(out: Path, path: str, storage_options: dict | None, entries=None) -> bool:
     """The catalog holds an entry for ``path`` with the same fingerprint and its index exists."""
-    entries = read_catalog(out)["entries"]
+    entries = read_catalog(out)["entries"] if entries is None else entries
     source = open_source(path, storage_options)
     entry = entries.get(source.url)
     if not entry or not (out / entry["index"]).exists():
@@ -72,27 +75,44 @@ def up_to_date(out: Path, path: str, storage_options: dict | None) -> bool:
         return False
 
 
-class Progress:
-    """A one-line progress bar on a terminal; log lines otherwise."""
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
 
-    def __init__(self, total: int, stream=sys.stderr) -> None:
+
+class Progress:
+    """Files done, chunks, bytes, rate and ETA: a one-line bar on a terminal, log lines
+    otherwise."""
+
+    def __init__(self, total: int, stream=None) -> None:
         self.total = total
         self.done = 0
-        self.stream = stream
-        self.tty = stream.isatty()
+        self.chunks = 0
+        self.nbytes = 0
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = self.stream.isatty()
         self.start = time.monotonic()
 
-    def step(self, message: str) -> None:
+    def step(self, message: str, chunks: int = 0, nbytes: int = 0) -> None:
         self.done += 1
+        self.chunks += chunks
+        self.nbytes += nbytes
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate else 0.0
-        line = f"[{self.done}/{self.total}] {rate:.1f} files/s ETA {eta:.0f}s {message}"
+        line = (
+            f"[{self.done}/{self.total}] {self.chunks} chunks, {_size(self.nbytes)} indexed, "
+            f"{rate:.1f} files/s, {_size(self.nbytes / elapsed if elapsed > 0 else 0)}/s, "
+            f"ETA {eta:.0f}s {message}"
+        )
         if self.tty:
             width = 30
             filled = int(width * self.done / max(self.total, 1))
             bar = "#" * filled + "-" * (width - filled)
-            self.stream.write(f"\r{bar} {line[:100]:<100}")
+            self.stream.write(f"\r{bar} {line[:120]:<120}")
             if self.done == self.total:
                 self.stream.write("\n")
         else:
@@ -100,11 +120,36 @@ class Progress:
         self.stream.flush()
 
 
-def _index_one(path: str, out: Path, storage_options: dict | None):
+@dataclass(frozen=True)
+class IndexedFile:
+    """What indexing one file produced (small and picklable: it may come from a worker)."""
+
+    target: Path
+    warnings: list[str]
+    n_chunks: int
+    nbytes: int
+
+
+def _index_one(path: str, out: Path, storage_options: dict | None) -> IndexedFile:
+    """``build_index`` that also reports the chunks and bytes it indexed."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        target = build_index(path, out, storage_options=storage_options)
-    return target, [str(w.message) for w in caught]
+        source = open_source(path, storage_options)
+        fingerprint = source.fingerprint()
+        translation = translate(source)
+        target = record_index(
+            out, translation, index_path_for(source, out), fingerprint, write_index=_write_index
+        )
+    return IndexedFile(
+        target,
+        [str(w.message) for w in caught],
+        sum(v.n_chunks for v in translation.variables),
+        sum(v.stored_bytes for v in translation.variables),
+    )
+
+
+def _write_index(target: Path, refs: dict) -> None:
+    write_atomic(target, dumps_refs(refs))
 
 
 def index_many(
@@ -116,8 +161,25 @@ def index_many(
     storage_options: dict | None = None,
     from_list: str | None = None,
     progress: bool = True,
+    executor: cf.Executor | None = None,
 ) -> IndexReport:
-    """Index every file; print a summary of what was indexed, skipped and failed."""
+    """Index every file; print a summary of what was indexed, skipped and failed.
+
+    Parameters
+    ----------
+    paths : list of str
+        Files, globs (``data/*.nc``, ``s3://bucket/**/*.nc``) or URLs.
+    out : str or Path
+        Directory of the indexes and ``catalog.json``.
+    jobs : int
+        Files indexed at the same time on a local thread pool.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Index there instead (e.g. on a dask cluster whose workers see ``out`` and the files).
+
+    Examples
+    --------
+    >>> index_many(["data/*.nc"], "indexes", jobs=4)  # doctest: +SKIP
+    """
     out = Path(out)
     if from_list:
         paths = list(paths) + read_path_list(from_list)
@@ -126,32 +188,50 @@ def index_many(
         raise ActiveZarrError("no files to index: give paths, globs or --from-list FILE")
     report = IndexReport()
     if not force:
-        fresh = [p for p in todo if _quiet_up_to_date(out, p, storage_options)]
-        report.skipped += fresh
-        todo = [p for p in todo if p not in set(fresh)]
+        entries = read_catalog(out)["entries"]
+        fresh = {p for p in todo if _quiet_up_to_date(out, p, storage_options, entries)}
+        report.skipped += [p for p in todo if p in fresh]
+        todo = [p for p in todo if p not in fresh]
     bar = Progress(len(todo)) if progress and todo else None
-    with cf.ThreadPoolExecutor(max(1, jobs)) as pool:
+    with _executor(executor, jobs) as pool:
         futures = {pool.submit(_index_one, p, out, storage_options): p for p in todo}
         for fut in cf.as_completed(futures):
             path = futures[fut]
+            done = None
             try:
-                target, caught = fut.result()
+                done = fut.result()
             except ActiveZarrError as exc:
                 report.failed.append((path, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - reported in the summary, exit code 1
+                report.failed.append((path, f"{type(exc).__name__}: {exc}"))
+            if done is None:
                 message = f"FAILED {path}"
             else:
-                report.indexed.append((path, target))
-                report.warnings += caught
-                message = f"{path} -> {target}"
+                report.indexed.append((path, done.target))
+                report.warnings += done.warnings
+                message = f"{path} -> {done.target}"
             if bar:
-                bar.step(message)
+                bar.step(message, done.n_chunks if done else 0, done.nbytes if done else 0)
     _print_summary(report)
     return report
 
 
-def _quiet_up_to_date(out: Path, path: str, storage_options: dict | None) -> bool:
+@contextlib.contextmanager
+def _executor(executor, jobs: int) -> Iterator[cf.Executor]:
+    """The caller's executor (a dask Client becomes its executor), or a local thread pool."""
+    if executor is None:
+        with cf.ThreadPoolExecutor(max(1, jobs), "activezarr-index") as pool:
+            yield pool
+    elif hasattr(executor, "get_executor"):
+        # pure=False: re-indexing a changed file must run again, not reuse a cached result
+        yield executor.get_executor(pure=False)
+    else:
+        yield executor
+
+
+def _quiet_up_to_date(out: Path, path: str, storage_options: dict | None, entries=None) -> bool:
     try:
-        return up_to_date(out, path, storage_options)
+        return up_to_date(out, path, storage_options, entries)
     except ActiveZarrError:
         return False
 
@@ -163,10 +243,9 @@ def _print_summary(report: IndexReport) -> None:
         print(f"up to date {path} (use --force to rebuild)")
     for message in report.warnings:
         print(f"warning: {message}", file=sys.stderr)
-    for path, reason in report.failed:
-        print(f"activezarr: error: {reason}", file=sys.stderr)
     if report.failed:
-        print(
-            f"{len(report.failed)} of {len(report.failed) + len(report.indexed)} files failed",
-            file=sys.stderr,
-        )
+        total = len(report.failed) + len(report.indexed) + len(report.skipped)
+        print(f"{len(report.failed)} of {total} files failed:", file=sys.stderr)
+    for path, reason in report.failed:
+        shown = reason if path in reason else f"{path}: {reason}"
+        print(f"activezarr: error: {shown}", file=sys.stderr)

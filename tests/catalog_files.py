@@ -32,6 +32,7 @@ def write_month(
     seed: int | None = None,
 ) -> Path:
     """One file of ``length`` time steps starting at day ``start_day`` (default 30 * month)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(month if seed is None else seed)
     start = 30.0 * month if start_day is None else start_day
     with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
@@ -68,8 +69,8 @@ def write_month(
         raw[rng.random(raw.shape) < 0.05] = PR_FILL
         pr.set_auto_maskandscale(False)
         pr[:] = raw
-        offset = netCDF4.date2num(netCDF4.num2date(start, UNITS), units)
-        time[:] = offset + np.arange(length, dtype="f8")
+        days = start + np.arange(length, dtype="f8")
+        time[:] = netCDF4.date2num(netCDF4.num2date(days, UNITS), units)
     return path
 
 
