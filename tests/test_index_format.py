@@ -31,7 +31,15 @@ from tests.fixtures_data import (  # noqa: F401
     real_index,
 )
 from tests.generate import write_variable
-from tests.oracle import OPS, assert_same, oracle_atol, oracle_info, oracle_read, reduce_masked
+from tests.oracle import (
+    OPS,
+    assert_same,
+    assert_same_read,
+    oracle_atol,
+    oracle_info,
+    oracle_read,
+    reduce_masked,
+)
 
 REAL_FILES = sorted(p.name for p in REAL_DIR.glob("*.nc") if p.name != "emac.nc")
 ALL_FILES = [("generated", name) for name in GENERATED_FILES] + [
@@ -274,7 +282,7 @@ def test_kerchunk_made_index_matches_oracle(tmp_path, var):
             data = oracle_read(path, var, sel)
             got = active[sel]
             try:
-                assert_same(got, data, "read", rtol=0.0, where=f"{var}[{sel}]")
+                assert_same_read(got, data, where=f"{var}[{sel}]")
             except AssertionError as exc:
                 failures.append(str(exc))
             for op in OPS:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.fixtures_data import generated_dir, generated_index  # noqa: F401
-from tests.oracle import assert_same, oracle_read, reduce_masked
+from tests.oracle import assert_same, assert_same_read, oracle_read, reduce_masked
 
 FILE, VAR = "layouts.nc", "zlib1"  # dims (time=9, lat=4, lon=6), chunks (4, 3, 4)
 DIMS = ("time", "lat", "lon")
@@ -115,7 +115,7 @@ def test_slices_clamp_like_numpy(active, generated_dir, sel):
     assert data.shape == np.empty((9, 4, 6))[sel].shape
     for op in ("count", "sum", "max"):
         assert_same(getattr(active, op)[sel], reduce_masked(data, op), op, atol=1e-6)
-    assert_same(active[sel], data, "read", rtol=0.0)
+    assert_same_read(active[sel], data)
 
 
 @pytest.mark.parametrize("axis", [3, -4, (0, 0), (0, 5)])
