@@ -1,0 +1,101 @@
+"""Indexing many files into one catalog: failures, incremental runs, progress, concurrency."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import netCDF4
+import pytest
+
+from activezarr import Catalog
+from activezarr.cli import main
+from activezarr.indexer import Progress, index_many
+from tests.catalog_files import write_series
+
+
+@pytest.fixture
+def files(tmp_path) -> list[Path]:
+    return write_series(tmp_path / "data", 6)
+
+
+def test_corrupt_files_among_good_ones(tmp_path, files, capsys):
+    garbage = tmp_path / "data" / "garbage.nc"
+    garbage.write_bytes(b"not a netCDF file at all" * 100)
+    truncated = tmp_path / "data" / "truncated.nc"
+    truncated.write_bytes(files[0].read_bytes()[:3000])
+    out = tmp_path / "indexes"
+    rc = main(["index", str(tmp_path / "data" / "*.nc"), "--out", str(out), "--jobs", "2"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "2 of 8 files failed" in err
+    assert f"{garbage}: is not a netCDF4/HDF5 file" in err
+    assert str(truncated) in err
+    cat = Catalog(out)
+    assert sorted(Path(e.source).name for e in cat) == sorted(p.name for p in files)
+    assert all(e.index.exists() for e in cat)
+
+
+def test_incremental_runs_skip_unchanged_files(tmp_path, files):
+    out = tmp_path / "indexes"
+    first = index_many([str(p) for p in files], out, progress=False)
+    assert len(first.indexed) == 6
+    again = index_many([str(p) for p in files], out, progress=False)
+    assert again.indexed == [] and len(again.skipped) == 6
+    with netCDF4.Dataset(files[2], "a") as ds:
+        ds["tas"][0, 0, 0] = 1.0
+        ds.note = "changed" * 50
+    third = index_many([str(p) for p in files], out, progress=False)
+    assert [Path(p).name for p, _ in third.indexed] == ["tas_02.nc"]
+    forced = index_many([str(p) for p in files], out, progress=False, force=True)
+    assert len(forced.indexed) == 6
+
+
+def test_from_list_reads_a_csv_with_a_path_column(tmp_path, files):
+    listing = tmp_path / "files.csv"
+    listing.write_text("activity,path\n" + "".join(f"CMIP,{p}\n" for p in files[:3]))
+    report = index_many([], tmp_path / "indexes", from_list=str(listing), progress=False)
+    assert sorted(Path(p).name for p, _ in report.indexed) == [
+        "tas_00.nc",
+        "tas_01.nc",
+        "tas_02.nc",
+    ]
+
+
+def test_progress_lines_show_files_chunks_bytes_rate_and_eta(tmp_path, files, capsys):
+    index_many([str(p) for p in files[:2]], tmp_path / "indexes")
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("[")]
+    assert len(lines) == 2  # not a terminal: plain log lines, one per file
+    assert lines[-1].startswith("[2/2] 38 chunks, ")  # 2 files x (tas 8 + pr 8 + 3 coords)
+    assert "kB indexed" in lines[-1] and "files/s" in lines[-1] and "ETA 0s" in lines[-1]
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    bar = Progress(2, stream=screen)
+    bar.step("a", chunks=5, nbytes=2000)
+    bar.step("b", chunks=5, nbytes=2000)
+    text = screen.getvalue()
+    assert text.startswith("\r###############---------------") and text.endswith("\n")
+    assert "[2/2] 10 chunks, 4.0 kB indexed" in text
+
+
+def test_concurrent_index_runs_into_one_catalog(tmp_path):
+    first = write_series(tmp_path / "a", 16, prefix="a_")
+    second = write_series(tmp_path / "b", 16, prefix="b_")
+    out = tmp_path / "indexes"
+    command = [sys.executable, "-m", "activezarr", "index", "--out", str(out)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    runs = [subprocess.Popen([*command, *map(str, paths)], **pipes) for paths in (first, second)]
+    for run in runs:
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+    entries = json.loads((out / "catalog.json").read_text())["entries"]
+    assert sorted(Path(s).name for s in entries) == sorted(p.name for p in first + second)
+    assert all((out / e["index"]).exists() for e in entries.values())
+    assert not list(out.glob(".*.tmp"))
