@@ -385,6 +385,11 @@ class Active:
         )
 
     def _batches(self, job: Job, plan: ChunkPlan, reducing: bool) -> Iterator[ChunkBatch]:
+        """Plan rows in batches that share one in-chunk selection, in file order.
+
+        Rows with the same selection pattern (all whole chunks; the edge chunks of each side)
+        form one stack for the backend; each batch holds at most ``BATCH_BYTES`` of chunks.
+        """
         var = self.index
         flat = plan.flat_chunk_ids(var.grid)
         url_ids = var.url_ids[flat] if flat.size else np.zeros(0, np.int32)
@@ -394,17 +399,23 @@ class Active:
             rows = np.arange(url_ids.size)  # unwritten chunks hold valid (unmasked) fill
         else:
             rows = np.flatnonzero(stored)
-        complete = plan.is_complete[rows]
+        if not rows.size:
+            return
         chunk_bytes = int(np.prod(var.chunks, dtype=np.int64)) * var.dtype.itemsize
         per_batch = max(1, BATCH_BYTES // max(chunk_bytes, 1))
         if reducing and getattr(self.backend, "max_batch_rows", None):
             per_batch = min(per_batch, self.backend.max_batch_rows)
-        for flag, group, size in (
-            (True, rows[complete], per_batch),
-            (False, rows[~complete], min(BATCH_ROWS, per_batch)),
-        ):
-            for i in range(0, group.size, size):
-                yield self._batch(plan, flat, group[i : i + size], flag)
+        signature = np.concatenate([plan.in_start[rows], plan.in_stop[rows]], axis=1)
+        _, group = np.unique(signature, axis=0, return_inverse=True)
+        group = group.reshape(-1)
+        order = np.lexsort((var.offsets[flat[rows]], url_ids[rows], group))
+        rows, group = rows[order], group[order]
+        bounds = np.flatnonzero(np.diff(group)) + 1
+        for members in np.split(rows, bounds):
+            for i in range(0, members.size, per_batch):
+                yield self._batch(
+                    plan, flat, members[i : i + per_batch], bool(plan.is_complete[members[0]])
+                )
 
     def _batch(self, plan: ChunkPlan, flat: np.ndarray, rows: np.ndarray, complete: bool):
         var = self.index

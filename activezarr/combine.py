@@ -151,7 +151,7 @@ def _values(lay: Layout, part, refs: dict, storage_options: dict | None) -> np.n
     """The coordinate values of one file, in the layout's units."""
     if part.lo is None or f"{lay.dim}/.zarray" not in refs:
         return np.arange(part.offset, part.offset + part.length, dtype=np.float64)
-    return lay.coordinate_values(part, storage_options)
+    return lay.coordinate_values(part, storage_options, refs)
 
 
 def check_overlap(lay: Layout, values: list[np.ndarray]) -> None:

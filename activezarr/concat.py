@@ -51,15 +51,19 @@ class Layout:
     def length(self) -> int:
         return sum(p.length for p in self.parts)
 
-    def coordinate_values(self, part: Part, storage_options: dict | None = None) -> np.ndarray:
-        """The coordinate values of one file, in the layout's units (NaN where missing)."""
+    def coordinate_values(
+        self, part: Part, storage_options: dict | None = None, refs: dict | None = None
+    ) -> np.ndarray:
+        """The coordinate values of one file, in the layout's units (NaN where missing).
+
+        ``refs``, the file's references when the caller has loaded them already.
+        """
         from .active import Active
 
         if part.lo is None:
             return np.arange(part.offset, part.offset + part.length, dtype=np.float64)
-        with Active(
-            part.entry.index, self.dim, storage_options=storage_options, check_stale=False
-        ) as a:
+        index = part.entry.index if refs is None else refs
+        with Active(index, self.dim, storage_options=storage_options, check_stale=False) as a:
             values = a[:]
         values = np.ma.filled(values.astype(np.float64), np.nan)
         return convert_units(values, part.units, self.units, self.calendar)

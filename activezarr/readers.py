@@ -8,14 +8,16 @@ concurrently.
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ChunkReadError
-from .index.sources import is_remote, local_path
+from .index.sources import is_remote, local_path, remote_failure, remote_filesystem
 
 MAX_MERGED = 64 * 2**20  # never merge ranges into one read larger than this
 
@@ -45,12 +47,45 @@ def adjacent_runs(offsets: np.ndarray, sizes: np.ndarray, limit: int = MAX_MERGE
     return runs
 
 
+PAGE = mmap.PAGESIZE
+
+
 class LocalFiles:
-    """Positional reads from local files, one descriptor per file kept open."""
+    """Positional reads and memory maps of local files, one descriptor per file kept open.
+
+    Maps are read-only and shared by threads; ``release`` drops pages a reduction is done with
+    from this process (they stay in the page cache), so resident memory stays bounded by the
+    chunks in flight rather than growing to the file size.
+    """
 
     def __init__(self) -> None:
         self._fds: dict[str, int] = {}
+        self._maps: dict[str, mmap.mmap] = {}
         self._lock = threading.Lock()
+
+    def mapping(self, url: str) -> mmap.mmap | None:
+        """A read-only map of the whole file, or None for an empty file."""
+        found = self._maps.get(url)
+        if found is None:
+            fd = self._fd(url)
+            with self._lock:
+                found = self._maps.get(url)
+                if found is None:
+                    if os.fstat(fd).st_size == 0:
+                        return None
+                    found = self._maps[url] = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        return found
+
+    def release(self, url: str, start: int, stop: int) -> None:
+        """Drop the mapped pages of ``[start, stop)`` from this process's resident set."""
+        mm = self._maps.get(url)
+        if mm is None or stop <= start:
+            return
+        first = start // PAGE * PAGE
+        try:
+            mm.madvise(mmap.MADV_DONTNEED, first, min(stop, len(mm)) - first)
+        except (OSError, ValueError, AttributeError):
+            pass  # an optimisation only: some platforms lack madvise
 
     def _fd(self, url: str) -> int:
         fd = self._fds.get(url)
@@ -105,6 +140,12 @@ class LocalFiles:
 
     def close(self) -> None:
         with self._lock:
+            for mm in self._maps.values():
+                try:
+                    mm.close()
+                except BufferError:
+                    pass  # a result still views the map; it closes when that is freed
+            self._maps.clear()
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
@@ -125,40 +166,108 @@ def adjacent_runs_by_url(urls: Sequence[str], offsets: np.ndarray, sizes: np.nda
 
 
 class RemoteFiles:
-    """Concurrent byte-range reads of remote objects through fsspec ``cat_ranges``."""
+    """Concurrent byte-range reads of remote objects through fsspec ``cat_ranges``.
 
-    def __init__(self, storage_options: dict | None = None) -> None:
+    Ranges of one object closer than ``max_gap`` bytes are fetched with one request (the gap is
+    read and dropped), as long as the merged request stays under ``max_block``: with small
+    chunks the number of round trips, not bytes, is what costs.
+    """
+
+    def __init__(
+        self,
+        storage_options: dict | None = None,
+        *,
+        max_gap: int = 64 * 2**10,
+        max_block: int = 16 * 2**20,
+    ) -> None:
         self.storage_options = storage_options or {}
+        self.max_gap = max_gap
+        self.max_block = max_block
         self._fs: dict[str, object] = {}
         self._lock = threading.Lock()
 
     def _filesystem(self, url: str):
-        import fsspec
-
         protocol = url.split("://", 1)[0]
         with self._lock:
             fs = self._fs.get(protocol)
             if fs is None:
-                fs = fsspec.filesystem(protocol, **self.storage_options)
-                self._fs[protocol] = fs
+                fs = self._fs[protocol] = remote_filesystem(protocol, self.storage_options)
         return fs
 
     def read_ranges(self, urls: Sequence[str], offsets: np.ndarray, sizes: np.ndarray) -> list:
         if not len(urls):
             return []
         fs = self._filesystem(urls[0])
-        starts = [int(o) for o in offsets]
-        ends = [int(o + s) for o, s in zip(offsets, sizes, strict=True)]
+        starts = np.asarray(offsets, dtype=np.int64)
+        ends = starts + np.asarray(sizes, dtype=np.int64)
+        groups = merged_ranges(list(urls), starts, ends, self.max_gap, self.max_block)
         try:
-            blobs = fs.cat_ranges(list(urls), starts, ends, on_error="raise")
-        except FileNotFoundError as exc:
-            raise ChunkReadError(f"{urls[0]}: object not found ({exc}); re-index it") from exc
-        except Exception as exc:  # noqa: BLE001 - fsspec backends raise many kinds
-            raise ChunkReadError(f"reading {urls[0]} failed: {exc}") from exc
-        return [memoryview(b) for b in blobs]
+            blobs = fs.cat_ranges(
+                [g.url for g in groups],
+                [g.start for g in groups],
+                [g.end for g in groups],
+                on_error="raise",
+            )
+        except Exception as exc:
+            raise ChunkReadError(
+                f"{remote_failure(urls[0], exc)}; the index may be stale: re-index it"
+                if isinstance(exc, FileNotFoundError)
+                else f"reading {remote_failure(urls[0], exc)}"
+            ) from exc
+        out: list = [None] * len(urls)
+        for group, blob in zip(groups, blobs, strict=True):
+            view = memoryview(blob)
+            if len(view) != group.end - group.start:
+                raise ChunkReadError(
+                    f"{group.url}: expected {group.end - group.start} bytes at offset "
+                    f"{group.start}, got {len(view)}; the object changed since it was indexed: "
+                    "re-index it"
+                )
+            for i in group.members:
+                lo = int(starts[i]) - group.start
+                out[i] = view[lo : lo + int(ends[i] - starts[i])]
+        return out
 
     def close(self) -> None:
         self._fs.clear()
+
+
+@dataclass
+class MergedRange:
+    """One request: ``[start, end)`` of ``url``, covering the ranges at ``members``."""
+
+    url: str
+    start: int
+    end: int
+    members: list[int]
+
+
+def merged_ranges(
+    urls: Sequence[str], starts: np.ndarray, ends: np.ndarray, max_gap: int, max_block: int
+) -> list[MergedRange]:
+    """Group byte ranges into requests: same URL, gaps of at most ``max_gap`` bytes, and no
+    request longer than ``max_block`` (a single longer range stays one request).
+
+    >>> [(m.start, m.end, m.members) for m in merged_ranges(
+    ...     ["a", "a", "a", "b"], np.array([10, 0, 100, 0]), np.array([20, 10, 110, 5]), 8, 99)]
+    [(0, 20, [1, 0]), (100, 110, [2]), (0, 5, [3])]
+    """
+    order = sorted(range(len(urls)), key=lambda i: (urls[i], int(starts[i])))
+    groups: list[MergedRange] = []
+    for i in order:
+        start, end = int(starts[i]), int(ends[i])
+        last = groups[-1] if groups else None
+        if (
+            last is not None
+            and last.url == urls[i]
+            and start - last.end <= max_gap
+            and max(end, last.end) - last.start <= max_block
+        ):
+            last.end = max(last.end, end)
+            last.members.append(i)
+        else:
+            groups.append(MergedRange(urls[i], start, end, [i]))
+    return groups
 
 
 class Readers:

@@ -25,7 +25,7 @@ def sum_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype({"i": "i8", "u": "u8", "b": "i8"}.get(dtype.kind, "f8"))
 
 
-def _extreme(dtype: np.dtype, which: Literal["min", "max"]):
+def extreme_identity(dtype: np.dtype, which: Literal["min", "max"]):
     """The identity of min (the largest value) or of max (the smallest value)."""
     if dtype.kind == "f":
         return np.inf if which == "min" else -np.inf
@@ -92,11 +92,11 @@ def reduce_block(
         part.sum = np.asarray(np.sum(data, axis=axes, dtype=sum_dtype(dt), where=_w(valid)))
     if spec.needs_min:
         part.min = np.asarray(
-            np.min(data, axis=axes, initial=_extreme(dt, "min"), where=_w(valid))
+            np.min(data, axis=axes, initial=extreme_identity(dt, "min"), where=_w(valid))
         ).astype(dt, copy=False)
     if spec.needs_max:
         part.max = np.asarray(
-            np.max(data, axis=axes, initial=_extreme(dt, "max"), where=_w(valid))
+            np.max(data, axis=axes, initial=extreme_identity(dt, "max"), where=_w(valid))
         ).astype(dt, copy=False)
     return part
 
@@ -113,8 +113,8 @@ class Accumulator:
         self.count = np.zeros(shape, dtype=np.int64)
         dt = spec.dtype
         self.sum = np.zeros(shape, dtype=sum_dtype(dt)) if spec.needs_sum else None
-        self.min = np.full(shape, _extreme(dt, "min"), dtype=dt) if spec.needs_min else None
-        self.max = np.full(shape, _extreme(dt, "max"), dtype=dt) if spec.needs_max else None
+        self.min = np.full(shape, extreme_identity(dt, "min"), dtype=dt) if spec.needs_min else None
+        self.max = np.full(shape, extreme_identity(dt, "max"), dtype=dt) if spec.needs_max else None
 
     def add(self, where: tuple[slice, ...], part: Partial) -> None:
         """Fold ``part`` into the output block ``where``."""
@@ -148,7 +148,7 @@ class Accumulator:
             if packing.active:
                 mean = mean * packing.scale + packing.offset
             return np.ma.masked_array(mean, mask=empty)
-        value = self._decoded_extreme(op, packing)
+        value = self._decodedextreme_identity(op, packing)
         if components:
             return {op: np.ma.masked_array(value, mask=empty), "count": count}
         return np.ma.masked_array(value, mask=empty)
@@ -158,6 +158,6 @@ class Accumulator:
             return self.sum
         return self.sum.astype(np.float64) * packing.scale + packing.offset * self.count
 
-    def _decoded_extreme(self, op: Op, packing: Packing) -> np.ndarray:
+    def _decodedextreme_identity(self, op: Op, packing: Packing) -> np.ndarray:
         raw = self.min if self.spec.stored_extreme == "min" else self.max
         return packing.decode(raw)

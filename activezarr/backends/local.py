@@ -1,9 +1,11 @@
 """The local backend: read chunk bytes, decode with numcodecs, mask and reduce with numpy.
 
-Whole interior chunks come in batches: byte ranges that touch end to end are read with one
-call and reduced as one ``(k, *chunk)`` array, so a selection over many tiny chunks costs a
-few large numpy calls. Partly selected chunks are read one by one; uncompressed ones only
-over the rows of their first dimension that the selection touches.
+A batch holds chunks that share one selection pattern, so it is reduced as one
+``(k, *chunk)`` stack with one slice: whole chunks and edge chunks alike cost a few numpy calls
+per batch, not per chunk. Uncompressed local chunks are viewed straight from a memory map
+(no copy), in offset order, as long runs wherever they sit end to end in the file; pages are
+released after use so resident memory stays small. Compressed chunks are decoded into the
+stack (zlib releases the GIL, so worker threads decode in parallel).
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import numpy as np
 
 from ..errors import ChunkReadError
 from ..index.load import INLINE, MISSING
-from ..readers import Readers, adjacent_runs_by_url
+from ..index.sources import is_remote
+from ..kernels import reduce_all
+from ..readers import Readers, adjacent_runs
 from ..reduce import Accumulator, Partial, reduce_block
 from .base import Backend, BlockPartial, ChunkBatch, Job
+
+MAX_VIEW_RUNS = 32  # more runs than this in a batch: copy the chunks into one stack instead
 
 
 class CodecCache:
@@ -38,6 +44,23 @@ class CodecCache:
         return found
 
 
+def _selection(job: Job, batch: ChunkBatch, first_rows: int | None = None) -> tuple:
+    """The in-chunk slices shared by every row of the batch, with a leading stack axis."""
+    start, stop = batch.in_start[0], batch.in_stop[0]
+    sl = [slice(int(a), int(b), s) for a, b, s in zip(start, stop, job.steps, strict=True)]
+    if first_rows is not None:
+        sl[0] = slice(0, int(stop[0] - start[0]), job.steps[0])
+    return (slice(None), *sl)
+
+
+def _is_whole(job: Job, batch: ChunkBatch) -> bool:
+    return bool(
+        np.all(batch.in_start[0] == 0)
+        and np.all(batch.in_stop[0] == job.chunks)
+        and all(s == 1 for s in job.steps)
+    )
+
+
 class LocalBackend(Backend):
     """Reduces chunks in this process (threads share one instance)."""
 
@@ -50,137 +73,173 @@ class LocalBackend(Backend):
     def close(self) -> None:
         self.readers.close()
 
-    # -- reading -------------------------------------------------------------------------
+    # -- decoding --------------------------------------------------------------------------
 
-    def decode(self, job: Job, data, row_label: str) -> np.ndarray:
-        """One chunk's stored bytes as a full chunk-shaped array in ``job.view_dtype``."""
+    def decode_into(self, job: Job, data, out: np.ndarray, label: str) -> None:
+        """Decode one chunk's stored bytes into ``out`` (a chunk-shaped array)."""
         buf = data
         try:
             for codec in self.codecs.decoders(job.codecs):
                 buf = codec.decode(buf)
         except Exception as exc:  # noqa: BLE001 - codec errors have no common base
             raise ChunkReadError(
-                f"{job.source}: chunk {row_label} of '{job.variable}' could not be decoded "
+                f"{job.source}: chunk {label} of '{job.variable}' could not be decoded "
                 f"({type(exc).__name__}: {exc}); the file may have changed since it was indexed"
             ) from exc
         arr = np.frombuffer(buf, dtype=job.view_dtype)
-        n = int(np.prod(job.chunks, dtype=np.int64))
-        if arr.size != n:
+        if arr.size != out.size:
             raise ChunkReadError(
-                f"{job.source}: chunk {row_label} of '{job.variable}' holds {arr.size} values, "
-                f"expected {n}; re-index the file"
+                f"{job.source}: chunk {label} of '{job.variable}' holds {arr.size} values, "
+                f"expected {out.size}; re-index the file"
             )
-        return arr.reshape(job.chunks)
+        out[...] = arr.reshape(out.shape)
 
-    def _blobs(self, job: Job, batch: ChunkBatch, offsets=None, sizes=None) -> list:
-        """Stored bytes of every stored row (inline bytes for inline rows, None if missing)."""
-        offsets = batch.offsets if offsets is None else offsets
-        sizes = batch.sizes if sizes is None else sizes
+    # -- stacks of chunks ------------------------------------------------------------------
+
+    def stacks(self, job: Job, batch: ChunkBatch) -> Iterator[tuple[np.ndarray, np.ndarray, tuple]]:
+        """``(positions, stack, selection)``: chunk stacks covering every row that has data.
+
+        ``stack[i]`` is the chunk at batch position ``positions[i]``; ``stack[selection]``
+        is the selected part of every chunk at once.
+        """
+        url_ids = batch.url_ids
+        local = [not is_remote(u) for u in job.urls]
+        if (
+            not job.codecs
+            and len(job.chunks)
+            and (url_ids >= 0).all()
+            and all(local[u] for u in np.unique(url_ids))
+        ):
+            yield from self._mapped_stacks(job, batch)
+        else:
+            yield self._decoded_stack(job, batch)
+
+    def _mapped_stacks(self, job: Job, batch: ChunkBatch):
+        """Views into the memory map: one per run of chunks that sit end to end."""
+        nbytes = int(np.prod(job.chunks, dtype=np.int64)) * job.view_dtype.itemsize
+        if np.any(batch.sizes != nbytes):
+            raise ChunkReadError(
+                f"{job.source}: uncompressed chunks of '{job.variable}' should hold {nbytes} "
+                "bytes but the index says otherwise; re-index the file"
+            )
+        sel = _selection(job, batch)
+        for uid in np.unique(batch.url_ids):
+            url = job.urls[int(uid)]
+            mm = self.readers.local.mapping(url)
+            positions = np.flatnonzero(batch.url_ids == uid)
+            positions = positions[np.argsort(batch.offsets[positions], kind="stable")]
+            offsets = batch.offsets[positions]
+            runs = adjacent_runs(offsets, batch.sizes[positions], limit=2**62)
+            if mm is None or int(offsets[-1]) + nbytes > len(mm):
+                raise ChunkReadError(
+                    f"{url}: chunks of '{job.variable}' lie beyond the end of the file; "
+                    "the file changed since it was indexed: re-index it"
+                )
+            if len(runs) <= MAX_VIEW_RUNS:
+                for a, b in runs:
+                    start = int(offsets[a])
+                    view = np.frombuffer(
+                        mm, job.view_dtype, (b - a) * nbytes // job.view_dtype.itemsize, start
+                    )
+                    yield positions[a:b], view.reshape((b - a, *job.chunks)), sel
+                    self.readers.local.release(url, start, start + (b - a) * nbytes)
+            else:
+                stack = np.empty((len(positions), *job.chunks), dtype=job.view_dtype)
+                count = nbytes // job.view_dtype.itemsize
+                flat = stack.reshape(len(positions), -1)
+                for i, off in enumerate(offsets.tolist()):
+                    flat[i] = np.frombuffer(mm, job.view_dtype, count, off)
+                self.readers.local.release(url, int(offsets[0]), int(offsets[-1]) + nbytes)
+                yield positions, stack, sel
+
+    def _decoded_stack(self, job: Job, batch: ChunkBatch):
+        """One stack decoded from stored bytes (compressed, inline, remote or fill)."""
+        partial = not job.codecs and len(job.chunks) > 0 and not _is_whole(job, batch)
+        offsets, sizes, shape = batch.offsets, batch.sizes, job.chunks
+        if partial:  # fetch only the rows of dimension 0 the selection needs
+            row = int(np.prod(job.chunks[1:], dtype=np.int64)) * job.view_dtype.itemsize
+            first = int(batch.in_start[0][0])
+            rows = int(batch.in_stop[0][0]) - first
+            offsets = batch.offsets + np.uint64(first * row)
+            sizes = np.full(len(batch), rows * row, dtype=np.uint64)
+            shape = (rows, *job.chunks[1:])
         stored = np.flatnonzero(batch.url_ids >= 0)
-        out: list = [None] * len(batch)
-        for pos, data in batch.inline.items():
-            out[pos] = data
+        blobs: dict[int, object] = dict(batch.inline)
         if stored.size:
             urls = [job.urls[u] for u in batch.url_ids[stored]]
-            blobs = self.readers.read_ranges(urls, offsets[stored], sizes[stored])
-            for pos, blob in zip(stored, blobs, strict=True):
-                out[pos] = blob
-        return out
-
-    def chunk_blocks(self, job: Job, batch: ChunkBatch) -> Iterator[tuple[int, np.ndarray]]:
-        """``(position, selected block)`` for every row that has data (missing rows skipped)."""
-        partial_read = not job.codecs and len(job.chunks) > 0
-        if partial_read:
-            offsets, sizes = self._row_ranges(job, batch)
-            blobs = self._blobs(job, batch, offsets, sizes)
-        else:
-            blobs = self._blobs(job, batch)
-        ndim = len(job.chunks)
-        for pos, blob in enumerate(blobs):
-            start, stop = batch.in_start[pos], batch.in_stop[pos]
-            sl = [slice(int(start[d]), int(stop[d]), job.steps[d]) for d in range(ndim)]
+            for pos, blob in zip(
+                stored, self.readers.read_ranges(urls, offsets[stored], sizes[stored]), strict=True
+            ):
+                blobs[int(pos)] = blob
+        keep = [p for p in range(len(batch)) if p in blobs or job.fill is not None]
+        stack = np.empty((len(keep), *(job.chunks if not partial else shape)), dtype=job.view_dtype)
+        for i, pos in enumerate(keep):
+            blob = blobs.get(pos)
             if blob is None:
-                if job.fill is not None and batch.url_ids[pos] == MISSING:
-                    shape = [len(range(s.start, s.stop, s.step)) for s in sl]
-                    yield pos, np.full(shape, job.fill, dtype=job.view_dtype)
-                continue
-            if partial_read and batch.url_ids[pos] != INLINE:
-                arr = np.frombuffer(blob, dtype=job.view_dtype)
-                arr = arr.reshape((-1,) + job.chunks[1:])
-                sl[0] = slice(0, int(stop[0] - start[0]), job.steps[0])
+                stack[i] = job.fill
+            elif partial and batch.url_ids[pos] != INLINE:
+                self._copy_raw(job, blob, stack[i, ...], pos)
             else:
-                arr = self.decode(job, blob, str(pos))
-            yield pos, arr[tuple(sl)]
+                if partial:  # inline chunk: decode whole, keep the needed rows
+                    whole = np.empty(job.chunks, dtype=job.view_dtype)
+                    self.decode_into(job, blob, whole, str(pos))
+                    stack[i] = whole[first : first + rows]
+                else:
+                    self.decode_into(job, blob, stack[i, ...], str(pos))
+        return (
+            np.array(keep, dtype=np.int64),
+            stack,
+            _selection(job, batch, first_rows=0 if partial else None),
+        )
 
-    def _row_ranges(self, job: Job, batch: ChunkBatch) -> tuple[np.ndarray, np.ndarray]:
-        """Byte ranges covering only the selected rows of dimension 0 of each chunk."""
-        row = np.uint64(int(np.prod(job.chunks[1:], dtype=np.int64)) * job.view_dtype.itemsize)
-        first = batch.in_start[:, 0].astype(np.uint64)
-        rows = (batch.in_stop[:, 0] - batch.in_start[:, 0]).astype(np.uint64)
-        return batch.offsets + first * row, rows * row
+    def _copy_raw(self, job: Job, blob, out: np.ndarray, pos: int) -> None:
+        arr = np.frombuffer(blob, dtype=job.view_dtype)
+        if arr.size != out.size:
+            raise ChunkReadError(
+                f"{job.source}: chunk {pos} of '{job.variable}' is shorter than the index says; "
+                "re-index the file"
+            )
+        out[...] = arr.reshape(out.shape)
 
-    def complete_stacks(self, job: Job, batch: ChunkBatch) -> Iterator[tuple[int, np.ndarray]]:
-        """``(first position, (k, *chunk) array)`` for whole chunks, as few arrays as possible."""
-        stored = batch.url_ids >= 0
-        if not job.codecs and stored.all():
-            urls = [job.urls[u] for u in batch.url_ids]
-            for a, b in adjacent_runs_by_url(urls, batch.offsets, batch.sizes):
-                size = int(batch.offsets[b - 1] + batch.sizes[b - 1] - batch.offsets[a])
-                blob = self.readers.read_ranges(
-                    [urls[a]], batch.offsets[a : a + 1], np.array([size], dtype=np.uint64)
-                )[0]
-                arr = np.frombuffer(blob, dtype=job.view_dtype)
-                yield a, arr.reshape((b - a,) + job.chunks)
-            return
-        blobs = self._blobs(job, batch)
-        have = [p for p, b in enumerate(blobs) if b is not None or job.fill is not None]
-        if not have:
-            return
-        stack = np.empty((len(have),) + job.chunks, dtype=job.view_dtype)
-        for i, pos in enumerate(have):
-            blob = blobs[pos]
-            stack[i] = job.fill if blob is None else self.decode(job, blob, str(pos))
-        yield -1, stack  # positions are not contiguous; only used where blocks merge
-
-    # -- reducing ------------------------------------------------------------------------
+    # -- reducing --------------------------------------------------------------------------
 
     def reduce(self, job: Job, batch: ChunkBatch, stats=None) -> list[BlockPartial]:
         spec = job.spec
         assert spec is not None
-        if batch.complete and not spec.kept_axes:
-            return self._reduce_stacks_to_scalar(job, batch)
         if not spec.kept_axes:
             acc = Accumulator((), spec)
-            for _, block in self.chunk_blocks(job, batch):
-                acc.add((), reduce_block(block, job.rule.mask(block), spec, spec.reduce_axes))
+            for _, stack, sel in self.stacks(job, batch):
+                acc.add((), reduce_all(stack[sel], job.rule, spec))
             return [((), Partial(acc.count, acc.sum, acc.min, acc.max))]
+        axes = tuple(a + 1 for a in spec.reduce_axes)
         out = []
-        for pos, block in self.chunk_blocks(job, batch):
-            part = reduce_block(block, job.rule.mask(block), spec, spec.reduce_axes)
-            where = tuple(
-                slice(int(batch.out_start[pos, d]), int(batch.out_stop[pos, d]))
-                for d in spec.kept_axes
-            )
-            out.append((where, part))
+        for positions, stack, sel in self.stacks(job, batch):
+            data = stack[sel]
+            part = reduce_block(data, job.rule.mask(data), spec, axes)
+            for i, pos in enumerate(positions.tolist()):
+                where = tuple(
+                    slice(int(batch.out_start[pos, d]), int(batch.out_stop[pos, d]))
+                    for d in spec.kept_axes
+                )
+                out.append((where, _row(part, i)))
         return out
-
-    def _reduce_stacks_to_scalar(self, job: Job, batch: ChunkBatch) -> list[BlockPartial]:
-        spec = job.spec
-        acc = Accumulator((), spec)
-        for _, stack in self.complete_stacks(job, batch):
-            axes = tuple(range(stack.ndim))
-            acc.add((), reduce_block(stack, job.rule.mask(stack), spec, axes))
-        return [((), Partial(acc.count, acc.sum, acc.min, acc.max))]
 
     def select(self, job: Job, batch: ChunkBatch, out: np.ndarray) -> None:
         """Copy the selected values of every stored row into ``out`` (the selected array)."""
         ndim = len(job.chunks)
-        for pos, block in self.chunk_blocks(job, batch):
-            where = tuple(
-                slice(int(batch.out_start[pos, d]), int(batch.out_stop[pos, d]))
-                for d in range(ndim)
-            )
-            out[where] = block
+        for positions, stack, sel in self.stacks(job, batch):
+            data = stack[sel]
+            for i, pos in enumerate(positions.tolist()):
+                where = tuple(
+                    slice(int(batch.out_start[pos, d]), int(batch.out_stop[pos, d]))
+                    for d in range(ndim)
+                )
+                out[where] = data[i]
 
 
-__all__ = ["LocalBackend", "MISSING"]
+def _row(part: Partial, i: int) -> Partial:
+    pick = lambda a: None if a is None else a[i]  # noqa: E731
+    return Partial(part.count[i], pick(part.sum), pick(part.min), pick(part.max))
+
+
+__all__ = ["MISSING", "LocalBackend"]

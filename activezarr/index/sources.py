@@ -2,16 +2,23 @@
 
 A fingerprint is what tells whether a file changed since it was indexed: size and mtime for
 local files, size and ETag (or Last-Modified) for remote objects.
+
+One ``storage_options`` dict serves every protocol an index names: ``remote_filesystem`` gives
+each fsspec filesystem only the options it understands (S3 credentials and endpoint never
+reach an HTTP server), and turns ``ssl`` (a CA bundle path, True or False) into what aiohttp
+takes, so that HTTPS sources with a private CA can be named in JSON (``--storage-options``).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from ..errors import IndexBuildError
+from ..errors import ActiveZarrError, IndexBuildError
 
 
 def is_remote(url: str) -> bool:
@@ -19,7 +26,106 @@ def is_remote(url: str) -> bool:
 
 
 def local_path(url: str) -> str:
-    return url[len("file://") :] if url.startswith("file://") else url
+    return url.removeprefix("file://")
+
+
+# s3fs / botocore options that mean nothing to an HTTP server (and must never be sent to one)
+S3_ONLY_OPTIONS = frozenset(
+    {
+        "key",
+        "secret",
+        "token",
+        "anon",
+        "endpoint_url",
+        "profile",
+        "config_kwargs",
+        "s3_additional_kwargs",
+        "requester_pays",
+        "default_block_size",
+        "default_fill_cache",
+        "default_cache_type",
+        "version_aware",
+        "use_ssl",
+        "session",
+        "username",
+        "password",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "region_name",
+    }
+)
+HTTP_ONLY_OPTIONS = frozenset({"ssl", "headers", "auth", "simple_links", "same_scheme"})
+
+
+def filesystem_options(protocol: str, storage_options: dict | None) -> dict[str, Any]:
+    """The part of ``storage_options`` that the fsspec filesystem of ``protocol`` takes.
+
+    >>> so = {"key": "K", "secret": "S", "client_kwargs": {"endpoint_url": "http://h:9"},
+    ...       "ssl": False}
+    >>> filesystem_options("https", so)
+    {'ssl': False}
+    >>> sorted(filesystem_options("s3", so))
+    ['client_kwargs', 'key', 'secret']
+    """
+    options = dict(storage_options or {})
+    if protocol in ("http", "https"):
+        options = {k: v for k, v in options.items() if k not in S3_ONLY_OPTIONS}
+        client = {
+            k: v
+            for k, v in (options.pop("client_kwargs", None) or {}).items()
+            if k not in S3_ONLY_OPTIONS and k != "verify"
+        }
+        if client:
+            options["client_kwargs"] = client
+        if isinstance(options.get("ssl"), str | os.PathLike):
+            options["ssl"] = _ssl_context(os.fspath(options["ssl"]))
+        return options
+    if protocol in ("s3", "s3a"):
+        return {k: v for k, v in options.items() if k not in HTTP_ONLY_OPTIONS}
+    return options
+
+
+@functools.lru_cache(maxsize=16)
+def _ssl_context(cafile: str) -> ssl.SSLContext:
+    """A verifying client context trusting ``cafile`` (cached: fsspec caches by options)."""
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ActiveZarrError(f"ssl={cafile!r}: cannot load the CA bundle ({exc})") from exc
+
+
+def remote_filesystem(protocol: str, storage_options: dict | None = None):
+    """The fsspec filesystem for ``protocol`` with the options that apply to it."""
+    import fsspec
+
+    return fsspec.filesystem(protocol, **filesystem_options(protocol, storage_options))
+
+
+def remote_failure(url: str, exc: BaseException) -> str:
+    """Why reaching ``url`` failed, from the exception chain, with the fix where there is one.
+
+    fsspec's HTTP filesystem reports every failure of ``info`` as ``FileNotFoundError``; the
+    cause underneath tells a missing object from an unreachable or untrusted server.
+    """
+    chain = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    names = " ".join(f"{type(e).__name__} {e}" for e in chain)
+    if "CERTIFICATE_VERIFY_FAILED" in names or "Certificate" in names or "SSL" in names:
+        return (
+            f"{url}: TLS certificate verification failed; pass storage_options "
+            '{"ssl": "/path/to/ca.pem"} (the CA bundle that signed the server\'s certificate)'
+        )
+    if any(isinstance(e, ConnectionError | TimeoutError) for e in chain) or "Connect" in names:
+        return f"{url}: cannot connect to the server ({type(chain[-1]).__name__}: {chain[-1]})"
+    if any(isinstance(e, PermissionError) for e in chain) or "Forbidden" in names:
+        return f"{url}: access denied; check the credentials in storage_options"
+    if isinstance(exc, FileNotFoundError):
+        return f"{url}: no such object"
+    return f"{url}: cannot be read ({type(exc).__name__}: {exc})"
 
 
 @dataclass(frozen=True)
@@ -40,10 +146,7 @@ class Source:
         return name.rsplit(".", 1)[0] if "." in name else name
 
     def filesystem(self):
-        import fsspec
-
-        protocol = self.url.split("://", 1)[0]
-        return fsspec.filesystem(protocol, **(self.storage_options or {}))
+        return remote_filesystem(self.url.split("://", 1)[0], self.storage_options)
 
     def open(self) -> IO[bytes]:
         """A binary file object (local file, or an fsspec file with read-ahead)."""
@@ -55,7 +158,9 @@ class Source:
         try:
             with self.open() as fh:
                 return fh.read(n)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if self.remote:
+                raise IndexBuildError(remote_failure(self.display, exc)) from exc
             raise IndexBuildError(f"{self.display}: no such file") from None
         except PermissionError:
             raise IndexBuildError(
@@ -76,10 +181,10 @@ class Source:
             return {"size": st.st_size, "mtime": st.st_mtime}
         try:
             info = self.filesystem().info(self.url)
-        except FileNotFoundError:
-            raise IndexBuildError(f"{self.display}: no such object") from None
-        except Exception as exc:  # noqa: BLE001 - remote client errors vary by protocol
-            raise IndexBuildError(f"{self.display}: cannot be reached ({exc})") from exc
+        except ActiveZarrError:
+            raise
+        except Exception as exc:
+            raise IndexBuildError(remote_failure(self.display, exc)) from exc
         etag = info.get("ETag") or info.get("etag") or info.get("LastModified")
         return {"size": info.get("size"), "etag": str(etag) if etag is not None else None}
 
