@@ -24,7 +24,7 @@ CASES = [((), None), ((slice(3, 37), slice(None), 2), 0), ((slice(None, None, -3
 def client():
     with (
         distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as c,
     ):
