@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 
+import h5py
 import netCDF4
 import numpy as np
 import pytest
@@ -172,4 +173,30 @@ def test_cli_refuses_netcdf3_but_indexes_the_good_file(tmp_path):
     a = activezarr.Active(indexes[0], "var")
     assert_same(
         a.sum[...], reduce_masked(oracle_read(good, "var"), "sum"), "sum", where="zero_chunked"
+    )
+
+
+@pytest.mark.parametrize(
+    ("filename", "var"),
+    [("test1.nc", "tas"), ("CMIP6_IPSL-CM6A-LR_tas.nc", "tas"), ("daily_data.nc", "ta")],
+)
+def test_oracle_agrees_with_raw_h5py(filename, var):
+    """The oracle on real files, rebuilt from h5py's raw values and the _FillValue rule."""
+    path = REAL_DIR / filename
+    with h5py.File(path, "r") as h5:
+        raw = h5[var][()]
+        fill = h5[var].attrs.get("_FillValue")
+    fill = netCDF4.default_fillvals[raw.dtype.str[1:]] if fill is None else fill[0]
+    mask = raw == fill
+    got = oracle_read(path, var)
+    assert got.dtype == raw.dtype
+    assert np.array_equal(np.ma.getmaskarray(got), mask)
+    assert np.array_equal(got.compressed(), raw[~mask])
+    valid = raw[~mask].astype(np.float64)
+    mean = reduce_masked(got, "mean")
+    np.testing.assert_allclose(float(mean), valid.mean(), rtol=1e-12)
+    assert float(reduce_masked(got, "max")) == valid.max()
+    by_time = reduce_masked(got, "sum", axis=0)
+    np.testing.assert_allclose(
+        by_time.data, np.where(mask, 0, raw).astype(np.float64).sum(axis=0), rtol=1e-12
     )
