@@ -21,6 +21,8 @@ import fnmatch
 import hashlib
 import json
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,7 +242,8 @@ def check_fresh(index: str, urls: list[str], storage_options: dict | None = None
     The catalog is the ``catalog.json`` beside a local index: for a per-file index its entry,
     for a combined index its ``combined`` record (the fingerprints its sources had when it was
     combined). Sources it does not list (an index made elsewhere, a refs dict) are not
-    checked. One stat or HEAD per source, in parallel for remote ones.
+    checked. One stat or HEAD per source, in parallel for remote ones; a remote fingerprint
+    is reused for ``REMOTE_CHECK_TTL`` seconds within the process.
     """
     from .errors import StaleIndexError
 
@@ -261,7 +264,7 @@ def check_fresh(index: str, urls: list[str], storage_options: dict | None = None
             if u in entries and entries[u].get("index") == path.name
         }
         again = ""
-    for url, now in fingerprints(list(expected), storage_options).items():
+    for url, now in _recent_fingerprints(list(expected), storage_options).items():
         refresh = f"refresh with `{refresh_command(url, directory)}{again}`"
         if isinstance(now, Exception):
             raise StaleIndexError(
@@ -272,6 +275,32 @@ def check_fresh(index: str, urls: list[str], storage_options: dict | None = None
                 f"{url} changed since it was indexed into {index} "
                 f"(was {expected[url]}, now {now}); {refresh}"
             )
+
+
+# Remote fingerprints that ``check_fresh`` saw recently: opening many ``Active`` objects over
+# the same S3 files in one run costs one HEAD per file, not one per ``Active``. Local files
+# are always stat-ed again (cheap and exact).
+REMOTE_CHECK_TTL = 60.0
+_recent: dict[str, tuple[float, dict[str, Any]]] = {}
+_recent_lock = threading.Lock()
+
+
+def _recent_fingerprints(urls: list[str], storage_options: dict | None) -> dict[str, Any]:
+    from .index.sources import is_remote
+
+    now = time.monotonic()
+    with _recent_lock:
+        cached = {
+            u: _recent[u][1]
+            for u in urls
+            if u in _recent and now - _recent[u][0] < REMOTE_CHECK_TTL
+        }
+    fresh = fingerprints([u for u in urls if u not in cached], storage_options)
+    with _recent_lock:
+        for u, fp in fresh.items():
+            if is_remote(u) and not isinstance(fp, Exception):
+                _recent[u] = (now, fp)
+    return {**cached, **fresh}
 
 
 def fingerprints(urls: list[str], storage_options: dict | None = None) -> dict[str, Any]:

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import read_catalog, record_index
+from .catalog import fingerprints, read_catalog, record_index
 from .errors import ActiveZarrError, IndexBuildError
+from .index.build import _write as write_index  # the writer build_index uses
 from .index.build import index_path_for, translate
-from .index.refs import dumps_refs, write_atomic
 from .index.sources import is_remote, open_source
 
 
@@ -62,9 +62,9 @@ def expand_paths(paths: list[str], storage_options: dict | None = None) -> list[
     return list(dict.fromkeys(out))
 
 
-def up_to_date(out: Path, path: str, storage_options: dict | None, entries=None) -> bool:
+def up_to_date(out: Path, path: str, storage_options: dict | None) -> bool:
     """The catalog holds an entry for ``path`` with the same fingerprint and its index exists."""
-    entries = read_catalog(out)["entries"] if entries is None else entries
+    entries = read_catalog(out)["entries"]
     source = open_source(path, storage_options)
     entry = entries.get(source.url)
     if not entry or not (out / entry["index"]).exists():
@@ -138,7 +138,7 @@ def _index_one(path: str, out: Path, storage_options: dict | None) -> IndexedFil
         fingerprint = source.fingerprint()
         translation = translate(source)
         target = record_index(
-            out, translation, index_path_for(source, out), fingerprint, write_index=_write_index
+            out, translation, index_path_for(source, out), fingerprint, write_index=write_index
         )
     return IndexedFile(
         target,
@@ -146,10 +146,6 @@ def _index_one(path: str, out: Path, storage_options: dict | None) -> IndexedFil
         sum(v.n_chunks for v in translation.variables),
         sum(v.stored_bytes for v in translation.variables),
     )
-
-
-def _write_index(target: Path, refs: dict) -> None:
-    write_atomic(target, dumps_refs(refs))
 
 
 def index_many(
@@ -188,8 +184,7 @@ def index_many(
         raise ActiveZarrError("no files to index: give paths, globs or --from-list FILE")
     report = IndexReport()
     if not force:
-        entries = read_catalog(out)["entries"]
-        fresh = {p for p in todo if _quiet_up_to_date(out, p, storage_options, entries)}
+        fresh = _unchanged(out, todo, storage_options)
         report.skipped += [p for p in todo if p in fresh]
         todo = [p for p in todo if p not in fresh]
     bar = Progress(len(todo)) if progress and todo else None
@@ -229,11 +224,15 @@ def _executor(executor, jobs: int) -> Iterator[cf.Executor]:
         yield executor
 
 
-def _quiet_up_to_date(out: Path, path: str, storage_options: dict | None, entries=None) -> bool:
-    try:
-        return up_to_date(out, path, storage_options, entries)
-    except ActiveZarrError:
-        return False
+def _unchanged(out: Path, paths: list[str], storage_options: dict | None) -> set[str]:
+    """The paths whose catalog entry matches their fingerprint and whose index exists
+    (one read of the catalog; remote fingerprints fetched in parallel)."""
+    entries = read_catalog(out)["entries"]
+    urls = {p: open_source(p, storage_options).url for p in paths}
+    known = {p: entries[u] for p, u in urls.items() if u in entries}
+    known = {p: e for p, e in known.items() if (out / e["index"]).exists()}
+    now = fingerprints([urls[p] for p in known], storage_options)
+    return {p for p, e in known.items() if now[urls[p]] == e.get("fingerprint")}
 
 
 def _print_summary(report: IndexReport) -> None:
