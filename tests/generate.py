@@ -223,6 +223,7 @@ def build_dims(path: Path) -> None:
     "partial_zlib",
     "never_written",
     "contig_never",
+    "unlimited_big_chunk",
 )
 def build_unwritten(path: Path) -> None:
     with netCDF4.Dataset(path, "w") as ds:
@@ -253,6 +254,12 @@ def build_unwritten(path: Path) -> None:
         )
         put_raw(var, rng.normal(5, 1, (2, 8)).astype("f4"), (slice(0, 2), slice(None)))
         put_raw(var, rng.normal(5, 1, (1, 8)).astype("f4"), (slice(7, 8), slice(None)))
+        # a chunk longer than the (unlimited) dimension: HDF5 stores the whole chunk
+        rng = rng_for("unlimited_big_chunk")
+        var = ds.createVariable(
+            "unlimited_big_chunk", "i4", ("time", "x"), chunksizes=(16, 5), fill_value=-7
+        )
+        put_raw(var, sprinkle(ints(rng, (8, 8), "i4", -50, 50), -7, rng))
         ds.createVariable("never_written", "f4", fixed, chunksizes=(4, 4), fill_value=1e20)
         ds.createVariable("contig_never", "i2", fixed, contiguous=True, fill_value=-3)
 

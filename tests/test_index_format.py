@@ -349,3 +349,34 @@ def test_write_variable_helper_roundtrip(tmp_path):
     got = oracle_read(path, "v")
     assert np.array_equal(np.ma.getmaskarray(got), mask)
     assert np.array_equal(got.compressed(), data[~mask])
+
+
+# ------------------------------------------------------------------ unsupported variables
+
+
+def test_unsupported_variables_are_skipped_not_fatal(tmp_path):
+    """Strings and compounds are skipped (with a warning or log line); the rest is indexed."""
+    import warnings
+
+    import activezarr
+
+    path = tmp_path / "mixed.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("n", 4)
+        ds.createDimension("nchar", 3)
+        v = ds.createVariable("names", str, ("n",))
+        v[:] = np.array(["a", "bb", "ccc", "dddd"], dtype=object)
+        c = ds.createVariable("chars", "S1", ("n", "nchar"))
+        c[:] = np.array([list("abc")] * 4, "S1")
+        compound = ds.createCompoundType(np.dtype([("a", "i4"), ("b", "f8")]), "pair")
+        p = ds.createVariable("pairs", compound, ("n",))
+        p[:] = np.array([(1, 2.0)] * 4, dtype=[("a", "i4"), ("b", "f8")])
+        x = ds.createVariable("x", "f8", ("n",), fill_value=-1.0)
+        x[:] = [1.0, -1.0, 3.0, 4.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = activezarr.build_index(path, out=tmp_path / "idx")
+    with activezarr.Active(index, "x") as active:
+        assert_same(active.sum[...], reduce_masked(oracle_read(path, "x"), "sum"), "sum")
+    with pytest.raises(activezarr.ActiveZarrError, match="names"):
+        activezarr.Active(index, "names")
