@@ -309,7 +309,11 @@ def fingerprints(urls: list[str], storage_options: dict | None = None) -> dict[s
 
     def probe(url: str):
         try:
-            return open_source(url, storage_options).fingerprint()
+            source = open_source(url, storage_options)
+            if source.remote:
+                # fsspec keeps listings (from a glob) in its cache: ask the store again
+                source.filesystem().invalidate_cache(url)
+            return source.fingerprint()
         except Exception as exc:  # noqa: BLE001 - reported to the caller per source
             return exc
 

@@ -11,10 +11,13 @@ from pathlib import Path
 import netCDF4
 import pytest
 
-from activezarr import Catalog
+from activezarr import Active, Catalog, StaleIndexError
 from activezarr.cli import main
 from activezarr.indexer import Progress, index_many
-from tests.catalog_files import write_series
+from tests.catalog_files import oracle_concat, write_series
+from tests.oracle import assert_same, reduce_masked
+from tests.servers.conftest_fixtures import moto_server  # noqa: F401 - a fixture
+from tests.servers.s3 import make_bucket, upload
 
 
 @pytest.fixture
@@ -99,3 +102,38 @@ def test_concurrent_index_runs_into_one_catalog(tmp_path):
     assert sorted(Path(s).name for s in entries) == sorted(p.name for p in first + second)
     assert all((out / e["index"]).exists() for e in entries.values())
     assert not list(out.glob(".*.tmp"))
+
+
+def test_s3_glob_etag_fingerprints_combine_and_reduce(moto_server, tmp_path, capsys):  # noqa: F811
+    paths = write_series(tmp_path / "data", 4)
+    make_bucket(moto_server, "cmip")
+    for p in paths:
+        upload(moto_server, "cmip", f"run1/tas/{p.name}", p)
+    upload(moto_server, "cmip", "run1/readme.txt", paths[0])  # not matched by the glob
+    options = moto_server.storage_options()
+    out = tmp_path / "indexes"
+    report = index_many(["s3://cmip/run1/**/*.nc"], out, storage_options=options, jobs=2)
+    assert not report.failed and len(report.indexed) == 4
+    cat = Catalog(out, storage_options=options)
+    entry = cat["s3://cmip/run1/tas/tas_02.nc"]
+    assert set(entry.fingerprint) == {"size", "etag"} and entry.fingerprint["etag"]
+    assert entry.coords["time"]["min"] == 60.0
+
+    want = oracle_concat(paths, "tas")
+    assert_same(cat.reduce("tas", "mean", axis=0), reduce_masked(want, "mean", 0), "mean")
+    index = cat.combine(var="tas")
+    with Active(index, "tas", storage_options=options) as a:
+        assert_same(a.max(axis=(1, 2))[...], reduce_masked(want, "max", (1, 2)), "max")
+    assert index_many(["s3://cmip/run1/**/*.nc"], out, storage_options=options).skipped
+
+    with netCDF4.Dataset(paths[1], "a") as ds:
+        ds.note = "changed" * 40
+    upload(moto_server, "cmip", "run1/tas/tas_01.nc", paths[1])
+    assert cat.verify()[0].kind == "changed"
+    with pytest.raises(StaleIndexError, match="s3://cmip/run1/tas/tas_01.nc"):
+        cat.reduce("tas", "sum")
+    capsys.readouterr()
+    config = ["--storage-options", json.dumps(options)]
+    assert main(["catalog", "verify", "--catalog", str(out / "catalog.json"), *config]) == 1
+    err = capsys.readouterr().err
+    assert "activezarr index s3://cmip/run1/tas/tas_01.nc --out" in err
