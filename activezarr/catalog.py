@@ -137,7 +137,10 @@ def coordinate_ranges(translation) -> dict[str, dict[str, Any]]:
         source = translation.source
         try:
             with Active(
-                translation.refs, dim, storage_options=source.storage_options, check_stale=False
+                translation.refs_for(dim),
+                dim,
+                storage_options=source.storage_options,
+                check_stale=False,
             ) as a:
                 values = a[:]
         except ActiveZarrError as exc:
@@ -145,7 +148,7 @@ def coordinate_ranges(translation) -> dict[str, dict[str, Any]]:
                 f"{source.display}: cannot read coordinate '{dim}' ({exc})"
             ) from exc
         valid = values.compressed()
-        attrs = translation.refs.get(f"{dim}/.zattrs") or {}
+        attrs = translation.meta.get(f"{dim}/.zattrs") or {}
         if isinstance(attrs, str):
             attrs = json.loads(attrs)
         ranges[dim] = {
@@ -183,7 +186,7 @@ def make_entry(translation, fingerprint: dict[str, Any]) -> dict[str, Any]:
         "mtime": fingerprint.get("mtime"),
         "etag": fingerprint.get("etag"),
         "index": None,
-        "attrs": global_attrs(translation.refs),
+        "attrs": global_attrs(translation.meta),
         "variables": variable_summary(translation),
         "coords": coordinate_ranges(translation),
         "skipped": translation.skipped,
@@ -198,14 +201,14 @@ def record_index(
     target: Path,
     fingerprint: dict[str, Any],
     *,
-    write_index: Callable[[Path, dict], None],
+    write_index: Callable[[Path, Any], None],
 ) -> Path:
     """Write the index and its catalog entry under the catalog lock; return the index path."""
     entry = make_entry(translation, fingerprint)  # reads coordinates: outside the lock
     with updating(Path(directory)) as catalog:
         entries = catalog["entries"]
         target = _unique_target(entries, entry["source"], target)
-        write_index(target, translation.refs)
+        write_index(target, translation)
         entry["index"] = target.name
         entries[entry["source"]] = entry
     return target

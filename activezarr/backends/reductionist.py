@@ -99,9 +99,8 @@ def missing_field(rule: MissingRule, dtype: np.dtype) -> dict | None | bool:
     lo, hi = rule.valid_min, rule.valid_max
     values = []
     for v in rule.equality_values():
-        if v.dtype.kind == "f" and not np.isfinite(v):
-            if np.isnan(v):
-                return False  # JSON cannot carry NaN
+        if v.dtype.kind == "f" and np.isnan(v):
+            return False  # JSON cannot carry NaN
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             continue
         item = v.item()
@@ -244,6 +243,12 @@ class ReductionistBackend(Backend):
         spec = job.spec
         interface, url = object_url(job.urls[batch.url_ids[pos]], self.storage_options)
         dt = job.view_dtype
+        # the server needs a non-empty shape: a 0-d variable is one element of shape [1]
+        shape = list(job.chunks) or [1]
+        selection = [
+            [int(a), int(b), int(s)]
+            for a, b, s in zip(batch.in_start[pos], batch.in_stop[pos], job.steps, strict=True)
+        ] or [[0, 1, 1]]
         body: dict[str, Any] = {
             "interface_type": interface,
             "url": url,
@@ -251,12 +256,9 @@ class ReductionistBackend(Backend):
             "byte_order": "big" if job.raw_dtype.byteorder == ">" else "little",
             "offset": int(batch.offsets[pos]),
             "size": int(batch.sizes[pos]),
-            "shape": list(job.chunks),
+            "shape": shape,
             "order": "C",
-            "selection": [
-                [int(a), int(b), int(s)]
-                for a, b, s in zip(batch.in_start[pos], batch.in_stop[pos], job.steps, strict=True)
-            ],
+            "selection": selection,
         }
         if job.raw_dtype.byteorder in ("=", "|"):
             body["byte_order"] = "big" if np.little_endian is False else "little"

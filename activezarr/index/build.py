@@ -7,6 +7,8 @@ every supported variable; ``build_index`` writes them to ``<out>/<stem>.json`` (
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ import h5py
 
 from ..errors import IndexBuildError, UnsupportedVariableError
 from .hdf5 import DatasetRefs, dataset_refs, is_dimension_only, read_attrs
-from .refs import dumps_refs, write_atomic
+from .refs import write_atomic
 from .sources import Source, open_source
 
 log = logging.getLogger(__name__)
@@ -28,12 +30,41 @@ NETCDF3_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 
 @dataclass
 class Translation:
-    """The references of one file and what was skipped on the way."""
+    """The references of one file and what was skipped on the way.
+
+    ``meta`` holds the group and array metadata references; chunk references stay in each
+    variable's arrays until written (``json_text``) or asked for (``refs_for``, ``refs``).
+    """
 
     source: Source
-    refs: dict[str, Any]
+    meta: dict[str, Any]
     variables: list[DatasetRefs]
     skipped: list[str] = field(default_factory=list)
+
+    def refs_for(self, *names: str) -> dict[str, Any]:
+        """Metadata of everything plus the chunk references of ``names`` only."""
+        out = dict(self.meta)
+        for var in self.variables:
+            if var.name in names:
+                out.update(var.refs)
+        return out
+
+    @functools.cached_property
+    def refs(self) -> dict[str, Any]:
+        """Every reference as one kerchunk dict (slow for files with very many chunks)."""
+        return self.refs_for(*(v.name for v in self.variables))
+
+    def json_text(self) -> str:
+        """The whole index as kerchunk version 1 JSON, one reference per line."""
+        own = {k for var in self.variables for k in var.meta}
+        lines = [
+            f"{json.dumps(k)}:{json.dumps(v, separators=(',', ':'))}"
+            for k, v in self.meta.items()
+            if k not in own
+        ]
+        for var in self.variables:
+            lines += var.json_items()
+        return '{"version":1,"refs":{\n' + ",\n".join(lines) + "\n}}\n"
 
 
 def check_signature(head: bytes, name: str) -> None:
@@ -77,7 +108,7 @@ def _translate_file(h5: h5py.File, source: Source) -> Translation:
             warnings.warn(str(exc), stacklevel=2)
             result.skipped.append(str(exc))
             return
-        refs.update(ds.refs)
+        refs.update(ds.meta)
         result.variables.append(ds)
 
     h5.visititems(visit)
@@ -128,10 +159,10 @@ def build_index(
     if catalog:
         target = record_index(out, translation, target, fingerprint, write_index=_write)
     else:
-        _write(target, translation.refs)
+        _write(target, translation)
     return target
 
 
-def _write(target: Path, refs: dict[str, Any]) -> None:
-    write_atomic(target, dumps_refs(refs))
+def _write(target: Path, translation: Translation) -> None:
+    write_atomic(target, translation.json_text())
     log.info("wrote %s", target)

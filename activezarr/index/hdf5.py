@@ -9,6 +9,7 @@ decode (filters in reverse) undoes the HDF5 pipeline. fletcher32 maps to numcode
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,17 +46,69 @@ FILTER_NAMES = {4: "szip", 6: "scaleoffset", 32000: "lzf", 32004: "lz4", 32008: 
 
 @dataclass
 class DatasetRefs:
-    """What indexing one dataset produced: its references and a summary for the catalog."""
+    """What indexing one dataset produced: metadata, a chunk table, a catalog summary.
+
+    Chunk references are kept as arrays (grid coordinates, byte offsets, byte sizes, all in
+    one ``url``) plus a few inline chunks, and turned into kerchunk text only when written.
+    """
 
     name: str
-    refs: dict[str, Any]
+    url: str
+    meta: dict[str, Any]  # the .zarray and .zattrs references
     shape: tuple[int, ...]
     dtype: str
     chunks: tuple[int, ...]
     dimensions: list[str]
-    n_chunks: int
-    stored_bytes: int
+    coords: np.ndarray  # (n, ndim) int64 chunk grid coordinates
+    offsets: np.ndarray  # (n,) uint64
+    sizes: np.ndarray  # (n,) uint64
+    inline: dict[str, str] = field(default_factory=dict)  # chunk key -> inline value
     attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.offsets) + len(self.inline)
+
+    @property
+    def stored_bytes(self) -> int:
+        return int(self.sizes.sum()) + sum(len(v) for v in self.inline.values())
+
+    def chunk_keys(self) -> list[str]:
+        if not self.chunks:
+            return [f"{self.name}/0"] * len(self.offsets)
+        return [f"{self.name}/" + ".".join(map(str, c)) for c in self.coords.tolist()]
+
+    @property
+    def refs(self) -> dict[str, Any]:
+        """The references as a kerchunk dict (built on demand: slow for many chunks)."""
+        out = dict(self.meta)
+        for key, off, size in zip(
+            self.chunk_keys(), self.offsets.tolist(), self.sizes.tolist(), strict=True
+        ):
+            out[key] = [self.url, off, size]
+        out.update(self.inline)
+        return out
+
+    def json_items(self) -> list[str]:
+        """The references as ``"key":value`` JSON text items (fast: one f-string a chunk)."""
+        items = [
+            f"{json.dumps(k)}:{json.dumps(v, separators=(',', ':'))}" for k, v in self.meta.items()
+        ]
+        url = json.dumps(self.url).replace("%", "%%")
+        name = json.dumps(self.name)[1:-1].replace("%", "%%")
+        key = ".".join(["%d"] * len(self.chunks)) if self.chunks else "0"
+        line = f'"{name}/{key}":[{url},%d,%d]'
+        table = np.concatenate(
+            [
+                self.coords,
+                self.offsets[:, None].astype(np.int64),
+                self.sizes[:, None].astype(np.int64),
+            ],
+            axis=1,
+        )
+        items += [line % tuple(row) for row in table.tolist()]
+        items += [f"{json.dumps(k)}:{json.dumps(v)}" for k, v in self.inline.items()]
+        return items
 
 
 def _filter_config(code: int, values: tuple, dtype: np.dtype, where: str) -> dict | None:
@@ -146,25 +199,24 @@ def dataset_refs(dset: h5py.Dataset, url: str, where: str) -> DatasetRefs:
         raise UnsupportedVariableError(f"{where} stores its data in external files; skipped")
     layout = plist.get_layout()
     shape = tuple(int(n) for n in dset.shape)
-    chunks = tuple(int(c) for c in (dset.chunks or shape))
-    chunks = tuple(max(c, 1) for c in chunks)
+    chunks = tuple(max(int(c), 1) for c in (dset.chunks or shape))
     filters = codec_pipeline(dset, where)
     name = dset.name.lstrip("/")
-    key_of = _chunk_key_fn(name, chunks)
-    refs: dict[str, Any] = {}
-    stored = 0
+    ndim = len(shape)
+    coords = np.zeros((0, ndim), dtype=np.int64)
+    offsets = sizes = np.zeros(0, dtype=np.uint64)
+    inline: dict[str, str] = {}
     if layout == h5py.h5d.CHUNKED:
-        stored = _chunked_refs(dset, url, key_of, refs, where)
+        coords, offsets, sizes = chunk_table(dset, chunks, where)
     elif layout == h5py.h5d.CONTIGUOUS:
         offset = dset.id.get_offset()
         if offset is not None and dset.id.get_storage_size():
-            stored = int(dset.id.get_storage_size())
-            refs[key_of((0,) * len(shape))] = [url, int(offset), stored]
+            coords = np.zeros((1, ndim), dtype=np.int64)
+            offsets = np.array([offset], dtype=np.uint64)
+            sizes = np.array([dset.id.get_storage_size()], dtype=np.uint64)
     elif layout == h5py.h5d.COMPACT:
-        data = dset[()] if shape else dset[()]
-        raw = np.asarray(data, dtype=dtype).tobytes()
-        refs[key_of((0,) * len(shape))] = inline_bytes(raw)
-        stored = len(raw)
+        raw = np.asarray(dset[()], dtype=dtype).tobytes()
+        inline[f"{name}/" + (".".join("0" * ndim) if ndim else "0")] = inline_bytes(raw)
     else:
         raise UnsupportedVariableError(f"{where} is a virtual dataset; skipped")
     dims = dimension_names(dset)
@@ -182,35 +234,30 @@ def dataset_refs(dset: h5py.Dataset, url: str, where: str) -> DatasetRefs:
     }
     meta = {f"{name}/.zarray": zarray, f"{name}/.zattrs": attrs}
     return DatasetRefs(
-        name, {**meta, **refs}, shape, dtype.str, chunks, dims, len(refs), stored, attrs
+        name, url, meta, shape, dtype.str, chunks, dims, coords, offsets, sizes, inline, attrs
     )
 
 
-def _chunk_key_fn(name: str, chunks: tuple[int, ...]):
-    if not chunks:
-        return lambda offset: f"{name}/0"
-
-    def key_of(offset: tuple[int, ...]) -> str:
-        return f"{name}/" + ".".join(str(o // c) for o, c in zip(offset, chunks, strict=True))
-
-    return key_of
-
-
-def _chunked_refs(dset: h5py.Dataset, url: str, key_of, refs: dict, where: str) -> int:
-    total = 0
-    bad_masks = 0
+def chunk_table(dset: h5py.Dataset, chunks: tuple[int, ...], where: str):
+    """Grid coordinates, byte offsets and sizes of every stored chunk (one ``chunk_iter`` pass)."""
+    starts: list = []
+    offsets: list = []
+    sizes: list = []
+    masks: list = []
 
     def visit(info) -> None:
-        nonlocal total, bad_masks
-        if info.filter_mask:
-            bad_masks += 1
-        refs[key_of(info.chunk_offset)] = [url, info.byte_offset, info.size]
-        total += info.size
+        starts.append(info.chunk_offset)
+        offsets.append(info.byte_offset)
+        sizes.append(info.size)
+        masks.append(info.filter_mask)
 
     dset.id.chunk_iter(visit)
-    if bad_masks:
+    bad = int(np.count_nonzero(masks))
+    if bad:
         raise UnsupportedVariableError(
-            f"{where} has {bad_masks} chunks stored with some filters skipped (HDF5 filter "
+            f"{where} has {bad} chunks stored with some filters skipped (HDF5 filter "
             "mask), which activezarr cannot describe as byte ranges; skipped"
         )
-    return total
+    ndim = len(chunks)
+    coords = np.array(starts, dtype=np.int64).reshape(-1, ndim) // np.array(chunks, dtype=np.int64)
+    return coords, np.array(offsets, dtype=np.uint64), np.array(sizes, dtype=np.uint64)

@@ -153,40 +153,56 @@ def load_variable(refs: dict, name: str, source: str = "<refs>") -> VariableInde
 
 
 def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str):
+    """Vectorised: chunk keys are parsed as one string, references as flat lists."""
     grid = tuple(-(-n // c) if n else 0 for n, c in zip(shape, chunks, strict=True))
     n = int(np.prod(grid, dtype=np.int64))
-    strides = np.cumprod((1,) + grid[:0:-1])[::-1] if grid else np.array([], dtype=np.int64)
     url_ids = np.full(n, MISSING, dtype=np.int32)
     offsets = np.zeros(n, dtype=np.uint64)
     sizes = np.zeros(n, dtype=np.uint64)
     inline: dict[int, bytes] = {}
-    url_table: dict[str, int] = {}
     prefix = f"{name}/" if name else ""
     cut = len(prefix)
-    for key, value in refs.items():
-        if not key.startswith(prefix) or key[cut : cut + 1] in (".", ""):
-            continue
-        suffix = key[cut:]
-        if "/" in suffix and sep != "/":
-            continue  # a key of a child group, not a chunk of this array
-        try:
-            coords = [int(c) for c in suffix.split(sep)]
-        except ValueError:
-            continue
-        flat = int(np.dot(coords, strides)) if grid else 0
-        if not 0 <= flat < max(n, 1):
-            continue
-        if isinstance(value, list):
-            url = value[0]
-            uid = url_table.setdefault(url, len(url_table))
-            url_ids[flat] = uid
-            if len(value) >= 3:
-                offsets[flat] = value[1]
-                sizes[flat] = value[2]
-            else:
-                offsets[flat] = 0
-                sizes[flat] = 0  # whole file
-        else:
-            url_ids[flat] = INLINE
-            inline[flat] = decode_inline(value) if isinstance(value, str) else bytes(value)
+    ndim = max(len(grid), 1)
+    keys = [
+        k
+        for k in refs
+        if k.startswith(prefix)
+        and k[cut : cut + 1] not in (".", "")
+        and (sep == "/" or "/" not in k[cut:])
+    ]
+    if not keys:
+        return [], url_ids, offsets, sizes, inline
+    text = " ".join(k[cut:] for k in keys).replace(sep, " ")
+    try:
+        coords = np.array(text.split(), dtype=np.int64).reshape(len(keys), ndim)
+    except ValueError:
+        keys = [k for k in keys if _is_chunk_suffix(k[cut:], sep, ndim)]
+        text = " ".join(k[cut:] for k in keys).replace(sep, " ")
+        coords = np.array(text.split(), dtype=np.int64).reshape(len(keys), ndim)
+    inside = np.all((coords >= 0) & (coords < np.array(grid or (1,))), axis=1)
+    flat = np.ravel_multi_index(tuple(coords.T), grid) if grid else np.zeros(len(keys), np.int64)
+    values = [refs[k] for k in keys]
+    is_ref = np.array([isinstance(v, list) for v in values], dtype=bool) & inside
+    refs_at = np.flatnonzero(is_ref)
+    url_table: dict[str, int] = {}
+    ids = np.array(
+        [url_table.setdefault(values[i][0], len(url_table)) for i in refs_at.tolist()],
+        dtype=np.int32,
+    )
+    url_ids[flat[refs_at]] = ids
+    whole = [i for i in refs_at.tolist() if len(values[i]) < 3]
+    if whole:  # [url] alone: the whole file (size 0 = to the end)
+        for i in whole:
+            values[i] = [values[i][0], 0, 0]
+    offsets[flat[refs_at]] = np.array([values[i][1] for i in refs_at.tolist()], dtype=np.uint64)
+    sizes[flat[refs_at]] = np.array([values[i][2] for i in refs_at.tolist()], dtype=np.uint64)
+    for i in np.flatnonzero(~is_ref & inside).tolist():
+        value = values[i]
+        url_ids[flat[i]] = INLINE
+        inline[int(flat[i])] = decode_inline(value) if isinstance(value, str) else bytes(value)
     return list(url_table), url_ids, offsets, sizes, inline
+
+
+def _is_chunk_suffix(suffix: str, sep: str, ndim: int) -> bool:
+    parts = suffix.split(sep)
+    return len(parts) == ndim and all(p.isdigit() for p in parts)
