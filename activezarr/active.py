@@ -20,7 +20,7 @@ from .backends.base import Backend, ChunkBatch, Job
 from .backends.local import LocalBackend
 from .catalog import check_fresh
 from .errors import ActiveZarrError, SelectionError
-from .index.load import INLINE, MISSING, VariableIndex, load_variable, read_refs
+from .index.load import INLINE, MISSING, VariableIndex, open_variable
 from .missing import MissingRule, Packing, storage_dtype
 from .plan import ChunkPlan, normalize_selection, plan_chunks
 from .reduce import OPS, Accumulator, Op, ReductionSpec
@@ -197,9 +197,7 @@ class Active:
         **backend_options: Any,
     ) -> None:
         source = "<refs dict>" if isinstance(index, dict) else str(index)
-        refs = read_refs(index if isinstance(index, dict) else str(index), storage_options)
-        self.index: VariableIndex = load_variable(refs, variable, source)
-        del refs
+        self.index: VariableIndex = open_variable(index, variable, storage_options)
         var = self.index
         if check_stale and not isinstance(index, dict):
             check_fresh(str(index), var.urls, storage_options)

@@ -19,6 +19,8 @@ import h5py
 
 from ..errors import IndexBuildError, UnsupportedVariableError
 from .hdf5 import DatasetRefs, dataset_refs, is_dimension_only, read_attrs
+from . import cache
+from .load import from_table
 from .refs import write_atomic
 from .sources import Source, open_source
 
@@ -165,4 +167,6 @@ def build_index(
 
 def _write(target: Path, translation: Translation) -> None:
     write_atomic(target, translation.json_text())
+    for var in translation.variables:  # the binary chunk tables, for fast loading
+        cache.save(target, from_table(var, str(target)))
     log.info("wrote %s", target)

@@ -206,3 +206,62 @@ def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str):
 def _is_chunk_suffix(suffix: str, sep: str, ndim: int) -> bool:
     parts = suffix.split(sep)
     return len(parts) == ndim and all(p.isdigit() for p in parts)
+
+
+def open_variable(
+    index: str | Path | dict, name: str, storage_options: dict | None = None
+) -> VariableIndex:
+    """Load variable ``name`` of an index, through the binary cache for local index files."""
+    if isinstance(index, dict):
+        return load_variable(read_refs(index), name, "<refs dict>")
+    location = str(index)
+    if is_remote(location):
+        return load_variable(read_refs(location, storage_options), name, location)
+    from . import cache
+
+    path = Path(location.removeprefix("file://"))
+    found = cache.load(path, name, location) if path.exists() else None
+    if found is not None:
+        return found
+    var = load_variable(read_refs(location), name, location)
+    cache.save(path, var)
+    return var
+
+
+def from_table(ds, source: str) -> VariableIndex:
+    """A ``VariableIndex`` straight from an indexer's ``DatasetRefs`` (no JSON round trip)."""
+    zarray = ds.meta[f"{ds.name}/.zarray"]
+    attrs = ds.meta.get(f"{ds.name}/.zattrs") or {}
+    grid = tuple(-(-n // c) if n else 0 for n, c in zip(ds.shape, ds.chunks, strict=True))
+    n = int(np.prod(grid, dtype=np.int64))
+    url_ids = np.full(n, MISSING, dtype=np.int32)
+    offsets = np.zeros(n, dtype=np.uint64)
+    sizes = np.zeros(n, dtype=np.uint64)
+    if len(ds.offsets):
+        flat = np.ravel_multi_index(tuple(ds.coords.T), grid) if grid else np.zeros(1, np.int64)
+        url_ids[flat] = 0
+        offsets[flat] = ds.offsets
+        sizes[flat] = ds.sizes
+    inline = {}
+    for key, value in ds.inline.items():
+        coords = [int(c) for c in key.rsplit("/", 1)[1].split(".")] if grid else [0]
+        flat_id = int(np.ravel_multi_index(coords, grid)) if grid else 0
+        url_ids[flat_id] = INLINE
+        inline[flat_id] = decode_inline(value)
+    codecs = list(zarray.get("filters") or [])
+    return VariableIndex(
+        name=ds.name,
+        source=source,
+        shape=tuple(ds.shape),
+        chunks=tuple(ds.chunks),
+        dtype=np.dtype(zarray["dtype"]),
+        fill_value=zarray.get("fill_value"),
+        codecs=codecs,
+        attrs=attrs,
+        dims=tuple(attrs.get("_ARRAY_DIMENSIONS") or ()),
+        urls=[ds.url] if len(ds.offsets) else [],
+        url_ids=url_ids,
+        offsets=offsets,
+        sizes=sizes,
+        inline=inline,
+    )

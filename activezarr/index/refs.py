@@ -55,6 +55,16 @@ def json_attr(value: Any) -> Any:
     return value
 
 
+def _read_umask() -> int:
+    """The process umask, read once at import (reading it means setting it: not thread-safe)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename.
 
@@ -63,9 +73,7 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the mode a new file gets
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the mode a new file gets
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
