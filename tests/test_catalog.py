@@ -413,3 +413,28 @@ def test_real_files_catalog(tmp_path):
     both = np.ma.concatenate([oracle_concat([f], "ta") for f in files])
     for op in OPS:
         assert_same(daily.reduce("ta", op, axis=(0, 3)), reduce_masked(both, op, (0, 3)), op)
+
+
+@pytest.mark.parametrize(
+    ("bound", "want"),
+    [
+        (12, 12.0),
+        ("2000", 0.0),
+        ("2000-02", 31.0),
+        ("2000-01-02T12:00", 1.5),
+        (np.datetime64("2000-01-05"), 4.0),
+    ],
+)
+def test_where_bounds_in_numbers_or_dates(bound, want):
+    from activezarr.concat import to_coordinate
+
+    assert to_coordinate(bound, UNITS, "standard") == want
+
+
+def test_coordinate_units_convert_between_epochs():
+    from activezarr.concat import convert_units
+
+    hours = np.array([0.0, 36.0])
+    assert convert_units(hours, "hours since 2000-01-02", UNITS, "standard").tolist() == [1.0, 2.5]
+    with pytest.raises(ActiveZarrError, match="cannot compare"):
+        convert_units(hours, "K", UNITS, None)
