@@ -17,11 +17,24 @@ from .errors import (
     StaleIndexError,
     UnsupportedVariableError,
 )
-from .index.build import build_index
-from .index.load import load_variable as _load_variable
 from .index.load import read_refs as _read_refs
 
 __version__ = "0.1.0"
+
+
+def build_index(path, out="indexes", *, storage_options=None, catalog=True, format="json"):  # noqa: A002
+    """Index one netCDF4/HDF5 file into ``<out>/<stem>.json``; see ``activezarr.index.build``.
+
+    h5py is imported only here, so that ``import activezarr`` stays quick for reductions.
+
+    Examples
+    --------
+    >>> build_index("tas_2000.nc", out="indexes")  # doctest: +SKIP
+    PosixPath('indexes/tas_2000.json')
+    """
+    from .index.build import build_index as _build
+
+    return _build(path, out, storage_options=storage_options, catalog=catalog, format=format)
 
 
 def open_index(index, storage_options: dict | None = None) -> dict:

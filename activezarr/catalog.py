@@ -94,7 +94,7 @@ def _unique_target(entries: dict, source_url: str, target: Path) -> Path:
     if target.name not in taken:
         return target
     digest = hashlib.sha1(source_url.encode()).hexdigest()[:8]
-    return target.with_name(f"{target.stem}-{digest}.json")
+    return target.with_name(f"{target.stem}-{digest}{target.suffix}")
 
 
 def variable_summary(translation) -> dict[str, Any]:

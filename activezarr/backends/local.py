@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-import numcodecs
 import numpy as np
 
 from ..errors import ChunkReadError
@@ -38,6 +37,8 @@ class CodecCache:
         key = repr(codecs)
         found = self._pipelines.get(key)
         if found is None:
+            import numcodecs  # imported on first use: it costs 0.1 s
+
             with self._lock:
                 found = [numcodecs.get_codec(dict(c)) for c in reversed(codecs)]
                 self._pipelines[key] = found

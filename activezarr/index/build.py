@@ -13,7 +13,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import h5py
 
@@ -127,6 +127,7 @@ def build_index(
     *,
     storage_options: dict | None = None,
     catalog: bool = True,
+    format: Literal["json", "parquet"] = "json",  # noqa: A002 - the user-facing word
 ) -> Path:
     """Index one netCDF4/HDF5 file into ``<out>/<stem>.json`` and record it in the catalog.
 
@@ -140,6 +141,9 @@ def build_index(
         fsspec options for remote sources (``anon``, ``endpoint_url``, ...).
     catalog : bool
         Record the file in ``<out>/catalog.json``.
+    format : {"json", "parquet"}
+        kerchunk JSON (default), or kerchunk's parquet references (``<stem>.parq/``) for
+        files with very many chunks; parquet needs ``pip install 'activezarr[parquet]'``.
 
     Returns
     -------
@@ -149,7 +153,7 @@ def build_index(
     Examples
     --------
     >>> build_index("tas_2000.nc", out="indexes")  # doctest: +SKIP
-    PosixPath('indexes/tas_2000.nc.json')
+    PosixPath('indexes/tas_2000.json')
     """
     from ..catalog import record_index
 
@@ -157,11 +161,19 @@ def build_index(
     source = open_source(path, storage_options)
     fingerprint = source.fingerprint()
     translation = translate(source)
+    if format not in ("json", "parquet"):
+        raise IndexBuildError(f"unknown index format {format!r}; use 'json' or 'parquet'")
     target = index_path_for(source, out)
+    write = _write
+    if format == "parquet":
+        from .parquet import write_parquet
+
+        target = target.with_suffix(".parq")
+        write = write_parquet
     if catalog:
-        target = record_index(out, translation, target, fingerprint, write_index=_write)
+        target = record_index(out, translation, target, fingerprint, write_index=write)
     else:
-        _write(target, translation)
+        write(target, translation)
     return target
 
 

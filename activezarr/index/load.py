@@ -118,8 +118,8 @@ def list_variables(refs: dict) -> list[str]:
     )
 
 
-def load_variable(refs: dict, name: str, source: str = "<refs>") -> VariableIndex:
-    """Load the metadata and chunk table of variable ``name``."""
+def variable_from_meta(refs: dict, name: str, source: str = "<refs>") -> VariableIndex:
+    """A ``VariableIndex`` from metadata alone: every chunk still marked missing."""
     zarray = _meta(refs, f"{name}/.zarray")
     if zarray is None:
         known = ", ".join(list_variables(refs)) or "none"
@@ -130,10 +130,8 @@ def load_variable(refs: dict, name: str, source: str = "<refs>") -> VariableInde
     codecs = list(zarray.get("filters") or [])
     if zarray.get("compressor"):
         codecs.append(zarray["compressor"])
-    dims = tuple(attrs.get("_ARRAY_DIMENSIONS") or ())
-    urls, url_ids, offsets, sizes, inline = _chunk_table(
-        refs, name, shape, chunks, zarray.get("dimension_separator") or "."
-    )
+    grid = tuple(-(-n // c) if n else 0 for n, c in zip(shape, chunks, strict=True))
+    n = int(np.prod(grid, dtype=np.int64))
     return VariableIndex(
         name=name,
         source=source,
@@ -143,13 +141,22 @@ def load_variable(refs: dict, name: str, source: str = "<refs>") -> VariableInde
         fill_value=zarray.get("fill_value"),
         codecs=codecs,
         attrs=attrs,
-        dims=dims,
-        urls=urls,
-        url_ids=url_ids,
-        offsets=offsets,
-        sizes=sizes,
-        inline=inline,
+        dims=tuple(attrs.get("_ARRAY_DIMENSIONS") or ()),
+        urls=[],
+        url_ids=np.full(n, MISSING, dtype=np.int32),
+        offsets=np.zeros(n, dtype=np.uint64),
+        sizes=np.zeros(n, dtype=np.uint64),
     )
+
+
+def load_variable(refs: dict, name: str, source: str = "<refs>") -> VariableIndex:
+    """Load the metadata and chunk table of variable ``name``."""
+    var = variable_from_meta(refs, name, source)
+    zarray = _meta(refs, f"{name}/.zarray")
+    var.urls, var.url_ids, var.offsets, var.sizes, var.inline = _chunk_table(
+        refs, name, var.shape, var.chunks, zarray.get("dimension_separator") or "."
+    )
+    return var
 
 
 def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str):
@@ -217,6 +224,10 @@ def open_variable(
     location = str(index)
     if is_remote(location):
         return load_variable(read_refs(location, storage_options), name, location)
+    from .parquet import is_parquet, load_parquet_variable
+
+    if is_parquet(location):
+        return load_parquet_variable(location, name)
     from . import cache
 
     path = Path(location.removeprefix("file://"))
