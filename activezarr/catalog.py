@@ -21,6 +21,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -341,6 +342,17 @@ def _source_missing(url: str, storage_options: dict | None) -> bool:
         return False
 
 
+def remove_index(directory: Path, name: str) -> None:
+    """Delete an index (JSON file or parquet directory) and its chunk-table sidecars."""
+    from .index.cache import CACHE_DIR
+
+    for path in (directory / name, directory / CACHE_DIR / name):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 # -- the Python view ------------------------------------------------------------------------
 
 
@@ -572,10 +584,10 @@ class Catalog:
             for source in sources:
                 record = catalog["entries"].pop(source, None)
                 if record and record.get("index"):
-                    (self.directory / record["index"]).unlink(missing_ok=True)
+                    remove_index(self.directory, record["index"])
             for key in combined:
                 if catalog["combined"].pop(key, None) is not None:
-                    (self.directory / key).unlink(missing_ok=True)
+                    remove_index(self.directory, key)
         self._entries = [e for e in self._entries if e.source not in sources]
         for key in combined:
             self.combined.pop(key, None)

@@ -121,6 +121,11 @@ def check_grid(lay: Layout) -> None:
 
 
 def _load(index: Path, storage_options: dict | None) -> dict[str, Any]:
+    if index.is_dir():
+        raise ActiveZarrError(
+            f"{index} is a parquet index: combine writes JSON and reads JSON indexes only; "
+            "re-index as JSON or use Catalog.reduce, which reads any index"
+        )
     refs = read_refs(str(index), storage_options)
     return {k: json.loads(v) if k.endswith((".zarray", ".zattrs", ".zgroup")) and isinstance(
         v, str) else v for k, v in refs.items()}  # fmt: skip

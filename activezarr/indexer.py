@@ -17,12 +17,15 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from .catalog import fingerprints, read_catalog, record_index
 from .errors import ActiveZarrError, IndexBuildError
 from .index.build import _write as write_index  # the writer build_index uses
 from .index.build import index_path_for, translate
 from .index.sources import is_remote, open_source
+
+IndexFormat = Literal["json", "parquet"]
 
 
 @dataclass
@@ -130,16 +133,21 @@ class IndexedFile:
     nbytes: int
 
 
-def _index_one(path: str, out: Path, storage_options: dict | None) -> IndexedFile:
+def _index_one(
+    path: str, out: Path, storage_options: dict | None, format: IndexFormat = "json"
+) -> IndexedFile:
     """``build_index`` that also reports the chunks and bytes it indexed."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         source = open_source(path, storage_options)
         fingerprint = source.fingerprint()
         translation = translate(source)
-        target = record_index(
-            out, translation, index_path_for(source, out), fingerprint, write_index=write_index
-        )
+        target, write = index_path_for(source, out), write_index
+        if format == "parquet":
+            from .index.parquet import write_parquet
+
+            target, write = target.with_suffix(".parq"), write_parquet
+        target = record_index(out, translation, target, fingerprint, write_index=write)
     return IndexedFile(
         target,
         [str(w.message) for w in caught],
@@ -158,6 +166,7 @@ def index_many(
     from_list: str | None = None,
     progress: bool = True,
     executor: cf.Executor | None = None,
+    format: IndexFormat = "json",
 ) -> IndexReport:
     """Index every file; print a summary of what was indexed, skipped and failed.
 
@@ -171,12 +180,16 @@ def index_many(
         Files indexed at the same time on a local thread pool.
     executor : concurrent.futures.Executor or dask.distributed.Client, optional
         Index there instead (e.g. on a dask cluster whose workers see ``out`` and the files).
+    format : {"json", "parquet"}
+        Index format, as for ``build_index``.
 
     Examples
     --------
     >>> index_many(["data/*.nc"], "indexes", jobs=4)  # doctest: +SKIP
     """
     out = Path(out)
+    if format not in ("json", "parquet"):
+        raise ActiveZarrError(f"unknown index format {format!r}; use 'json' or 'parquet'")
     if from_list:
         paths = list(paths) + read_path_list(from_list)
     todo = expand_paths(paths, storage_options)
@@ -189,7 +202,7 @@ def index_many(
         todo = [p for p in todo if p not in fresh]
     bar = Progress(len(todo)) if progress and todo else None
     with _executor(executor, jobs) as pool:
-        futures = {pool.submit(_index_one, p, out, storage_options): p for p in todo}
+        futures = {pool.submit(_index_one, p, out, storage_options, format): p for p in todo}
         for fut in cf.as_completed(futures):
             path = futures[fut]
             done = None

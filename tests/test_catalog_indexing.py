@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import netCDF4
+import numpy as np
 import pytest
 
-from activezarr import Active, Catalog, StaleIndexError
+from activezarr import Active, ActiveZarrError, Catalog, StaleIndexError
 from activezarr.cli import main
 from activezarr.indexer import Progress, index_many
 from tests.catalog_files import oracle_concat, write_series
@@ -137,3 +138,23 @@ def test_s3_glob_etag_fingerprints_combine_and_reduce(moto_server, tmp_path, cap
     assert main(["catalog", "verify", "--catalog", str(out / "catalog.json"), *config]) == 1
     err = capsys.readouterr().err
     assert "activezarr index s3://cmip/run1/tas/tas_01.nc --out" in err
+
+
+def test_parquet_indexes_reduce_across_files_and_prune(tmp_path, files):
+    pytest.importorskip("fastparquet")
+    out = tmp_path / "indexes"
+    report = index_many([str(p) for p in files], out, format="parquet", progress=False)
+    assert not report.failed
+    cat = Catalog(out)
+    assert all(e.index.suffix == ".parq" and e.index.is_dir() for e in cat)
+    assert cat[str(files[0])].coords["time"]["max"] == 3.0
+    want = oracle_concat(files, "pr")
+    got = cat.reduce("pr", "mean", axis=(1, 2), where={"time": slice(30, None)})
+    assert_same(got, reduce_masked(want[4:], "mean", (1, 2)), "mean", scaled=np.float64)
+    with pytest.raises(ActiveZarrError, match="parquet index.*Catalog.reduce"):
+        cat.combine(var="pr")
+    files[0].unlink()
+    gone = cat[str(files[0])].index
+    assert cat.prune() == [str(files[0])]
+    assert not gone.exists() and not (out / ".activezarr-cache" / gone.name).exists()
+    assert len(Catalog(out)) == 5
