@@ -51,6 +51,7 @@ def save(index: Path, var) -> None:
         "urls": var.urls,
         "inline": {str(k): inline_bytes(v) for k, v in var.inline.items()},
     }
+    tmp = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npz", dir=target.parent)
@@ -66,7 +67,8 @@ def save(index: Path, var) -> None:
         os.replace(tmp, target)
     except OSError as exc:
         log.info("index cache not written for %s (%s)", index, exc)
-        Path(locals().get("tmp", target.with_suffix(".missing"))).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def load(index: Path, variable: str, source: str):

@@ -1,0 +1,117 @@
+"""How indexes are stored and loaded: the binary chunk-table cache and parquet references.
+
+Both are accelerations of the same kerchunk reference set, so every check compares them with
+the JSON index and with the netCDF4 oracle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+import zarr
+
+import activezarr
+from activezarr.index import cache
+from activezarr.index.load import load_variable, read_refs
+from tests.fixtures_data import REAL_DIR
+from tests.oracle import assert_same, oracle_reduce
+
+CASES = [
+    ("test1.nc", "tas"),
+    ("CMIP6_IPSL-CM6A-LR_tas.nc", "tas"),
+    ("daily_data.nc", "ta"),
+    ("zero_chunked.nc", "var"),
+]
+SELECTIONS = [Ellipsis, (slice(0, 2), slice(1, -1)), (-1,)]
+
+
+def _same_table(a, b) -> None:
+    for field in ("shape", "chunks", "dtype", "fill_value", "codecs", "attrs", "dims", "urls"):
+        assert getattr(a, field) == getattr(b, field), field
+    assert a.inline == b.inline
+    np.testing.assert_array_equal(a.url_ids, b.url_ids)
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    np.testing.assert_array_equal(a.sizes, b.sizes)
+
+
+@pytest.mark.parametrize(("filename", "var"), CASES)
+def test_cache_written_at_index_time_matches_json(tmp_path, filename, var):
+    index = activezarr.build_index(REAL_DIR / filename, tmp_path)
+    cached = cache.load(index, var, str(index))
+    assert cached is not None, "build_index should leave a chunk-table cache"
+    _same_table(cached, load_variable(read_refs(index), var, str(index)))
+
+
+def test_changed_index_invalidates_cache(tmp_path):
+    index = activezarr.build_index(REAL_DIR / "test1.nc", tmp_path)
+    before = activezarr.Active(index, "tas").count[...]
+    refs = json.loads(index.read_text())
+    for key in [k for k in refs["refs"] if k.startswith("tas/0.")]:
+        del refs["refs"][key]  # these chunks now read as fill
+    index.write_text(json.dumps(refs))
+    os.utime(index, ns=(1, 1))  # a different stamp even on coarse clocks
+    assert cache.load(index, "tas", str(index)) is None
+    after = activezarr.Active(index, "tas", check_stale=False).count[...]
+    assert int(after) < int(before)
+    assert cache.load(index, "tas", str(index)) is not None, "a fresh cache is written back"
+
+
+def test_unwritable_cache_dir_only_costs_speed(tmp_path):
+    index = activezarr.build_index(REAL_DIR / "test1.nc", tmp_path)
+    cache_root = tmp_path / cache.CACHE_DIR
+    shutil.rmtree(cache_root)
+    cache_root.write_text("not a directory")
+    result = activezarr.Active(index, "tas").mean[...]
+    assert_same(result, oracle_reduce(REAL_DIR / "test1.nc", "tas", "mean"), "mean")
+
+
+@pytest.mark.parametrize(("filename", "var"), CASES)
+@pytest.mark.parametrize("op", ["mean", "max", "count"])
+def test_parquet_index_matches_oracle(tmp_path_factory, filename, var, op):
+    out = tmp_path_factory.mktemp("parquet")
+    index = activezarr.build_index(REAL_DIR / filename, out, format="parquet")
+    assert index.suffix == ".parq" and (index / ".zmetadata").is_file()
+    active = activezarr.Active(index, var)
+    for sel in SELECTIONS[: 1 if len(active.shape) < 2 else None]:
+        expected = oracle_reduce(REAL_DIR / filename, var, op, sel)
+        assert_same(active.reduce(op, sel), expected, op, where=f"{filename}:{var}{sel}")
+
+
+def test_parquet_table_equals_json_table(tmp_path):
+    pq = activezarr.build_index(REAL_DIR / "test1.nc", tmp_path / "pq", format="parquet")
+    js = activezarr.build_index(REAL_DIR / "test1.nc", tmp_path / "js")
+    for var in ("tas", "lat", "time_bnds", "height"):
+        _same_table(activezarr.Active(pq, var).index, activezarr.Active(js, var).index)
+
+
+def test_parquet_index_opens_in_plain_fsspec_and_zarr(tmp_path):
+    index = activezarr.build_index(REAL_DIR / "test1.nc", tmp_path, format="parquet")
+    fs = fsspec.filesystem(
+        "reference",
+        fo=str(index),
+        remote_protocol="file",
+        asynchronous=True,
+        remote_options={"asynchronous": True},
+    )
+    store = zarr.storage.FsspecStore(fs, read_only=True, path="")
+    group = zarr.open_group(store, mode="r", zarr_format=2, use_consolidated=False)
+    import netCDF4
+
+    with netCDF4.Dataset(REAL_DIR / "test1.nc") as ds:
+        ds.set_auto_maskandscale(False)
+        np.testing.assert_array_equal(group["tas"][:], ds["tas"][:])
+
+
+def test_rebuilding_parquet_replaces_it_whole(tmp_path):
+    first = activezarr.build_index(REAL_DIR / "test1.nc", tmp_path, format="parquet")
+    second = activezarr.build_index(REAL_DIR / "test1.nc", tmp_path, format="parquet")
+    assert first == second
+    leftovers = [p.name for p in Path(tmp_path).iterdir() if p.name.startswith(".test1")]
+    assert leftovers == []
+    assert activezarr.Active(second, "tas").count[...] == 98304
