@@ -80,6 +80,7 @@ def cmd_index(args) -> int:
         force=args.force,
         storage_options=_storage_options(args),
         from_list=args.from_list,
+        format=args.format,
     )
     return 1 if report.failed else 0
 
@@ -201,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--from-list", help="file with one path per line, or a CSV with a path column")
     sp.add_argument("--jobs", "-j", type=int, default=1, help="files indexed in parallel")
     sp.add_argument("--force", action="store_true", help="rebuild indexes that are up to date")
+    sp.add_argument(
+        "--format",
+        choices=["json", "parquet"],
+        default="json",
+        help="kerchunk JSON (default) or parquet references for files with very many chunks",
+    )
     remote_options(sp)
     sp.set_defaults(func=cmd_index)
 
@@ -249,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("activezarr: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -180,7 +180,9 @@ class Source:
                 raise IndexBuildError(f"{self.display}: no such file") from None
             return {"size": st.st_size, "mtime": st.st_mtime}
         try:
-            info = self.filesystem().info(self.url)
+            fs = self.filesystem()
+            fs.invalidate_cache(self.url)  # a listing cached by a glob would hide a new ETag
+            info = fs.info(self.url)
         except ActiveZarrError:
             raise
         except Exception as exc:
