@@ -127,13 +127,16 @@ def ensure_file(spec: FileSpec, root: Path) -> Path:
     return path
 
 
-def ensure_activezarr_index(path: Path, root: Path) -> Path:
+def ensure_activezarr_index(path: Path, root: Path, fmt: str = "json") -> Path:
+    """activezarr's index of ``path``: ``indexes/<stem>.json`` or ``indexes-parquet/<stem>.parq``."""
     from activezarr import build_index
 
-    out = root / "indexes"
-    target = out / f"{path.stem}.json"
+    if fmt == "json":
+        out, target = root / "indexes", root / "indexes" / f"{path.stem}.json"
+    else:
+        out, target = root / "indexes-parquet", root / "indexes-parquet" / f"{path.stem}.parq"
     if not target.exists() or target.stat().st_mtime < path.stat().st_mtime:
-        build_index(path, out=out)
+        target = build_index(path, out=out, format=fmt)
     return target
 
 
@@ -150,6 +153,14 @@ def ensure_kerchunk_refs(path: Path, root: Path) -> Path:
     return target
 
 
+def try_index(path: Path, root: Path, fmt: str) -> str | None:
+    try:
+        return str(ensure_activezarr_index(path, root, fmt))
+    except Exception as exc:  # noqa: BLE001 - activezarr may be mid-development: report, go on
+        print(f"activezarr {fmt} index for {path.name} failed: {exc!r}", flush=True)
+        return None
+
+
 def prepare(quick: bool, with_activezarr: bool = True) -> dict:
     """Make every missing file, index and reference set; return the manifest."""
     root = mode_dir(quick)
@@ -161,12 +172,11 @@ def prepare(quick: bool, with_activezarr: bool = True) -> dict:
             "path": str(path),
             "kerchunk": str(ensure_kerchunk_refs(path, root)),
         }
-        entry["index"] = None
+        entry["index"] = entry["index_parquet"] = None
         if with_activezarr:
-            try:
-                entry["index"] = str(ensure_activezarr_index(path, root))
-            except Exception as exc:  # noqa: BLE001 - activezarr may be mid-development
-                print(f"activezarr index for {path.name} failed: {exc!r}", flush=True)
+            entry["index"] = try_index(path, root, "json")
+            if label.startswith("c"):
+                entry["index_parquet"] = try_index(path, root, "parquet")
         manifest["files"][label] = entry
     return manifest
 

@@ -51,6 +51,8 @@ class Case:
     sel: str = ":"
     axis: int | None = None
     about: str = ""
+    cold: bool = False  # load: without activezarr's binary sidecar (parse the JSON)
+    index_format: str = "json"  # or "parquet": activezarr's and kerchunk's references
 
 
 @dataclass
@@ -81,6 +83,14 @@ def build_cases() -> list[Case]:
     for label in CUBES:
         cases.append(Case(f"build-{label}", "build", INDEXERS, label, about="index the file"))
         cases.append(Case(f"load-{label}", "load", INDEXERS, label, about="open the index"))
+        about = "open the index, activezarr's binary sidecar removed first"
+        cases.append(Case(f"load-json-{label}", "load", INDEXERS, label, about=about, cold=True))
+    parquet = {"index_format": "parquet", "label": "c8"}
+    about = "open the parquet index (both tools read the same .parq)"
+    cases.append(Case("load-parquet-c8", "load", INDEXERS, about=about, **parquet))
+    tools, sel = (REFERENCE, *INDEXERS), SELECTIONS["small"]
+    about = f"mean of c8[{sel}] through the parquet index"
+    cases.append(Case("small-parquet-c8", "reduce", tools, sel=sel, about=about, **parquet))
     cases.append(Case("import", "import", ALL_TOOLS, about="import the tool's modules"))
     return cases
 
@@ -105,30 +115,34 @@ def payload(case: Case, tool: str, manifest: dict) -> dict:
     """The CASE_JSON handed to ``benchmarks.tools``."""
     scratch = Path(manifest["root"]) / "tmp"
     scratch.mkdir(exist_ok=True)
-    body = {"kind": case.kind, "sel": case.sel, "axis": case.axis}
+    body = {"kind": case.kind, "sel": case.sel, "axis": case.axis, "cold": case.cold}
     body["save"] = str(scratch / f"{case.name}-{tool}.npy")
     body["tmp"] = str(scratch / f"build-{tool}")
     if case.label:
         entry = manifest["files"][case.label]
         body.update(path=entry["path"], var=entry["var"], index=entry["index"])
         body["refs"] = entry["kerchunk"]
+        if case.index_format == "parquet":
+            body["index"] = body["refs"] = entry["index_parquet"]
     return body
 
 
 def case_files(case: Case, manifest: dict) -> list[str]:
     if not case.label:
         return []
-    entry = manifest["files"][case.label]
-    return [p for p in (entry["path"], entry["index"], entry["kerchunk"]) if p]
+    body = payload(case, REFERENCE, manifest)
+    return [p for p in (body["path"], body["index"], body["refs"]) if p]
 
 
 def warm(paths: list[str]) -> None:
-    """Read each file once so every tool starts from the same warm page cache."""
+    """Read each file (or every file under a directory) once: all tools start warm."""
     buf = bytearray(16 * 2**20)
     for path in paths:
-        with open(path, "rb", buffering=0) as fh:
-            while fh.readinto(buf):
-                pass
+        files = [p for p in Path(path).rglob("*") if p.is_file()] if Path(path).is_dir() else [path]
+        for name in files:
+            with open(name, "rb", buffering=0) as fh:
+                while fh.readinto(buf):
+                    pass
 
 
 def run_once(tool: str, body: dict, timeout: float) -> dict:
@@ -147,10 +161,10 @@ def run_once(tool: str, body: dict, timeout: float) -> dict:
 
 def measure(case: Case, tool: str, manifest: dict, args) -> Row:
     row = Row(case.name, tool)
-    if tool == "activezarr" and case.kind in ("reduce", "load") and not case_index(case, manifest):
-        row.error = "no activezarr index (build failed)"
-        return row
     body, spent = payload(case, tool, manifest), 0.0
+    if tool in INDEXERS and case.kind in ("reduce", "load") and not body.get("index"):
+        row.error = f"no activezarr {case.index_format} index (build failed)"
+        return row
     for _ in range(args.reps):
         run = run_once(tool, body, args.timeout)
         if "error" in run:
@@ -163,10 +177,6 @@ def measure(case: Case, tool: str, manifest: dict, args) -> Row:
     if row.runs:
         summarize_runs(row)
     return row
-
-
-def case_index(case: Case, manifest: dict) -> str | None:
-    return manifest["files"][case.label]["index"] if case.label else "n/a"
 
 
 def summarize_runs(row: Row) -> None:
@@ -246,7 +256,7 @@ def run_case(case: Case, manifest: dict, args) -> list[Row]:
     rows = []
     for tool in tools:
         rows.append(measure(case, tool, manifest, args))
-        print(f"  {case.name:<12} {tool:<16} {describe(rows[-1])}", file=sys.stderr, flush=True)
+        print(f"  {case.name:<17} {tool:<16} {describe(rows[-1])}", file=sys.stderr, flush=True)
     check_rows(case, rows, manifest)
     add_ratios(rows)
     return rows
@@ -310,14 +320,16 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    proc = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT.parent,
-    )
-    return proc.stdout.strip() or None
+    """HEAD, with ``+dirty`` when activezarr/ has uncommitted changes (what was measured)."""
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=False, cwd=ROOT.parent
+        )
+        return proc.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    return head + ("+dirty" if git("status", "--porcelain", "activezarr") else "") or None
 
 
 def write_results(rows: list[Row], meta: dict, out: Path) -> Path:
@@ -348,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     cases = select_cases(build_cases(), args.cases)
     if args.list:
         for case in cases:
-            print(f"{case.name:<12} {case.kind:<7} {case.about}")
+            print(f"{case.name:<17} {case.kind:<7} {case.about}")
         return
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     manifest = prepare_data(args.quick)

@@ -12,8 +12,9 @@ prints one JSON object on stdout::
 ``base_rss_mb`` is the resident size just before the operation. Anything the tools print
 goes to stderr. ``CASE_JSON`` keys: ``kind`` (reduce | load | build | import), ``path``,
 ``var``, ``sel`` (``"0:2,4:6,7:9"``, ``":"`` for everything), ``axis`` (null or an int),
-``index`` (activezarr index), ``refs`` (kerchunk JSON), ``save`` (``.npy`` for array
-results), ``tmp`` (scratch directory for index builds).
+``index`` (activezarr index), ``refs`` (kerchunk references), ``save`` (``.npy`` for array
+results), ``tmp`` (scratch directory for index builds), ``cold`` (load: drop activezarr's
+binary sidecar first, so the JSON itself is parsed).
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ class ActiveZarrTool(Tool):
         return op
 
     def prepare_load(self, case):
+        if case.get("cold"):
+            drop_sidecar(Path(case["index"]))
         return lambda: self.az.Active(case["index"], case["var"]).shape
 
     def prepare_build(self, case):
@@ -232,6 +235,15 @@ class FloorTool(Tool):
     def prepare_reduce(self, case):
         plan = self.floor.plan(case["refs"], case["var"], parse_selection(case["sel"]))
         return lambda: self.floor.mean(case["path"], plan, axis=case.get("axis"), threads=2)
+
+
+def drop_sidecar(index: Path) -> None:
+    """Remove activezarr's binary chunk-table cache of ``index``, so the JSON is parsed.
+
+    (activezarr writes ``<index dir>/.activezarr-cache/<index name>/`` at index time and
+    rewrites it on a load that finds it missing.)
+    """
+    shutil.rmtree(index.parent / ".activezarr-cache" / index.name, ignore_errors=True)
 
 
 def fresh_dir(path: str) -> Path:
