@@ -403,9 +403,7 @@ class Active:
         per_batch = max(1, BATCH_BYTES // max(chunk_bytes, 1))
         if reducing and getattr(self.backend, "max_batch_rows", None):
             per_batch = min(per_batch, self.backend.max_batch_rows)
-        signature = np.concatenate([plan.in_start[rows], plan.in_stop[rows]], axis=1)
-        _, group = np.unique(signature, axis=0, return_inverse=True)
-        group = group.reshape(-1)
+        group = plan.signature[rows]
         order = np.lexsort((var.offsets[flat[rows]], url_ids[rows], group))
         rows, group = rows[order], group[order]
         bounds = np.flatnonzero(np.diff(group)) + 1

@@ -155,6 +155,7 @@ class ChunkPlan:
     out_start: np.ndarray
     out_stop: np.ndarray
     is_complete: np.ndarray
+    signature: np.ndarray  # equal ids <=> equal in-chunk selection (in_start, in_stop)
 
     @property
     def n_chunks(self) -> int:
@@ -187,6 +188,7 @@ def plan_chunks(
 
     complete = cross("complete").all(axis=1)
     return ChunkPlan(
+        signature=_signatures(per_dim, grid),
         selection=selection,
         steps=np.array([s.step for s in selection], dtype=np.int64),
         chunk_coords=cross("chunk").astype(np.int64),
@@ -196,3 +198,19 @@ def plan_chunks(
         out_stop=cross("out_stop").astype(np.int64),
         is_complete=complete,
     )
+
+
+def _signatures(per_dim: list[DimPlan], grid: np.ndarray) -> np.ndarray:
+    """One id per touched chunk naming its in-chunk selection, from per-dimension classes."""
+    classes, sizes = [], []
+    for p in per_dim:
+        pairs = np.stack([p.in_start, p.in_stop], axis=1)
+        uniq, inverse = (
+            np.unique(pairs, axis=0, return_inverse=True) if len(pairs) else (pairs, pairs[:, 0])
+        )
+        classes.append(inverse.reshape(-1))
+        sizes.append(max(len(uniq), 1))
+    if not classes:
+        return np.zeros(grid.shape[1], dtype=np.int64)
+    per_row = tuple(c[grid[d]] for d, c in enumerate(classes))
+    return np.ravel_multi_index(per_row, sizes).astype(np.int64)

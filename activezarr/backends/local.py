@@ -19,11 +19,11 @@ from ..errors import ChunkReadError
 from ..index.load import INLINE, MISSING
 from ..index.sources import is_remote
 from ..kernels import reduce_all
-from ..readers import Readers, adjacent_runs
+from ..readers import Readers
 from ..reduce import Accumulator, Partial, reduce_block
 from .base import Backend, BlockPartial, ChunkBatch, Job
 
-MAX_VIEW_RUNS = 32  # more runs than this in a batch: copy the chunks into one stack instead
+MAX_CLASSES = 512  # more offset classes than this in a batch: copy chunk by chunk instead
 
 
 class CodecCache:
@@ -82,7 +82,7 @@ class LocalBackend(Backend):
         try:
             for codec in self.codecs.decoders(job.codecs):
                 buf = codec.decode(buf)
-        except Exception as exc:  # noqa: BLE001 - codec errors have no common base
+        except Exception as exc:
             raise ChunkReadError(
                 f"{job.source}: chunk {label} of '{job.variable}' could not be decoded "
                 f"({type(exc).__name__}: {exc}); the file may have changed since it was indexed"
@@ -116,7 +116,13 @@ class LocalBackend(Backend):
             yield self._decoded_stack(job, batch)
 
     def _mapped_stacks(self, job: Job, batch: ChunkBatch):
-        """Views into the memory map: one per run of chunks that sit end to end."""
+        """Stacks taken from the memory map as equal-sized records.
+
+        Chunks whose offsets differ by whole chunk sizes are rows of one record view of the
+        file: a contiguous range of them is used in place (no copy), any other set is gathered
+        with one fancy-indexing copy. Chunks are grouped by offset modulo the chunk size, which
+        for files written chunk after chunk is a handful of groups.
+        """
         nbytes = int(np.prod(job.chunks, dtype=np.int64)) * job.view_dtype.itemsize
         if np.any(batch.sizes != nbytes):
             raise ChunkReadError(
@@ -128,30 +134,44 @@ class LocalBackend(Backend):
             url = job.urls[int(uid)]
             mm = self.readers.local.mapping(url)
             positions = np.flatnonzero(batch.url_ids == uid)
-            positions = positions[np.argsort(batch.offsets[positions], kind="stable")]
-            offsets = batch.offsets[positions]
-            runs = adjacent_runs(offsets, batch.sizes[positions], limit=2**62)
-            if mm is None or int(offsets[-1]) + nbytes > len(mm):
+            offsets = batch.offsets[positions].astype(np.int64)
+            if mm is None or int(offsets.max()) + nbytes > len(mm):
                 raise ChunkReadError(
                     f"{url}: chunks of '{job.variable}' lie beyond the end of the file; "
                     "the file changed since it was indexed: re-index it"
                 )
-            if len(runs) <= MAX_VIEW_RUNS:
-                for a, b in runs:
-                    start = int(offsets[a])
-                    view = np.frombuffer(
-                        mm, job.view_dtype, (b - a) * nbytes // job.view_dtype.itemsize, start
-                    )
-                    yield positions[a:b], view.reshape((b - a, *job.chunks)), sel
-                    self.readers.local.release(url, start, start + (b - a) * nbytes)
-            else:
-                stack = np.empty((len(positions), *job.chunks), dtype=job.view_dtype)
-                count = nbytes // job.view_dtype.itemsize
-                flat = stack.reshape(len(positions), -1)
-                for i, off in enumerate(offsets.tolist()):
-                    flat[i] = np.frombuffer(mm, job.view_dtype, count, off)
-                self.readers.local.release(url, int(offsets[0]), int(offsets[-1]) + nbytes)
-                yield positions, stack, sel
+            base = int(offsets.min())
+            remainder = (offsets - base) % nbytes
+            classes = np.unique(remainder)
+            if classes.size > MAX_CLASSES:
+                yield positions, self._gathered(job, mm, url, positions, offsets, nbytes), sel
+                continue
+            for r in classes.tolist():
+                members = np.flatnonzero(remainder == r)
+                start = base + r
+                records = np.ndarray(
+                    ((len(mm) - start) // nbytes, *job.chunks), job.view_dtype, mm, start
+                )
+                rows = (offsets[members] - start) // nbytes
+                order = np.argsort(rows, kind="stable")
+                rows, members = rows[order], members[order]
+                first, last = int(rows[0]), int(rows[-1])
+                stack = (
+                    records[first : last + 1] if last - first + 1 == rows.size else records[rows]
+                )
+                yield positions[members], stack, sel
+                del stack, records
+                self.readers.local.release(url, start + first * nbytes, start + (last + 1) * nbytes)
+
+    def _gathered(self, job, mm, url, positions, offsets, nbytes) -> np.ndarray:
+        """Chunks scattered at unrelated offsets, copied one by one into a stack."""
+        stack = np.empty((len(positions), *job.chunks), dtype=job.view_dtype)
+        count = nbytes // job.view_dtype.itemsize
+        flat = stack.reshape(len(positions), -1)
+        for i, off in enumerate(offsets.tolist()):
+            flat[i] = np.frombuffer(mm, job.view_dtype, count, off)
+        self.readers.local.release(url, int(offsets.min()), int(offsets.max()) + nbytes)
+        return stack
 
     def _decoded_stack(self, job: Job, batch: ChunkBatch):
         """One stack decoded from stored bytes (compressed, inline, remote or fill)."""
@@ -239,7 +259,7 @@ class LocalBackend(Backend):
 
 
 def _row(part: Partial, i: int) -> Partial:
-    pick = lambda a: None if a is None else a[i]  # noqa: E731
+    pick = lambda a: None if a is None else a[i]
     return Partial(part.count[i], pick(part.sum), pick(part.min), pick(part.max))
 
 

@@ -168,7 +168,8 @@ class ReductionistBackend(Backend):
     """
 
     name = "reductionist"
-    max_batch_rows = 8
+    # requests are latency-bound: one chunk per task keeps `workers` requests in flight
+    max_batch_rows = 1
 
     def __init__(
         self,
