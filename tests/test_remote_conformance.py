@@ -1,0 +1,56 @@
+"""Reductions against the netCDF4 oracle for every source and backend: local files, S3 (moto or
+a real store) and HTTPS (nginx), each reduced locally and, for remote data, on Reductionist.
+
+One conformance class (``tests.remote_fixtures.ReductionConformance``), subclassed per pair.
+Set ``REDUCTIONIST_URL`` (with ``S3_ENDPOINT_URL``, ``S3_ACCESS_KEY``, ``S3_SECRET_KEY``) to run
+the Reductionist classes against a real server; see docs/remote.md.
+"""
+
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.remote_fixtures import (  # noqa: F401
+    REAL_REDUCTIONIST,
+    ReductionConformance,
+    reductionist_target,
+    remote_data,
+    s3_store,
+)
+
+if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
+    from tests.fixtures_data import generated_dir  # noqa: F401
+if not hasattr(sys.modules.get("tests.conftest"), "reductionist_server"):
+    from tests.servers.conftest_fixtures import (  # noqa: F401
+        moto_server,
+        nginx_server,
+        reductionist_server,
+        tls_certificate,
+    )
+
+
+class TestLocalFiles(ReductionConformance):
+    origin, backend = "local", "local"
+
+
+class TestS3Local(ReductionConformance):
+    origin, backend = "s3", "local"
+
+
+class TestS3Reductionist(ReductionConformance):
+    origin, backend = "s3", "reductionist"
+
+
+class TestHTTPSLocal(ReductionConformance):
+    origin, backend = "https", "local"
+
+
+@pytest.mark.skipif(
+    bool(REAL_REDUCTIONIST),
+    reason="a real Reductionist cannot reach the tests' nginx (127.0.0.1, self-signed certificate)",
+)
+class TestHTTPSReductionist(ReductionConformance):
+    origin, backend = "https", "reductionist"
