@@ -212,7 +212,7 @@ class ReductionistBackend(Backend):
 
     def supports(self, job: Job, batch: ChunkBatch) -> np.ndarray:
         ok = np.zeros(len(batch), dtype=bool)
-        if self._job_reason(job) is not None:
+        if self.local_reason(job) is not None:
             return ok
         for pos, uid in enumerate(batch.url_ids):
             if uid < 0:
@@ -224,8 +224,9 @@ class ReductionistBackend(Backend):
             ok[pos] = True
         return ok
 
-    def _job_reason(self, job: Job) -> str | None:
-        """Why no chunk of this job can go to the server, or None."""
+    def local_reason(self, job: Job) -> str | None:
+        """Why no chunk of this job can go to the server (then all are reduced locally), or
+        None. For reports: ``supports`` is what decides."""
         dt = job.view_dtype
         if f"{dt.kind}{dt.itemsize}" not in SERVER_DTYPES:
             return f"dtype {dt} is not one of the server's"
