@@ -325,10 +325,11 @@ class ReductionistBackend(Backend):
                 ) from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last = ReductionistError(
-                    f"cannot reach Reductionist server {self.server} ({type(exc).__name__}); "
-                    "check the URL and that the server is running",
+                    f"cannot reach Reductionist server {self.server} ({type(exc).__name__}) "
+                    f"after {attempt + 1} attempt(s); check the URL and that the server is running",
                     server=self.server,
                 )
+                last.__cause__ = exc
                 continue
             stats.add(bytes_received=len(resp.content))
             if resp.status_code == 200:
