@@ -201,7 +201,9 @@ class ReductionistBackend(Backend):
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(workers, 1))
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.verify = verify
+        # passed with each request: a session-wide ``verify`` loses to REQUESTS_CA_BUNDLE /
+        # CURL_CA_BUNDLE in the environment (requests merges those over session settings)
+        self.verify = verify
         self._auth = s3_credentials(storage_options)
         self._local = None
 
@@ -285,13 +287,20 @@ class ReductionistBackend(Backend):
             try:
                 reply = self._post(op, body, stats)
             except ReductionistError as exc:
-                if self.fallback != "local" or exc.status is not None and exc.status < 500:
+                if not self._may_fall_back(exc):
                     raise
                 out += self._reduce_locally(job, batch, pos, stats, exc)
                 continue
             stats.add(chunks_remote=1, bytes_requested=body["size"])
             out.append((self._where(job, batch, pos), self._partial(job, reply)))
         return out
+
+    def _may_fall_back(self, exc: ReductionistError) -> bool:
+        """Only a server that keeps failing (unreachable, 5xx) is worked around; a refused
+        request (4xx) or a certificate that does not verify is the caller's to fix."""
+        if self.fallback != "local" or isinstance(exc.__cause__, requests.exceptions.SSLError):
+            return False
+        return exc.status is None or exc.status >= 500
 
     def _reduce_locally(self, job, batch, pos, stats, exc) -> list[BlockPartial]:
         from .local import LocalBackend
@@ -316,11 +325,13 @@ class ReductionistBackend(Backend):
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             stats.add(requests=1)
             try:
-                resp = self.session.post(url, json=body, auth=self._auth, timeout=self.timeout)
+                resp = self.session.post(
+                    url, json=body, auth=self._auth, timeout=self.timeout, verify=self.verify
+                )
             except requests.exceptions.SSLError as exc:
                 raise ReductionistError(
-                    f"TLS verification of {self.server} failed ({exc}); pass verify= a CA "
-                    "bundle path",
+                    f"TLS verification of {self.server} failed ({exc}); if its certificate is "
+                    "not from a public CA, pass verify='/path/to/ca.pem'",
                     server=self.server,
                 ) from exc
             except (requests.ConnectionError, requests.Timeout) as exc:

@@ -1,0 +1,176 @@
+"""HTTPS: data and indexes behind nginx (self-signed certificate), and a Reductionist over TLS.
+
+Certificates are verified by default everywhere: a server whose certificate is not trusted
+fails with a message that says how to trust it (``verify=`` for the Reductionist server,
+``storage_options={"ssl": ca_file}`` for HTTPS data); ``False`` skips verification only when
+asked explicitly.
+"""
+
+# ruff: noqa: F811  (pytest fixtures imported by name)
+from __future__ import annotations
+
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from activezarr import Active, build_index
+from activezarr.errors import ChunkReadError, IndexBuildError, ReductionistError, StaleIndexError
+from tests.oracle import assert_same, oracle_read, reduce_masked
+from tests.remote_fixtures import (  # noqa: F401
+    REMOTE_FILE,
+    REMOTE_NCHUNKS,
+    recording,
+    remote_data,
+    s3_store,
+    ssl_context,
+)
+from tests.servers.reductionist import start_reductionist
+
+if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
+    from tests.fixtures_data import generated_dir  # noqa: F401
+if not hasattr(sys.modules.get("tests.conftest"), "reductionist_server"):
+    from tests.servers.conftest_fixtures import (  # noqa: F401
+        moto_server,
+        nginx_server,
+        reductionist,
+        reductionist_server,
+        tls_certificate,
+    )
+
+VAR = "f8_missing_vector"
+
+
+def expected(remote_data, op="mean", selection=Ellipsis):
+    data = oracle_read(remote_data.local_path("gen", REMOTE_FILE), VAR, selection)
+    return reduce_masked(data, op)
+
+
+# ------------------------------------------------------------------ Reductionist over TLS
+@pytest.fixture(scope="module")
+def tls_reductionist(tls_certificate):
+    """The test Reductionist serving HTTPS with the session's self-signed certificate."""
+    handle = start_reductionist(
+        tls_cert=tls_certificate.cert,
+        tls_key=tls_certificate.key,
+        https_verify=tls_certificate.cert,
+    )
+    yield handle
+    handle.stop()
+
+
+def tls_active(remote_data, server, **options) -> Active:
+    return Active(
+        remote_data.index("s3", "gen", REMOTE_FILE),
+        VAR,
+        backend="reductionist",
+        server=server,
+        storage_options=remote_data.storage_options("s3"),
+        **options,
+    )
+
+
+def test_server_certificate_is_verified_by_default(remote_data, tls_reductionist):
+    assert tls_reductionist.url.startswith("https://")
+    tls_reductionist.reset_stats()
+    with (
+        tls_active(remote_data, tls_reductionist.url, fallback="local") as active,
+        pytest.raises(ReductionistError, match="TLS verification") as info,
+    ):
+        active.mean[...]
+    message = str(info.value)
+    assert tls_reductionist.url in message and "verify=" in message
+    assert tls_reductionist.stats()["total"] == 0  # no request was answered
+
+
+def test_server_certificate_from_ca_bundle(remote_data, tls_reductionist, tls_certificate):
+    tls_reductionist.reset_stats()
+    with tls_active(remote_data, tls_reductionist.url, verify=tls_certificate.cert) as active:
+        assert_same(active.mean[...], expected(remote_data), "mean")
+        assert active.stats.chunks_remote == REMOTE_NCHUNKS
+    assert tls_reductionist.stats()["operations"] == {"sum": REMOTE_NCHUNKS}
+
+
+def test_server_verification_off_only_when_asked(remote_data, tls_reductionist):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning: asked for
+        with tls_active(remote_data, tls_reductionist.url, verify=False) as active:
+            assert_same(active.max[...], expected(remote_data, "max"), "max")
+            assert active.stats.chunks_remote == REMOTE_NCHUNKS
+
+
+# --------------------------------------------------------------------------- HTTPS data
+def test_untrusted_https_source_cannot_be_indexed(remote_data, tmp_path):
+    url = remote_data.location("https", "gen", REMOTE_FILE)
+    with pytest.raises(IndexBuildError, match="TLS certificate verification failed") as info:
+        build_index(url, out=tmp_path)
+    assert url in str(info.value) and '"ssl"' in str(info.value)
+
+
+def test_untrusted_https_source_cannot_be_read(remote_data):
+    index = remote_data.index("https", "gen", REMOTE_FILE)
+    with pytest.raises(StaleIndexError, match="TLS certificate verification failed"):
+        Active(index, VAR)  # the freshness check is the first to reach the server
+    with (
+        Active(index, VAR, check_stale=False) as active,
+        pytest.raises(ChunkReadError, match="TLS certificate verification failed"),
+    ):
+        active.mean[...]
+
+
+def test_https_source_verification_off_only_when_asked(remote_data, tmp_path):
+    url = remote_data.location("https", "gen", REMOTE_FILE)
+    index = build_index(url, out=tmp_path, storage_options={"ssl": False})
+    with Active(index, VAR, storage_options={"ssl": False}) as active:
+        assert_same(active.mean[...], expected(remote_data), "mean")
+
+
+def test_https_index_refs_keep_the_remote_url(remote_data):
+    import json
+
+    refs = json.loads(Path(remote_data.index("https", "gen", REMOTE_FILE)).read_text())["refs"]
+    urls = {v[0] for k, v in refs.items() if k.startswith(f"{VAR}/") and isinstance(v, list)}
+    assert urls == {remote_data.location("https", "gen", REMOTE_FILE)}
+
+
+# ------------------------------------------------------------------------ index on HTTPS
+@pytest.fixture(scope="module")
+def served_indexes(remote_data, nginx_server) -> dict[str, str]:
+    """The S3- and HTTPS-sourced indexes of remote.nc, served by nginx under /indexes/."""
+    folder = nginx_server.root / "indexes"
+    folder.mkdir(exist_ok=True)
+    urls = {}
+    for origin in ("s3", "https"):
+        shutil.copyfile(remote_data.index(origin, "gen", REMOTE_FILE), folder / f"{origin}.json")
+        urls[origin] = f"{nginx_server.url}/indexes/{origin}.json"
+    return urls
+
+
+@pytest.mark.parametrize("backend", ["local", "reductionist"])
+def test_index_on_https(remote_data, served_indexes, reductionist_server, backend):
+    """An index fetched over HTTPS, pointing at HTTPS data (trusted through an SSLContext)."""
+    options = {"storage_options": {"ssl": ssl_context(remote_data.ca_file)}}
+    if backend == "reductionist":
+        options.update(backend="reductionist", server=reductionist_server.url)
+    with Active(served_indexes["https"], VAR, **options) as active:
+        assert active.source == served_indexes["https"]
+        assert_same(
+            active.mean[1:, ::2],
+            expected(remote_data, "mean", (slice(1, None), slice(None, None, 2))),
+            "mean",
+        )
+        remote = active.stats.chunks_remote
+    assert remote == (REMOTE_NCHUNKS if backend == "reductionist" else 0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="index/load.py opens index URLs with fsspec.open(url, **storage_options): a CA "
+    "path in 'ssl' and S3 options reach aiohttp (index.sources.remote_filesystem filters them)",
+)
+def test_index_on_https_with_ca_path_and_s3_data(remote_data, served_indexes):
+    so = remote_data.store.storage_options(ssl=remote_data.ca_file)
+    with Active(served_indexes["s3"], VAR, storage_options=so) as active:
+        assert_same(active.mean[...], expected(remote_data), "mean")
