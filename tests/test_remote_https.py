@@ -9,11 +9,15 @@ asked explicitly.
 # ruff: noqa: F811  (pytest fixtures imported by name)
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
 import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from activezarr import Active, build_index
@@ -128,8 +132,6 @@ def test_https_source_verification_off_only_when_asked(remote_data, tmp_path):
 
 
 def test_https_index_refs_keep_the_remote_url(remote_data):
-    import json
-
     refs = json.loads(Path(remote_data.index("https", "gen", REMOTE_FILE)).read_text())["refs"]
     urls = {v[0] for k, v in refs.items() if k.startswith(f"{VAR}/") and isinstance(v, list)}
     assert urls == {remote_data.location("https", "gen", REMOTE_FILE)}
@@ -174,3 +176,31 @@ def test_index_on_https_with_ca_path_and_s3_data(remote_data, served_indexes):
     so = remote_data.store.storage_options(ssl=remote_data.ca_file)
     with Active(served_indexes["s3"], VAR, storage_options=so) as active:
         assert_same(active.mean[...], expected(remote_data), "mean")
+
+
+def test_cli_index_and_reduce_https(remote_data, reductionist_server, tmp_path):
+    """``activezarr index https://... --storage-options '{"ssl": CA}'`` then ``reduce
+    --server``: the CA bundle path is plain JSON."""
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
+    options = ["--storage-options", json.dumps({"ssl": remote_data.ca_file})]
+
+    def cli(*args):
+        proc = subprocess.run(
+            [sys.executable, "-m", "activezarr", *args, *options],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    cli("index", remote_data.location("https", "gen", REMOTE_FILE), "--out", str(tmp_path))
+    server = ["--server", reductionist_server.url, "--json"]
+    payload = json.loads(cli("reduce", str(tmp_path / "remote.json"), VAR, "--op", "sum", *server))
+    got = np.ma.masked_array(np.float64(payload["result"]))
+    assert_same(got, expected(remote_data, "sum"), "sum", rtol=1e-12)
+    assert payload["stats"]["chunks_remote"] == REMOTE_NCHUNKS
