@@ -32,8 +32,12 @@ class CodecCache:
     def __init__(self) -> None:
         self._pipelines: dict[str, list] = {}
         self._lock = threading.Lock()
+        self._last: tuple | None = None
 
     def decoders(self, codecs: tuple[dict, ...]) -> list:
+        last = self._last
+        if last is not None and last[0] is codecs:
+            return last[1]
         key = repr(codecs)
         found = self._pipelines.get(key)
         if found is None:
@@ -42,6 +46,7 @@ class CodecCache:
             with self._lock:
                 found = [numcodecs.get_codec(dict(c)) for c in reversed(codecs)]
                 self._pipelines[key] = found
+        self._last = (codecs, found)  # one pipeline per job: skip the repr next time
         return found
 
 
@@ -77,11 +82,25 @@ class LocalBackend(Backend):
     # -- decoding --------------------------------------------------------------------------
 
     def decode_into(self, job: Job, data, out: np.ndarray, label: str) -> None:
-        """Decode one chunk's stored bytes into ``out`` (a chunk-shaped array)."""
+        """Decode one chunk's stored bytes into ``out`` (a chunk-shaped array).
+
+        The last codec of the pipeline writes straight into ``out`` when its size is right,
+        saving one copy of every decoded chunk.
+        """
+        decoders = self.codecs.decoders(job.codecs)
         buf = data
         try:
-            for codec in self.codecs.decoders(job.codecs):
+            for codec in decoders[:-1]:
                 buf = codec.decode(buf)
+            last = decoders[-1] if decoders else None
+            if last is not None and out.flags.c_contiguous:
+                try:
+                    last.decode(buf, out=out.reshape(-1).view(np.uint8))
+                    return
+                except (ValueError, TypeError, RuntimeError):
+                    pass  # wrong size: decode normally below and report the mismatch
+            if last is not None:
+                buf = last.decode(buf)
         except Exception as exc:
             raise ChunkReadError(
                 f"{job.source}: chunk {label} of '{job.variable}' could not be decoded "
