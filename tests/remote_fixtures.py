@@ -310,10 +310,19 @@ def folder_of(filename: str) -> str:
     return "real" if (REAL_DIR / filename).exists() and filename != REMOTE_FILE else "gen"
 
 
+# One instance per process of each fixture below, whichever module asked first: test modules
+# import these fixtures by name, which makes one fixture definition per module, and the files
+# they upload and serve must not be rewritten under indexes other modules already built.
+_PROCESS: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session")
 def s3_store(request) -> Iterator[S3Store]:
     """The bucket for test files: a fresh bucket in moto, or in S3_ENDPOINT_URL's store when
     REDUCTIONIST_URL is set (removed afterwards unless S3_BUCKET named an existing one)."""
+    if "s3_store" in _PROCESS:
+        yield _PROCESS["s3_store"]
+        return
     if REAL_REDUCTIONIST:
         missing = [
             k for k in ("S3_ENDPOINT_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY") if k not in os.environ
@@ -332,6 +341,7 @@ def s3_store(request) -> Iterator[S3Store]:
         )
         if not given:
             store.client().create_bucket(Bucket=store.bucket)
+        _PROCESS["s3_store"] = store
         yield store
         store.empty()
         if not given:
@@ -340,22 +350,29 @@ def s3_store(request) -> Iterator[S3Store]:
     moto = request.getfixturevalue("moto_server")
     bucket = f"data-{uuid.uuid4().hex[:12]}"
     make_bucket(moto, bucket)
-    yield S3Store(moto.endpoint_url, bucket, moto.access_key, moto.secret_key)
+    _PROCESS["s3_store"] = S3Store(moto.endpoint_url, bucket, moto.access_key, moto.secret_key)
+    yield _PROCESS["s3_store"]
 
 
 @pytest.fixture(scope="session")
 def reductionist_target(request) -> ServerTarget:
     """The tests' Reductionist server, or the real one named by REDUCTIONIST_URL."""
-    if REAL_REDUCTIONIST:
-        ca = os.environ.get("REDUCTIONIST_CA_FILE")
-        return ServerTarget(REAL_REDUCTIONIST.rstrip("/"), None, ca or True, real=True)
-    handle = request.getfixturevalue("reductionist_server")
-    return ServerTarget(handle.url, handle.stats)
+    if "reductionist_target" not in _PROCESS:
+        if REAL_REDUCTIONIST:
+            ca = os.environ.get("REDUCTIONIST_CA_FILE")
+            target = ServerTarget(REAL_REDUCTIONIST.rstrip("/"), None, ca or True, real=True)
+        else:
+            handle = request.getfixturevalue("reductionist_server")
+            target = ServerTarget(handle.url, handle.stats)
+        _PROCESS["reductionist_target"] = target
+    return _PROCESS["reductionist_target"]
 
 
 @pytest.fixture(scope="session")
 def remote_data(generated_dir, s3_store, nginx_server, tmp_path_factory) -> RemoteData:
     """Every test file uploaded to S3 and served by nginx; indexes built on demand."""
+    if "remote_data" in _PROCESS:
+        return _PROCESS["remote_data"]
     write_remote_file(generated_dir / REMOTE_FILE)
     local_dirs = {"gen": generated_dir, "real": REAL_DIR}
     for folder, directory in local_dirs.items():
@@ -366,13 +383,14 @@ def remote_data(generated_dir, s3_store, nginx_server, tmp_path_factory) -> Remo
         for path in sorted(directory.glob("*.nc")):
             s3_store.upload(f"{folder}/{path.name}", path)
             shutil.copyfile(path, served / path.name)
-    return RemoteData(
+    _PROCESS["remote_data"] = RemoteData(
         local_dirs,
         s3_store,
         nginx_server.url,
         nginx_server.ca_file,
         tmp_path_factory.mktemp("remote_indexes"),
     )
+    return _PROCESS["remote_data"]
 
 
 # ------------------------------------------------------------------------------ helpers
