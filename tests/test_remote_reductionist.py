@@ -229,6 +229,35 @@ def test_stats_count_requests_and_bytes(remote_data, reductionist_target):
     assert stats.bytes_received > 0 and stats.retries == 0 and not stats.fallbacks
 
 
+def test_credentials_from_an_aws_profile(remote_data, reductionist_target, tmp_path, monkeypatch):
+    """storage_options={"profile": name}: the profile's key pair is what the server gets."""
+    store = remote_data.store
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        f"[remote-test]\naws_access_key_id = {store.key}\naws_secret_access_key = {store.secret}\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    so = {"profile": "remote-test", "client_kwargs": {"endpoint_url": store.endpoint_url}}
+    var = "f4_zlib_shuffle"
+    with (
+        Active(
+            remote_data.index("s3", "gen", REMOTE_FILE),
+            var,
+            backend="reductionist",
+            server=reductionist_target.url,
+            verify=reductionist_target.verify,
+            storage_options=so,
+        ) as active,
+        recording(active) as sent,
+    ):
+        check(remote_data, active, var, "count")
+    assert sent and {r.headers["Authorization"] for r in sent} == {
+        basic_auth(store.key, store.secret)
+    }
+
+
 # ------------------------------------------------------------------------ anonymous access
 @LOCAL_SERVER_ONLY
 def test_anonymous_public_bucket_sends_no_credentials(

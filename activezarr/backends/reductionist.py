@@ -49,17 +49,34 @@ def s3_endpoint(storage_options: dict | None) -> str:
 
 
 def s3_credentials(storage_options: dict | None) -> tuple[str, str] | None:
-    """(access key, secret) for Basic auth, or None for anonymous access."""
+    """(access key, secret) for Basic auth, or None for anonymous access.
+
+    From the storage options (``key``/``secret``), else a named ``profile`` (AWS config
+    files), else ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``. Session tokens cannot travel
+    in Basic auth: temporary credentials do not work with Reductionist.
+    """
     so = storage_options or {}
     if so.get("anon"):
         return None
-    key = so.get("key") or so.get("aws_access_key_id") or os.environ.get("AWS_ACCESS_KEY_ID")
-    secret = (
-        so.get("secret")
-        or so.get("aws_secret_access_key")
-        or os.environ.get("AWS_SECRET_ACCESS_KEY")
-    )
+    key = so.get("key") or so.get("aws_access_key_id")
+    secret = so.get("secret") or so.get("aws_secret_access_key")
+    if not (key and secret) and so.get("profile"):
+        key, secret = _profile_credentials(so["profile"])
+    if not (key and secret):
+        key = os.environ.get("AWS_ACCESS_KEY_ID")
+        secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
     return (key, secret) if key and secret else None
+
+
+def _profile_credentials(profile: str) -> tuple[str | None, str | None]:
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        found = botocore.session.Session(profile=profile).get_credentials()
+    except botocore.exceptions.ProfileNotFound:
+        raise ActiveZarrError(f"AWS profile {profile!r} is not in the AWS config files") from None
+    return (found.access_key, found.secret_key) if found else (None, None)
 
 
 def object_url(url: str, storage_options: dict | None) -> tuple[str, str]:
