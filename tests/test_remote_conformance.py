@@ -6,7 +6,6 @@ Set ``REDUCTIONIST_URL`` (with ``S3_ENDPOINT_URL``, ``S3_ACCESS_KEY``, ``S3_SECR
 the Reductionist classes against a real server; see docs/remote.md.
 """
 
-
 from __future__ import annotations
 
 import sys
@@ -15,6 +14,8 @@ import pytest
 
 from tests.remote_fixtures import (  # noqa: F401
     REAL_REDUCTIONIST,
+    REMOTE_CASES,
+    S3_CASES,
     ReductionConformance,
     reductionist_target,
     remote_data,
@@ -38,10 +39,12 @@ class TestLocalFiles(ReductionConformance):
 
 class TestS3Local(ReductionConformance):
     origin, backend = "s3", "local"
+    generated_cases = S3_CASES + REMOTE_CASES
 
 
 class TestS3Reductionist(ReductionConformance):
     origin, backend = "s3", "reductionist"
+    generated_cases = S3_CASES + REMOTE_CASES
 
 
 class TestHTTPSLocal(ReductionConformance):
