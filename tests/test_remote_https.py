@@ -31,6 +31,7 @@ from tests.remote_fixtures import (  # noqa: F401
     s3_store,
     ssl_context,
 )
+from tests.servers.nginx import start_nginx
 from tests.servers.reductionist import start_reductionist
 
 if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
@@ -134,6 +135,31 @@ def test_https_index_refs_keep_the_remote_url(remote_data):
     refs = json.loads(Path(remote_data.index("https", "gen", REMOTE_FILE)).read_text())["refs"]
     urls = {v[0] for k, v in refs.items() if k.startswith(f"{VAR}/") and isinstance(v, list)}
     assert urls == {remote_data.location("https", "gen", REMOTE_FILE)}
+
+
+@pytest.fixture(scope="module")
+def plain_http(remote_data, tmp_path_factory):
+    """nginx over plain HTTP serving remote.nc."""
+    root = tmp_path_factory.mktemp("plain-http")
+    shutil.copyfile(remote_data.local_path("gen", REMOTE_FILE), root / REMOTE_FILE)
+    handle = start_nginx(root, tls=False)
+    yield handle
+    handle.stop()
+
+
+def test_plain_http_data_goes_as_interface_http(
+    remote_data, plain_http, reductionist_server, tmp_path
+):
+    url = f"{plain_http.url}/{REMOTE_FILE}"
+    assert url.startswith("http://")
+    index = build_index(url, out=tmp_path)
+    with (
+        Active(index, VAR, backend="reductionist", server=reductionist_server.url) as active,
+        recording(active) as sent,
+    ):
+        assert_same(active.min[...], expected(remote_data, "min"), "min")
+    assert len(sent) == REMOTE_NCHUNKS
+    assert {(r.body["interface_type"], r.body["url"]) for r in sent} == {("http", url)}
 
 
 # ------------------------------------------------------------------------ index on HTTPS

@@ -223,9 +223,13 @@ class ReductionistBackend(Backend):
         self.verify = verify
         self._auth = s3_credentials(storage_options)
         self._local = None
+        self._checked_urls: set[str] = set()  # chunk URLs whose host check passed
 
     def close(self) -> None:
         self.session.close()
+        if self._local is not None:
+            self._local.close()
+            self._local = None
 
     # -- what the server can take --------------------------------------------------------
 
@@ -296,7 +300,7 @@ class ReductionistBackend(Backend):
         return "sum" if spec.needs_sum else (spec.stored_extreme or "count")
 
     def reduce(self, job: Job, batch: ChunkBatch, stats) -> list[BlockPartial]:
-        check_hosts(list(job.urls), self.storage_options, self.allow_hosts)
+        self._check_hosts(job, batch)
         op = self.operation(job)
         out = []
         for pos in range(len(batch)):
@@ -311,6 +315,15 @@ class ReductionistBackend(Backend):
             stats.add(chunks_remote=1, bytes_requested=body["size"])
             out.append((self._where(job, batch, pos), self._partial(job, reply)))
         return out
+
+    def _check_hosts(self, job: Job, batch: ChunkBatch) -> None:
+        """``check_hosts`` for the URLs this batch names, once per URL (an index may name
+        thousands of files and a run touch one chunk per task)."""
+        for uid in np.unique(batch.url_ids):
+            url = job.urls[uid] if uid >= 0 else None
+            if url is not None and url not in self._checked_urls:
+                check_hosts([url], self.storage_options, self.allow_hosts)
+                self._checked_urls.add(url)
 
     def _may_fall_back(self, exc: ReductionistError) -> bool:
         """Only a server that keeps failing (unreachable, 5xx) is worked around; a refused
