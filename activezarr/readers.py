@@ -197,36 +197,51 @@ class RemoteFiles:
     def read_ranges(self, urls: Sequence[str], offsets: np.ndarray, sizes: np.ndarray) -> list:
         if not len(urls):
             return []
-        fs = self._filesystem(urls[0])
         starts = np.asarray(offsets, dtype=np.int64)
         ends = starts + np.asarray(sizes, dtype=np.int64)
         groups = merged_ranges(list(urls), starts, ends, self.max_gap, self.max_block)
+        by_protocol: dict[str, list[MergedRange]] = {}
+        for group in groups:
+            by_protocol.setdefault(group.url.split("://", 1)[0], []).append(group)
+        out: list = [None] * len(urls)
+        for requests in by_protocol.values():
+            for group, blob in zip(requests, self._fetch(requests), strict=True):
+                view = memoryview(blob)
+                if len(view) != group.end - group.start:
+                    raise ChunkReadError(
+                        f"{group.url}: expected {group.end - group.start} bytes at offset "
+                        f"{group.start}, got {len(view)}; the object changed since it was "
+                        "indexed: re-index it"
+                    )
+                for i in group.members:
+                    lo = int(starts[i]) - group.start
+                    out[i] = view[lo : lo + int(ends[i] - starts[i])]
+        return out
+
+    def _fetch(self, requests: list[MergedRange]) -> list:
+        """The bytes of each request (one filesystem), concurrently; the first failure raised
+        as ``ChunkReadError`` naming its object."""
+        first = requests[0].url
+        fs = self._filesystem(first)
         try:
             blobs = fs.cat_ranges(
-                [g.url for g in groups],
-                [g.start for g in groups],
-                [g.end for g in groups],
-                on_error="raise",
+                [g.url for g in requests],
+                [g.start for g in requests],
+                [g.end for g in requests],
+                on_error="return",
             )
         except Exception as exc:
-            raise ChunkReadError(
-                f"{remote_failure(urls[0], exc)}; the index may be stale: re-index it"
-                if isinstance(exc, FileNotFoundError)
-                else f"reading {remote_failure(urls[0], exc)}"
-            ) from exc
-        out: list = [None] * len(urls)
-        for group, blob in zip(groups, blobs, strict=True):
-            view = memoryview(blob)
-            if len(view) != group.end - group.start:
-                raise ChunkReadError(
-                    f"{group.url}: expected {group.end - group.start} bytes at offset "
-                    f"{group.start}, got {len(view)}; the object changed since it was indexed: "
-                    "re-index it"
-                )
-            for i in group.members:
-                lo = int(starts[i]) - group.start
-                out[i] = view[lo : lo + int(ends[i] - starts[i])]
-        return out
+            raise ChunkReadError(f"reading {remote_failure(first, exc)}") from exc
+        for group, blob in zip(requests, blobs, strict=True):
+            if isinstance(blob, BaseException):
+                if isinstance(blob, FileNotFoundError):
+                    message = (
+                        f"{remote_failure(group.url, blob)}; the index may be stale: re-index it"
+                    )
+                else:
+                    message = f"reading {remote_failure(group.url, blob)}"
+                raise ChunkReadError(message) from blob
+        return blobs
 
     def close(self) -> None:
         self._fs.clear()

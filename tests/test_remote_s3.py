@@ -212,3 +212,20 @@ def test_cli_index_missing_object_is_one_line(remote_data, tmp_path):
     assert proc.returncode != 0
     assert url in proc.stderr and "no such object" in proc.stderr
     assert "Traceback" not in proc.stderr and store.secret not in proc.stderr
+
+
+def test_one_index_over_s3_and_https(remote_data):
+    """Chunks of one variable spread over an S3 object and an HTTPS copy: one storage-options
+    dict serves both (S3 credentials and endpoint go to s3fs only, the CA bundle to aiohttp)."""
+    refs = json.loads(Path(remote_data.index("s3", "gen", REMOTE_FILE)).read_text())
+    https = remote_data.location("https", "gen", REMOTE_FILE)
+    keys = sorted(k for k in refs["refs"] if k.startswith(f"{VAR}/") and "/." not in k)
+    for key in keys[::2]:
+        refs["refs"][key][0] = https
+    so = remote_data.store.storage_options(ssl=remote_data.ca_file)
+    with Active(refs, VAR, storage_options=so) as active:
+        assert {u.split("://")[0] for u in active.index.urls} == {"s3", "https"}
+        assert_same(active.mean[...], expected(remote_data), "mean")
+        got = active[...]
+    want = oracle_read(remote_data.local_path("gen", REMOTE_FILE), VAR)
+    assert np.array_equal(got.filled(-1), want.filled(-1))
