@@ -95,6 +95,8 @@ class ActiveZarrTool(Tool):
         import activezarr
 
         self.az = activezarr
+        if case["kind"] == "build":
+            import h5py  # noqa: F401 - activezarr imports it lazily; kerchunk's import has it
 
     def prepare_reduce(self, case):
         sel, axis = parse_selection(case["sel"]), case.get("axis")
