@@ -3,6 +3,8 @@
     python -m benchmarks.run [--quick] [--cases PATTERN ...] [--tools NAME ...] [--reps N]
                              [--budget SECONDS] [--out benchmarks/results/latest.json]
 
+(``--quick`` writes ``latest-quick.json`` unless ``--out`` says otherwise.)
+
 1. ``benchmarks.data`` (in a subprocess) generates whatever input file, activezarr index or
    kerchunk reference set is missing under ``benchmarks/data/``.
 2. For each case, every file it touches is read once (warm page cache), then each tool runs
@@ -350,13 +352,16 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--reps", type=int, default=5, help="runs per tool and case (5)")
     parser.add_argument("--budget", type=float, default=60.0, help="stop repeating past this (s)")
     parser.add_argument("--timeout", type=float, default=900.0, help="per-run timeout (s)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--out", type=Path, help="results JSON (latest.json; latest-quick.json with --quick)"
+    )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    args.out = args.out or RESULTS / ("latest-quick.json" if args.quick else "latest.json")
     cases = select_cases(build_cases(), args.cases)
     if args.list:
         for case in cases:
