@@ -103,6 +103,19 @@ class LocalFiles:
                     self._fds[url] = fd
         return fd
 
+    def read_into(self, url: str, offset: int, out: memoryview) -> None:
+        """Fill ``out`` with the bytes of ``url`` from ``offset`` (no allocation)."""
+        fd = self._fd(url)
+        got = 0
+        while got < len(out):
+            n = os.preadv(fd, [out[got:]], offset + got)
+            if n <= 0:
+                raise ChunkReadError(
+                    f"{url}: expected {len(out)} bytes at offset {offset}, file ends after "
+                    f"{got}; the file changed since it was indexed: re-index it"
+                )
+            got += n
+
     def read(self, url: str, offset: int, size: int) -> bytes:
         fd = self._fd(url)
         data = os.pread(fd, size, offset)
