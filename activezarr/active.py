@@ -41,11 +41,14 @@ class RunStats:
     bytes_requested: int = 0
     bytes_received: int = 0
     fallbacks: list[str] = field(default_factory=list)
+    local_reasons: list[str] = field(default_factory=list)  # why chunks stayed local
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
         with self._lock:
             for key, value in counts.items():
+                if key == "local_reasons":  # a set in spirit: each reason once
+                    value = [v for v in value if v not in self.local_reasons]
                 setattr(self, key, getattr(self, key) + value)
 
     def as_dict(self) -> dict[str, Any]:
@@ -124,6 +127,10 @@ def dispatch(backend: Backend, local: LocalBackend, job: Job, batch: ChunkBatch)
     if not ok.all():
         parts += local.reduce(job, batch.subset(~ok), stats)
         stats.add(chunks_local=int((~ok).sum()))
+        explain = getattr(backend, "local_reason", None)
+        reason = explain(job) if explain else None
+        if reason:
+            stats.add(local_reasons=[reason])
     return parts, stats.as_dict()
 
 

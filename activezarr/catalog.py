@@ -285,7 +285,7 @@ def check_fresh(index: str, urls: list[str], storage_options: dict | None = None
 # the same S3 files in one run costs one HEAD per file, not one per ``Active``. Local files
 # are always stat-ed again (cheap and exact).
 REMOTE_CHECK_TTL = 60.0
-_recent: dict[str, tuple[float, dict[str, Any]]] = {}
+_recent: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
 _recent_lock = threading.Lock()
 
 
@@ -293,17 +293,18 @@ def _recent_fingerprints(urls: list[str], storage_options: dict | None) -> dict[
     from .index.sources import is_remote
 
     now = time.monotonic()
-    with _recent_lock:
+    options = json.dumps(storage_options or {}, sort_keys=True, default=str)
+    with _recent_lock:  # keyed by options too: a check made with other credentials proves nothing
         cached = {
-            u: _recent[u][1]
+            u: _recent[(u, options)][1]
             for u in urls
-            if u in _recent and now - _recent[u][0] < REMOTE_CHECK_TTL
+            if (u, options) in _recent and now - _recent[(u, options)][0] < REMOTE_CHECK_TTL
         }
     fresh = fingerprints([u for u in urls if u not in cached], storage_options)
     with _recent_lock:
         for u, fp in fresh.items():
             if is_remote(u) and not isinstance(fp, Exception):
-                _recent[u] = (now, fp)
+                _recent[(u, options)] = (now, fp)
     return {**cached, **fresh}
 
 

@@ -54,10 +54,10 @@ def expand_paths(paths: list[str], storage_options: dict | None = None) -> list[
         if not any(ch in p for ch in "*?["):
             out.append(p)
         elif is_remote(p):
-            import fsspec
+            from .index.sources import remote_filesystem
 
             protocol = p.split("://", 1)[0]
-            fs = fsspec.filesystem(protocol, **(storage_options or {}))
+            fs = remote_filesystem(protocol, storage_options)
             out += [f"{protocol}://{m}" for m in sorted(fs.glob(p))]
         else:
             matches = sorted(glob.glob(p, recursive=True))

@@ -27,7 +27,7 @@ def adjacent_runs(offsets: np.ndarray, sizes: np.ndarray, limit: int = MAX_MERGE
 
     Returns a list of ``(first, last_exclusive)`` positions.
 
-    >>> adjacent_runs(np.array([0, 10, 30]), np.array([10, 20, 5]))
+    >>> adjacent_runs(np.array([0, 10, 40]), np.array([10, 20, 5]))
     [(0, 2), (2, 3)]
     """
     n = len(offsets)

@@ -192,11 +192,6 @@ def test_index_on_https(remote_data, served_indexes, reductionist_server, backen
     assert remote == (REMOTE_NCHUNKS if backend == "reductionist" else 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="index/load.py opens index URLs with fsspec.open(url, **storage_options): a CA "
-    "path in 'ssl' and S3 options reach aiohttp (index.sources.remote_filesystem filters them)",
-)
 def test_index_on_https_with_ca_path_and_s3_data(remote_data, served_indexes):
     so = remote_data.store.storage_options(ssl=remote_data.ca_file)
     with Active(served_indexes["s3"], VAR, storage_options=so) as active:

@@ -76,9 +76,10 @@ def read_refs(index: str | Path | dict, storage_options: dict | None = None) -> 
 def _read_json(location: str, storage_options: dict | None) -> dict:
     try:
         if is_remote(location):
-            import fsspec
+            from .sources import remote_filesystem
 
-            with fsspec.open(location, "rb", **(storage_options or {})) as fh:
+            fs = remote_filesystem(location.split("://", 1)[0], storage_options)
+            with fs.open(location, "rb") as fh:
                 return json.load(fh)
         with open(location.removeprefix("file://"), "rb") as fh:
             return json.load(fh)
