@@ -22,7 +22,7 @@ from .index.load import read_refs as _read_refs
 __version__ = "0.1.0"
 
 
-def build_index(path, out="indexes", *, storage_options=None, catalog=True, format="json"):  # noqa: A002
+def build_index(path, out="indexes", *, storage_options=None, catalog=True, format="json"):
     """Index one netCDF4/HDF5 file into ``<out>/<stem>.json``; see ``activezarr.index.build``.
 
     h5py is imported only here, so that ``import activezarr`` stays quick for reductions.

@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 
@@ -317,7 +317,7 @@ class Active:
         result = acc.finalize(self.packing, components)
         flips = tuple(i for i, d in enumerate(kept) if plan.selection[d].reverse)
         if flips:
-            flip = lambda a: np.flip(a, axis=flips)  # noqa: E731
+            flip = lambda a: np.flip(a, axis=flips)
             result = {k: flip(v) for k, v in result.items()} if components else flip(result)
         return result
 
@@ -479,7 +479,7 @@ class Active:
         self.backend.close()
         self.local.close()
 
-    def __enter__(self) -> Active:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,4 +1,4 @@
 """Shared pytest fixtures: generated netCDF files and the real servers tests run against."""
 
-from tests.fixtures_data import *  # noqa: F403
-from tests.servers.conftest_fixtures import *  # noqa: F403
+from tests.fixtures_data import *
+from tests.servers.conftest_fixtures import *

@@ -96,7 +96,7 @@ class Backend(abc.ABC):
         ``stats`` is a ``RunStats`` to count requests, retries and bytes into.
         """
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections and files."""
 
     def __enter__(self):

@@ -18,8 +18,8 @@ from typing import Any, Literal
 import h5py
 
 from ..errors import IndexBuildError, UnsupportedVariableError
-from .hdf5 import DatasetRefs, dataset_refs, is_dimension_only, read_attrs
 from . import cache
+from .hdf5 import DatasetRefs, dataset_refs, is_dimension_only, read_attrs
 from .load import from_table
 from .refs import write_atomic
 from .sources import Source, open_source
@@ -127,7 +127,7 @@ def build_index(
     *,
     storage_options: dict | None = None,
     catalog: bool = True,
-    format: Literal["json", "parquet"] = "json",  # noqa: A002 - the user-facing word
+    format: Literal["json", "parquet"] = "json",
 ) -> Path:
     """Index one netCDF4/HDF5 file into ``<out>/<stem>.json`` and record it in the catalog.
 

@@ -156,7 +156,7 @@ def dimension_names(dset: h5py.Dataset) -> list[str]:
 def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     """Attributes as JSON values, without HDF5/netCDF bookkeeping."""
     out = {}
-    for key in obj.attrs.keys():
+    for key in obj.attrs:
         if key in HIDDEN_ATTRS:
             continue
         try:
