@@ -115,3 +115,18 @@ def test_rebuilding_parquet_replaces_it_whole(tmp_path):
     leftovers = [p.name for p in Path(tmp_path).iterdir() if p.name.startswith(".test1")]
     assert leftovers == []
     assert activezarr.Active(second, "tas").count[...] == 98304
+
+
+@pytest.mark.parametrize("libdeflate", [True, False])
+def test_zlib_chunks_decode_the_same_with_and_without_libdeflate(tmp_path, monkeypatch, libdeflate):
+    """libdeflate (optional, faster) and numcodecs' zlib give identical reductions."""
+    from activezarr.backends import local
+
+    monkeypatch.setattr(local, "_has_libdeflate", lambda: libdeflate)
+    index = activezarr.build_index(REAL_DIR / "test1.nc", tmp_path)  # zlib + shuffle chunks
+    active = activezarr.Active(index, "tas")
+    decoders = active.local.codecs.decoders(tuple(active.index.codecs), 6 * 32 * 32 * 8)
+    assert isinstance(decoders[0], local.LibdeflateZlib) is libdeflate
+    for op in ("mean", "max", "count"):
+        expected = oracle_reduce(REAL_DIR / "test1.nc", "tas", op, (slice(1, 9), slice(3, -3)))
+        assert_same(active.reduce(op, (slice(1, 9), slice(3, -3))), expected, op)

@@ -10,7 +10,9 @@ stack (zlib releases the GIL, so worker threads decode in parallel).
 
 from __future__ import annotations
 
+import functools
 import threading
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -35,20 +37,61 @@ class CodecCache:
         self._lock = threading.Lock()
         self._last: tuple | None = None
 
-    def decoders(self, codecs: tuple[dict, ...]) -> list:
+    def decoders(self, codecs: tuple[dict, ...], nbytes: int = 0) -> list:
+        """Decoders in decode order; ``nbytes`` bounds what a chunk decodes to."""
         last = self._last
         if last is not None and last[0] is codecs:
             return last[1]
-        key = repr(codecs)
+        key = repr((codecs, nbytes))
         found = self._pipelines.get(key)
         if found is None:
-            import numcodecs  # imported on first use: it costs 0.1 s
-
             with self._lock:
-                found = [numcodecs.get_codec(dict(c)) for c in reversed(codecs)]
+                found = [_decoder(c, nbytes) for c in reversed(codecs)]
                 self._pipelines[key] = found
         self._last = (codecs, found)  # one pipeline per job: skip the repr next time
         return found
+
+
+class LibdeflateZlib:
+    """zlib decoding with libdeflate (the optional ``deflate`` package): same bytes, about
+    1.5x faster than zlib. Falls back to zlib for anything libdeflate refuses."""
+
+    def __init__(self, bound: int) -> None:
+        import deflate
+
+        self._decompress = deflate.zlib_decompress
+        self.bound = bound
+
+    def decode(self, buf, out=None):
+        try:
+            data = self._decompress(buf, self.bound)
+        except Exception:  # noqa: BLE001 - a bound too small, or input libdeflate rejects
+            data = zlib.decompress(buf)
+        if out is None:
+            return data
+        target = np.frombuffer(out, dtype=np.uint8) if not isinstance(out, np.ndarray) else out
+        if target.nbytes != len(data):
+            raise ValueError("decoded size differs from the chunk size")
+        target.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
+        return out
+
+
+def _decoder(config: dict, nbytes: int):
+    """The decoder of one codec config: numcodecs, or libdeflate for zlib when installed."""
+    if config.get("id") == "zlib" and nbytes and _has_libdeflate():
+        return LibdeflateZlib(nbytes + 64)
+    import numcodecs  # imported on first use: it costs 0.1 s
+
+    return numcodecs.get_codec(dict(config))
+
+
+@functools.cache
+def _has_libdeflate() -> bool:
+    try:
+        import deflate  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _selection(job: Job, batch: ChunkBatch, first_rows: int | None = None) -> tuple:
@@ -89,7 +132,7 @@ class LocalBackend(Backend):
         The last codec of the pipeline writes straight into ``out`` when its size is right,
         saving one copy of every decoded chunk.
         """
-        decoders = self.codecs.decoders(job.codecs)
+        decoders = self.codecs.decoders(job.codecs, out.nbytes)
         buf = data
         try:
             for codec in decoders[:-1]:
