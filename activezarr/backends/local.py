@@ -103,6 +103,28 @@ def _selection(job: Job, batch: ChunkBatch, first_rows: int | None = None) -> tu
     return (slice(None), *sl)
 
 
+STREAM_PART_MIN = 1 << 18  # stream a contiguous part of a chunk only when chunks are this big
+
+
+def _contiguous_ranges(job: Job, batch: ChunkBatch) -> tuple[np.ndarray, np.ndarray] | None:
+    """Byte ranges of the selected parts when each is one contiguous range, else None.
+
+    Whole chunks always qualify; a part qualifies when only dimension 0 is cut (a run of
+    whole rows) and the chunks are big enough for a read per chunk to pay.
+    """
+    if _is_whole(job, batch):
+        return batch.offsets, batch.sizes
+    start, stop = batch.in_start[0], batch.in_stop[0]
+    rest_full = np.all(start[1:] == 0) and np.all(stop[1:] == np.array(job.chunks[1:]))
+    if not rest_full or any(s != 1 for s in job.steps) or int(batch.sizes[0]) < STREAM_PART_MIN:
+        return None
+    row = int(np.prod(job.chunks[1:], dtype=np.int64)) * job.view_dtype.itemsize
+    first = np.uint64(int(start[0]) * row)
+    return batch.offsets + first, np.full(
+        len(batch), (int(stop[0]) - int(start[0])) * row, np.uint64
+    )
+
+
 def _is_whole(job: Job, batch: ChunkBatch) -> bool:
     return bool(
         np.all(batch.in_start[0] == 0)
@@ -292,8 +314,10 @@ class LocalBackend(Backend):
     def reduce(self, job: Job, batch: ChunkBatch, stats=None) -> list[BlockPartial]:
         spec = job.spec
         assert spec is not None
-        if not spec.kept_axes and self._local_raw(job, batch) and _is_whole(job, batch):
-            return [((), self._stream_reduce(job, batch))]
+        if not spec.kept_axes and self._local_raw(job, batch):
+            ranges = _contiguous_ranges(job, batch)
+            if ranges is not None:
+                return [((), self._stream_reduce(job, batch, *ranges))]
         if not spec.kept_axes:
             acc = Accumulator((), spec)
             for _, stack, sel in self.stacks(job, batch):
@@ -321,8 +345,8 @@ class LocalBackend(Backend):
             and not any(is_remote(job.urls[u]) for u in np.unique(batch.url_ids))
         )
 
-    def _stream_reduce(self, job: Job, batch: ChunkBatch) -> Partial:
-        """Stream runs of neighbouring chunks through a small per-thread buffer.
+    def _stream_reduce(self, job: Job, batch: ChunkBatch, starts, lengths) -> Partial:
+        """Stream byte ranges (runs of neighbours merged) through a small per-thread buffer.
 
         Each piece is read into a buffer that stays in the CPU cache and reduced there, so the
         bytes cross memory once; no page of the file is mapped into this process.
@@ -334,8 +358,8 @@ class LocalBackend(Backend):
         for uid in np.unique(batch.url_ids):
             url = job.urls[int(uid)]
             mine = np.flatnonzero(batch.url_ids == uid)
-            order = mine[np.argsort(batch.offsets[mine], kind="stable")]
-            offsets, sizes = batch.offsets[order], batch.sizes[order]
+            order = mine[np.argsort(starts[mine], kind="stable")]
+            offsets, sizes = starts[order], lengths[order]
             for a, b in adjacent_runs(offsets, sizes, limit=2**62):
                 start = int(offsets[a])
                 stop = int(offsets[b - 1] + sizes[b - 1])
