@@ -109,6 +109,20 @@ class MissingRule:
             values.append(self.fill)
         return values
 
+    def clean_below(self) -> tuple[Any, Any] | None:
+        """``(limit, valid_max)``: a block whose maximum is below ``limit`` (and at most
+        ``valid_max`` when set) has nothing to mask, so one max pass replaces the mask.
+
+        None when that test cannot decide (a ``valid_min``, or a NaN missing value).
+        """
+        if self.valid_min is not None:
+            return None
+        values = self.equality_values()
+        if any(_isnan(v) for v in values):
+            return None
+        limit = min(values) if values else None
+        return limit, self.valid_max
+
     def mask(self, data: np.ndarray) -> np.ndarray | None:
         """Boolean mask of missing elements of ``data``, or None when none can be missing."""
         mask = None

@@ -318,6 +318,8 @@ class LocalBackend(Backend):
             ranges = _contiguous_ranges(job, batch)
             if ranges is not None:
                 return [((), self._stream_reduce(job, batch, *ranges))]
+            if int(batch.sizes[0]) >= STREAM_PART_MIN:
+                return [((), self._buffered_reduce(job, batch))]
         if not spec.kept_axes:
             acc = Accumulator((), spec)
             for _, stack, sel in self.stacks(job, batch):
@@ -367,6 +369,26 @@ class LocalBackend(Backend):
                     n = min(piece, stop - at)
                     self.readers.local.read_into(url, at, view[:n])
                     reducer.add(np.frombuffer(buf, job.view_dtype, n // job.view_dtype.itemsize))
+        return reducer.partial()
+
+    def _buffered_reduce(self, job: Job, batch: ChunkBatch) -> Partial:
+        """Parts of big chunks cut along several dimensions: read each chunk's rows of
+        dimension 0 into the thread's buffer (no page mapping) and reduce the part."""
+        dt = job.view_dtype
+        row = int(np.prod(job.chunks[1:], dtype=np.int64)) * dt.itemsize
+        first = int(batch.in_start[0][0])
+        rows = int(batch.in_stop[0][0]) - first
+        size = rows * row
+        buf = self._buffer(size)
+        sel = _selection(job, batch, first_rows=0)[1:]
+        reducer = FlatReducer(job.rule, job.spec)
+        for pos in range(len(batch)):
+            url = job.urls[int(batch.url_ids[pos])]
+            self.readers.local.read_into(
+                url, int(batch.offsets[pos]) + first * row, memoryview(buf)[:size]
+            )
+            chunk = np.frombuffer(buf, dt, size // dt.itemsize).reshape((rows, *job.chunks[1:]))
+            reducer.add(np.ascontiguousarray(chunk[sel]).reshape(-1))
         return reducer.partial()
 
     def _buffer(self, size: int = STREAM_PIECE) -> bytearray:
