@@ -28,7 +28,7 @@ class FlatReducer:
         self.count = 0
         self.total = self.acc.type(0)
         self.lo = self.hi = None
-        self.clean_below = rule.clean_below()
+        self.clean_test = rule.clean_test()
 
     def add(self, flat: np.ndarray) -> None:
         """Fold a 1-d array in, a cache-sized block at a time."""
@@ -36,7 +36,7 @@ class FlatReducer:
             self._block(flat[start : start + BLOCK])
 
     def _block(self, block: np.ndarray) -> None:
-        if self.clean_below is not None and block.size and self._clean_block(block):
+        if self.clean_test is not None and block.size and self._clean_block(block):
             return
         spec = self.spec
         mask = self.rule.mask(block)
@@ -59,24 +59,30 @@ class FlatReducer:
             self.hi = v if self.hi is None else max(self.hi, v)
 
     def _clean_block(self, block: np.ndarray) -> bool:
-        """Reduce ``block`` without a mask if its maximum proves nothing in it is missing.
+        """Reduce ``block`` without a mask if one extreme proves nothing in it is missing.
 
-        One max pass (a scalar) is cheaper than the equality mask (a bool array and a scan of
-        it); NaN data makes the test false and the block takes the exact path.
+        One max (or min) pass giving a scalar is cheaper than the equality mask (a bool array
+        and a scan of it); NaN data makes the test false and the block takes the exact path.
         """
-        limit, vmax = self.clean_below
-        top = block.max()
-        if not ((limit is None or top < limit) and (vmax is None or top <= vmax)):
+        side, limit, bound = self.clean_test
+        if side == "max":
+            edge = block.max()
+            clean = (limit is None or edge < limit) and (bound is None or edge <= bound)
+        else:
+            edge = block.min()
+            clean = (limit is None or edge > limit) and (bound is None or edge >= bound)
+        if not clean:
             return False
         spec = self.spec
         self.count += block.size
         if spec.needs_sum:
             self.total += block.sum(dtype=self.acc)
         if spec.needs_min:
-            v = block.min()
+            v = edge if side == "min" else block.min()
             self.lo = v if self.lo is None else min(self.lo, v)
         if spec.needs_max:
-            self.hi = top if self.hi is None else max(self.hi, top)
+            v = edge if side == "max" else block.max()
+            self.hi = v if self.hi is None else max(self.hi, v)
         return True
 
     def partial(self) -> Partial:

@@ -109,19 +109,23 @@ class MissingRule:
             values.append(self.fill)
         return values
 
-    def clean_below(self) -> tuple[Any, Any] | None:
-        """``(limit, valid_max)``: a block whose maximum is below ``limit`` (and at most
-        ``valid_max`` when set) has nothing to mask, so one max pass replaces the mask.
+    def clean_test(self) -> tuple[str, Any, Any] | None:
+        """How one scalar pass can prove a block has nothing to mask, or None.
 
-        None when that test cannot decide (a ``valid_min``, or a NaN missing value).
+        ``("max", limit, valid_max)``: nothing is missing when the block's maximum is below
+        ``limit`` (every missing value) and at most ``valid_max``. ``("min", limit,
+        valid_min)``: the mirror image, for missing values below the data (fills like -999).
+        None when neither fits (bounds on both sides, a NaN missing value, values on both
+        sides of the data).
         """
-        if self.valid_min is not None:
-            return None
         values = self.equality_values()
         if any(_isnan(v) for v in values):
             return None
-        limit = min(values) if values else None
-        return limit, self.valid_max
+        if self.valid_min is None and all(v > 0 for v in values):
+            return "max", (min(values) if values else None), self.valid_max
+        if self.valid_max is None and all(v < 0 for v in values):
+            return "min", (max(values) if values else None), self.valid_min
+        return None
 
     def mask(self, data: np.ndarray) -> np.ndarray | None:
         """Boolean mask of missing elements of ``data``, or None when none can be missing."""

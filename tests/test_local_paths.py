@@ -70,3 +70,28 @@ def test_reading_stays_within_a_small_resident_size(big_chunks):
     ]:
         active.mean[sel]
     assert active.local.readers.local._maps == {}, "whole/dim-0 parts should not mmap the file"
+
+
+@pytest.fixture(scope="module", params=[-999.0, 1e20], ids=["fill_below_data", "fill_above_data"])
+def one_sided_fill(request, tmp_path_factory):
+    """Only a fill value (no valid range): one min or max pass can prove a block clean."""
+    fill = request.param
+    path = tmp_path_factory.mktemp("onesided") / "fill.nc"
+    data = np.random.default_rng(3).normal(0, 50, (64, 64, 64))
+    data[5, 5, :] = fill  # one block with missing values, the rest clean
+    with netCDF4.Dataset(path, "w") as ds:
+        for name in "tyx":
+            ds.createDimension(name, 64)
+        var = ds.createVariable(
+            "v", "f8", ("t", "y", "x"), chunksizes=(64, 64, 64), fill_value=fill
+        )
+        var[:] = data
+    return path, activezarr.build_index(path, tmp_path_factory.mktemp("onesided_index"))
+
+
+@pytest.mark.parametrize("op", ["mean", "sum", "min", "max", "count"])
+def test_one_sided_fill_matches_oracle(one_sided_fill, op):
+    path, index = one_sided_fill
+    active = activezarr.Active(index, "v")
+    for sel in (Ellipsis, (slice(0, 30),), (slice(5, 6),)):
+        assert_same(active.reduce(op, sel), oracle_reduce(path, "v", op, sel), op, where=str(sel))
