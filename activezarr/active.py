@@ -214,6 +214,8 @@ class Active:
         self.rule = MissingRule.from_metadata(var.dtype, var.fill_value, var.attrs)
         self.packing = Packing.from_attrs(var.attrs, var.dtype)
         self._storage_dtype = storage_dtype(var.dtype, var.attrs)
+        self._fill = self._fill_scalar()
+        self._valid_fill = self._unmasked_fill()
         remote = any("://" in u and not u.startswith("file://") for u in var.urls)
         self.max_workers = max_workers or (16 if remote else max(2, os.cpu_count() or 2))
         if executor is not None and hasattr(executor, "get_executor"):
@@ -326,8 +328,7 @@ class Active:
         plan = self._plan(selection)
         job = self._job(plan, None)
         out = np.empty(plan.selected_shape, dtype=job.view_dtype)
-        fill = self._fill_scalar()
-        out[...] = fill
+        out[...] = self._fill
         self.stats = RunStats()
         batches = list(self._batches(job, plan, reducing=False))
         self._map(lambda b: self.local.select(job, b, out), batches)
@@ -339,17 +340,16 @@ class Active:
             0 if s.drop else (slice(None, None, -1) if s.reverse else slice(None))
             for s in plan.selection
         )
-        result = result[index]
-        return result
+        return result[index]
 
     def _unmasked_fill(self) -> np.ndarray | None:
         """The fill value when the CF rules do not mask it (then unwritten chunks count)."""
-        fill = np.asarray(self._fill_scalar(), dtype=self._storage_dtype)
+        fill = np.asarray(self._fill, dtype=self._storage_dtype)
         mask = self.rule.mask(fill)
         return None if mask is not None and bool(mask) else fill
 
     def _fill_scalar(self):
-        from .index.refs import encode_fill_value  # noqa: F401 - symmetry with the writer
+        """The value unwritten chunks hold, in the storage dtype."""
         from .missing import _decode_json_float, default_fill
 
         value = self.index.fill_value
@@ -386,7 +386,7 @@ class Active:
             steps=tuple(int(s) for s in plan.steps),
             fill_value=var.fill_value,
             attrs=var.attrs,
-            fill=self._unmasked_fill(),
+            fill=self._valid_fill,
         )
 
     def _batches(self, job: Job, plan: ChunkPlan, reducing: bool) -> Iterator[ChunkBatch]:

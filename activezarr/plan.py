@@ -84,7 +84,7 @@ def normalize_selection(
     ndim = len(shape)
     if sum(k is Ellipsis for k in keys) > 1:
         raise SelectionError("a selection can hold at most one Ellipsis (...)")
-    if Ellipsis in [k for k in keys if k is Ellipsis]:
+    if any(k is Ellipsis for k in keys):
         at = next(i for i, k in enumerate(keys) if k is Ellipsis)
         fill = ndim - (len(keys) - 1)
         keys = keys[:at] + (slice(None),) * max(fill, 0) + keys[at + 1 :]

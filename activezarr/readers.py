@@ -116,26 +116,10 @@ class LocalFiles:
                 )
             got += n
 
-    def read(self, url: str, offset: int, size: int) -> bytes:
-        fd = self._fd(url)
-        data = os.pread(fd, size, offset)
-        if len(data) != size:
-            data = self._read_rest(fd, url, offset, size, data)
+    def read(self, url: str, offset: int, size: int) -> bytearray:
+        data = bytearray(size)
+        self.read_into(url, offset, memoryview(data))
         return data
-
-    def _read_rest(self, fd: int, url: str, offset: int, size: int, data: bytes) -> bytes:
-        parts = [data]
-        got = len(data)
-        while got < size:
-            more = os.pread(fd, size - got, offset + got)
-            if not more:
-                raise ChunkReadError(
-                    f"{url}: expected {size} bytes at offset {offset}, file ends after {got}; "
-                    "the file changed since it was indexed: re-index it"
-                )
-            parts.append(more)
-            got += len(more)
-        return b"".join(parts)
 
     def read_ranges(
         self, urls: Sequence[str], offsets: np.ndarray, sizes: np.ndarray

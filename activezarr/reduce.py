@@ -127,9 +127,6 @@ class Accumulator:
         if self.max is not None:
             np.maximum(self.max[where], part.max, out=self.max[where])
 
-    def merge(self, other: Accumulator) -> None:
-        self.add((), Partial(other.count, other.sum, other.min, other.max))
-
     def finalize(self, packing: Packing, components: bool = False):
         """The result of ``spec.op``: a MaskedArray, or a dict of them for components."""
         op = self.spec.op

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import ChunkReadError
-from ..index.load import INLINE, MISSING
+from ..index.load import INLINE
 from ..index.sources import is_remote
 from ..kernels import FlatReducer, reduce_all
 from ..readers import Readers, adjacent_runs
@@ -416,4 +416,4 @@ def _row(part: Partial, i: int) -> Partial:
     return Partial(part.count[i], pick(part.sum), pick(part.min), pick(part.max))
 
 
-__all__ = ["MISSING", "LocalBackend"]
+__all__ = ["LocalBackend"]

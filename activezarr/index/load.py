@@ -24,6 +24,11 @@ MISSING = -1
 INLINE = -2
 
 
+def chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
+    """Chunks along each dimension (0 along an empty dimension)."""
+    return tuple(-(-n // c) if n else 0 for n, c in zip(shape, chunks, strict=True))
+
+
 @dataclass
 class VariableIndex:
     """Everything the planner and the backends need to know about one variable."""
@@ -45,7 +50,7 @@ class VariableIndex:
 
     @property
     def grid(self) -> tuple[int, ...]:
-        return tuple(-(-n // c) if n else 0 for n, c in zip(self.shape, self.chunks, strict=True))
+        return chunk_grid(self.shape, self.chunks)
 
     @property
     def n_chunks(self) -> int:
@@ -131,7 +136,7 @@ def variable_from_meta(refs: dict, name: str, source: str = "<refs>") -> Variabl
     codecs = list(zarray.get("filters") or [])
     if zarray.get("compressor"):
         codecs.append(zarray["compressor"])
-    grid = tuple(-(-n // c) if n else 0 for n, c in zip(shape, chunks, strict=True))
+    grid = chunk_grid(shape, chunks)
     n = int(np.prod(grid, dtype=np.int64))
     return VariableIndex(
         name=name,
@@ -162,7 +167,7 @@ def load_variable(refs: dict, name: str, source: str = "<refs>") -> VariableInde
 
 def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str):
     """Vectorised: chunk keys are parsed as one string, references as flat lists."""
-    grid = tuple(-(-n // c) if n else 0 for n, c in zip(shape, chunks, strict=True))
+    grid = chunk_grid(shape, chunks)
     n = int(np.prod(grid, dtype=np.int64))
     url_ids = np.full(n, MISSING, dtype=np.int32)
     offsets = np.zeros(n, dtype=np.uint64)
@@ -244,7 +249,7 @@ def from_table(ds, source: str) -> VariableIndex:
     """A ``VariableIndex`` straight from an indexer's ``DatasetRefs`` (no JSON round trip)."""
     zarray = ds.meta[f"{ds.name}/.zarray"]
     attrs = ds.meta.get(f"{ds.name}/.zattrs") or {}
-    grid = tuple(-(-n // c) if n else 0 for n, c in zip(ds.shape, ds.chunks, strict=True))
+    grid = chunk_grid(ds.shape, ds.chunks)
     n = int(np.prod(grid, dtype=np.int64))
     url_ids = np.full(n, MISSING, dtype=np.int32)
     offsets = np.zeros(n, dtype=np.uint64)
