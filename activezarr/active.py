@@ -18,8 +18,8 @@ import numpy as np
 
 from .backends.base import Backend, ChunkBatch, Job
 from .backends.local import LocalBackend
-from .catalog import check_fresh
 from .errors import ActiveZarrError, SelectionError
+from .index.freshness import check_fresh
 from .index.load import INLINE, MISSING, VariableIndex, open_variable
 from .missing import MissingRule, Packing, storage_dtype
 from .plan import ChunkPlan, normalize_selection, plan_chunks

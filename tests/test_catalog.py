@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from activezarr import Active, ActiveZarrError, Catalog, StaleIndexError
+from activezarr.catalog.indexing import index_many
 from activezarr.cli import main
-from activezarr.indexer import index_many
 from tests.catalog_files import UNITS, oracle_concat, oracle_time, write_month, write_series
 from tests.oracle import OPS, assert_same, reduce_masked
 
@@ -427,13 +427,13 @@ def test_real_files_catalog(tmp_path):
     ],
 )
 def test_where_bounds_in_numbers_or_dates(bound, want):
-    from activezarr.concat import to_coordinate
+    from activezarr.catalog.concat import to_coordinate
 
     assert to_coordinate(bound, UNITS, "standard") == want
 
 
 def test_coordinate_units_convert_between_epochs():
-    from activezarr.concat import convert_units
+    from activezarr.catalog.concat import convert_units
 
     hours = np.array([0.0, 36.0])
     assert convert_units(hours, "hours since 2000-01-02", UNITS, "standard").tolist() == [1.0, 2.5]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from activezarr import Active, ActiveZarrError, Catalog, StaleIndexError
+from activezarr.catalog.indexing import Progress, index_many
 from activezarr.cli import main
-from activezarr.indexer import Progress, index_many
 from tests.catalog_files import oracle_concat, write_series
 from tests.oracle import assert_same, reduce_masked
 from tests.servers.conftest_fixtures import moto_server  # noqa: F401 - a fixture

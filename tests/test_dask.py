@@ -11,7 +11,7 @@ import pytest
 
 import activezarr.active
 from activezarr import Active, Catalog, build_index
-from activezarr.indexer import index_many
+from activezarr.catalog.indexing import index_many
 from tests.catalog_files import oracle_concat, write_month, write_series
 from tests.oracle import OPS, assert_same, oracle_reduce, reduce_masked
 

@@ -155,7 +155,7 @@ def build_index(
     >>> build_index("tas_2000.nc", out="indexes")  # doctest: +SKIP
     PosixPath('indexes/tas_2000.json')
     """
-    from ..catalog import record_index
+    from ..catalog.store import record_index
 
     out = Path(out)
     source = open_source(path, storage_options)

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .catalog import record_combined
+from ..errors import ActiveZarrError
+from ..index.load import read_refs
+from ..index.refs import dumps_refs, write_atomic
 from .concat import Layout, _names, layout
-from .errors import ActiveZarrError
-from .index.load import read_refs
-from .index.refs import dumps_refs, write_atomic
+from .store import record_combined
 
 if TYPE_CHECKING:
     from .catalog import Catalog

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .active import Active, _normalize_axis
-from .catalog import fingerprints, refresh_command
+from ..active import Active, _normalize_axis
+from ..errors import ActiveZarrError, StaleIndexError
+from ..index.freshness import fingerprints, refresh_command
+from ..plan import DimSelection, normalize_selection
+from ..reduce import OPS
 from .concat import Layout, Part, layout, to_coordinate, window
-from .errors import ActiveZarrError, StaleIndexError
-from .plan import DimSelection, normalize_selection
-from .reduce import OPS
 
 if TYPE_CHECKING:
     from .catalog import Catalog

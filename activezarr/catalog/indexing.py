@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .catalog import fingerprints, read_catalog, record_index
-from .errors import ActiveZarrError, IndexBuildError
-from .index.build import _write as write_index  # the writer build_index uses
-from .index.build import index_path_for, translate
-from .index.sources import is_remote, open_source
+from ..errors import ActiveZarrError, IndexBuildError
+from ..index.build import _write as write_index  # the writer build_index uses
+from ..index.build import index_path_for, translate
+from ..index.freshness import fingerprints
+from ..index.sources import is_remote, open_source
+from .store import read_catalog, record_index
 
 IndexFormat = Literal["json", "parquet"]
 
@@ -54,7 +55,7 @@ def expand_paths(paths: list[str], storage_options: dict | None = None) -> list[
         if not any(ch in p for ch in "*?["):
             out.append(p)
         elif is_remote(p):
-            from .index.sources import remote_filesystem
+            from ..index.sources import remote_filesystem
 
             protocol = p.split("://", 1)[0]
             fs = remote_filesystem(protocol, storage_options)
@@ -144,7 +145,7 @@ def _index_one(
         translation = translate(source)
         target, write = index_path_for(source, out), write_index
         if format == "parquet":
-            from .index.parquet import write_parquet
+            from ..index.parquet import write_parquet
 
             target, write = target.with_suffix(".parq"), write_parquet
         target = record_index(out, translation, target, fingerprint, write_index=write)

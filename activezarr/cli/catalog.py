@@ -1,4 +1,4 @@
-"""``activezarr catalog ls|show|verify|prune|reduce`` and ``activezarr combine``.
+"""``activezarr catalog ls|show|verify|prune|reduce``.
 
 Thin commands over ``Catalog``: parse, call, print; problems go to stderr and set the exit code.
 """
@@ -8,31 +8,16 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 
-from .errors import ActiveZarrError
-
-DEFAULT_CATALOG = "indexes/catalog.json"
-
-
-def _catalog(args):
-    from .catalog import Catalog
-    from .cli import _storage_options
-
-    cat = Catalog(args.catalog, storage_options=_storage_options(args))
-    if getattr(args, "path", None) or getattr(args, "attr", None):
-        cat = cat.select(path=args.path, attrs=_attrs(args.attr))
-    return cat
-
-
-def _attrs(items: list[str] | None) -> dict[str, str] | None:
-    out = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ActiveZarrError(f"bad --attr {item!r}; use NAME=VALUE (VALUE may be a glob)")
-        out[key] = value
-    return out or None
+from ..errors import ActiveZarrError
+from ._common import (
+    catalog_option,
+    open_catalog,
+    parse_axis,
+    parse_selection,
+    to_jsonable,
+    value_of,
+)
 
 
 def _span(entry) -> str:
@@ -48,7 +33,7 @@ def _span(entry) -> str:
 
 
 def cmd_ls(args) -> int:
-    cat = _catalog(args)
+    cat = open_catalog(args)
     if args.var:
         cat = cat.select(var=args.var)
     if args.json:
@@ -81,7 +66,7 @@ def _record(entry) -> dict:
 
 
 def cmd_show(args) -> int:
-    cat = _catalog(args)
+    cat = open_catalog(args)
     if args.source in cat.combined:
         print(json.dumps(cat.combined[args.source], indent=1))
         return 0
@@ -94,7 +79,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    cat = _catalog(args)
+    cat = open_catalog(args)
     problems = cat.verify()
     for p in problems:
         print(f"{p.kind}: {p.source}: {p.detail}; fix: {p.fix}", file=sys.stderr)
@@ -106,19 +91,12 @@ def cmd_verify(args) -> int:
 
 
 def cmd_prune(args) -> int:
-    cat = _catalog(args)
+    cat = open_catalog(args)
     gone = cat.prune(dry_run=args.dry_run)
     verb = "would prune" if args.dry_run else "pruned"
     for name in gone:
         print(f"{verb} {name}")
     print(f"{verb} {len(gone)} entries from {cat.path}", file=sys.stderr)
-    return 0
-
-
-def cmd_combine(args) -> int:
-    cat = _catalog(args)
-    out = cat.combine(var=args.var, concat_dim=args.concat_dim, out=args.out)
-    print(out)
     return 0
 
 
@@ -143,9 +121,7 @@ def _number(text: str):
 
 
 def cmd_reduce(args) -> int:
-    from .cli import _value_of, parse_axis, parse_selection, to_jsonable
-
-    cat = _catalog(args)
+    cat = open_catalog(args)
     options = {"backend": "reductionist", "server": args.server} if args.server else {}
     parts = cat.reduce(
         args.var,
@@ -157,7 +133,7 @@ def cmd_reduce(args) -> int:
         components=True,
         **options,
     )
-    value = _value_of(args.op, parts)
+    value = value_of(args.op, parts)
     if args.json:
         print(
             json.dumps(
@@ -176,20 +152,8 @@ def cmd_reduce(args) -> int:
     return 0
 
 
-def add_catalog_commands(sub, remote_options) -> None:
-    """Register ``catalog ...`` and ``combine`` on the main parser's subparsers."""
-
-    def catalog_option(sp, select: bool = True) -> None:
-        sp.add_argument(
-            "--catalog", default=DEFAULT_CATALOG, help=f"catalog file (default: {DEFAULT_CATALOG})"
-        )
-        if select:
-            sp.add_argument("--path", help="only sources matching this glob")
-            sp.add_argument(
-                "--attr", action="append", help="only files whose global attribute NAME=VALUE"
-            )
-        remote_options(sp)
-
+def register(sub) -> None:
+    """Register ``catalog ...`` on the main parser's subparsers."""
     cp = sub.add_parser("catalog", help="list, show, verify, prune or reduce over the catalog")
     csub = cp.add_subparsers(dest="catalog_command", required=True)
 
@@ -227,10 +191,3 @@ def add_catalog_commands(sub, remote_options) -> None:
     sp.add_argument("--server", help="Reductionist server URL (default: reduce locally)")
     sp.add_argument("--json", action="store_true", help="print JSON for scripts")
     sp.set_defaults(func=cmd_reduce)
-
-    sp = sub.add_parser("combine", help="combine the catalog's files into one virtual index")
-    catalog_option(sp)
-    sp.add_argument("--var", required=True, help="variable to combine")
-    sp.add_argument("--concat-dim", default="time", help="dimension to concatenate along")
-    sp.add_argument("--out", type=Path, help="output index (default: DIR/combined_VAR_DIM.json)")
-    sp.set_defaults(func=cmd_combine)

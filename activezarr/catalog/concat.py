@@ -5,7 +5,7 @@ dimension's coordinate (recorded in the catalog, converted to common units when 
 different "<unit> since <date>" epochs) and gives each its offset along the concatenation.
 ``window`` turns a ``where`` range in coordinate values into the index range of one file,
 reading the file's coordinate only when the recorded range overlaps it partly. Both combining
-(``combine.py``) and reducing across files (``catalog_reduce.py``) rest on this.
+(``combine.py``) and reducing across files (``reduce.py``) rest on this.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ActiveZarrError
 from .catalog import Entry
-from .errors import ActiveZarrError
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Layout:
 
         ``refs``, the file's references when the caller has loaded them already.
         """
-        from .active import Active
+        from ..active import Active
 
         if part.lo is None:
             return np.arange(part.offset, part.offset + part.length, dtype=np.float64)

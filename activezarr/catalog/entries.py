@@ -1,0 +1,128 @@
+"""What the catalog records about one indexed file: variables, coordinate ranges, attributes.
+
+Each entry records the source URL, its fingerprint (size + mtime locally, size + ETag
+remotely), the index file (relative to the catalog's directory), the global attributes, the
+variables (shape, dtype, chunks, dimensions, chunk count and stored bytes), the value range of
+each leading dimension that has a coordinate variable (``coords``, e.g. time), when and by
+which activezarr version it was made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import numpy as np
+
+from ..errors import ActiveZarrError, IndexBuildError
+
+ATTR_MAX_CHARS = 256  # longer global attributes (history, references) stay out of the catalog
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def variable_summary(translation) -> dict[str, Any]:
+    return {
+        v.name: {
+            "shape": list(v.shape),
+            "dtype": v.dtype,
+            "chunks": list(v.chunks),
+            "dimensions": v.dimensions,
+            "n_chunks": v.n_chunks,
+            "nbytes": v.stored_bytes,
+        }
+        for v in translation.variables
+    }
+
+
+def _json_number(value) -> float | int | None:
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def coordinate_ranges(translation) -> dict[str, dict[str, Any]]:
+    """Value range of each leading dimension that has a 1-d numeric coordinate variable."""
+    from ..active import Active
+
+    by_name = {v.name: v for v in translation.variables}
+    data = [v for v in translation.variables if v.dimensions and list(v.dimensions) != [v.name]]
+    leading = {v.dimensions[0] for v in data}
+    ranges = {}
+    for dim in sorted(leading):
+        coord = by_name.get(dim)
+        if (
+            coord is None
+            or list(coord.dimensions) != [dim]
+            or np.dtype(coord.dtype).kind not in "iuf"
+        ):
+            continue
+        source = translation.source
+        try:
+            with Active(
+                translation.refs_for(dim),
+                dim,
+                storage_options=source.storage_options,
+                check_stale=False,
+            ) as a:
+                values = a[:]
+        except ActiveZarrError as exc:
+            raise IndexBuildError(
+                f"{source.display}: cannot read coordinate '{dim}' ({exc})"
+            ) from exc
+        valid = values.compressed()
+        attrs = translation.meta.get(f"{dim}/.zattrs") or {}
+        if isinstance(attrs, str):
+            attrs = json.loads(attrs)
+        ranges[dim] = {
+            "size": int(values.size),
+            "min": _json_number(valid.min()) if valid.size else None,
+            "max": _json_number(valid.max()) if valid.size else None,
+            "first": _json_number(valid[0]) if valid.size else None,
+            "last": _json_number(valid[-1]) if valid.size else None,
+            "units": attrs.get("units"),
+            "calendar": attrs.get("calendar"),
+        }
+    return ranges
+
+
+def global_attrs(refs: dict[str, Any]) -> dict[str, Any]:
+    """The file's global attributes that are short enough to select on."""
+    attrs = refs.get(".zattrs") or {}
+    if isinstance(attrs, str):
+        attrs = json.loads(attrs)
+    keep = {}
+    for key, value in attrs.items():
+        if isinstance(value, bool | int | float) or (
+            isinstance(value, str) and len(value) <= ATTR_MAX_CHARS
+        ):
+            keep[key] = _json_number(value) if isinstance(value, float) else value
+    return keep
+
+
+def make_entry(translation, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """A catalog entry for one translated file (without its index name)."""
+    return {
+        "source": translation.source.url,
+        "fingerprint": fingerprint,
+        "size": fingerprint.get("size"),
+        "mtime": fingerprint.get("mtime"),
+        "etag": fingerprint.get("etag"),
+        "index": None,
+        "attrs": global_attrs(translation.meta),
+        "variables": variable_summary(translation),
+        "coords": coordinate_ranges(translation),
+        "skipped": translation.skipped,
+        "created_at": _now(),
+        "activezarr_version": _version(),
+    }

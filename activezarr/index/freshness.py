@@ -1,0 +1,128 @@
+"""Is an index still true to its sources? Fingerprints now against the ones recorded at indexing.
+
+A fingerprint is ``Source.fingerprint()`` (size + mtime locally, size + ETag remotely). The
+recorded ones live in the catalog beside a local index: for a per-file index its entry, for a
+combined index its ``combined`` record (the fingerprints its sources had when it was combined).
+This module reads them without importing the catalog package, so that ``Active`` and the
+catalog both use it and neither imports the other's internals.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import StaleIndexError
+from .sources import is_remote, open_source
+
+CATALOG_NAME = "catalog.json"
+
+
+def refresh_command(url: str, directory: Path) -> str:
+    """The command that re-indexes ``url`` into ``directory``."""
+    return f"activezarr index {url} --out {directory} --force"
+
+
+def combine_command(directory: Path, record: dict[str, Any]) -> str:
+    """The command that rebuilds the combined index described by ``record``."""
+    out = "" if record.get("default_name") else f" --out {directory / record['index']}"
+    return (
+        f"activezarr combine --catalog {directory / CATALOG_NAME} --var {record['variable']} "
+        f"--concat-dim {record['concat_dim']}{out}"
+    )
+
+
+def _recorded(directory: Path) -> dict[str, Any]:
+    """The catalog of ``directory`` as far as freshness needs it (entries and combined)."""
+    try:
+        data = json.loads((directory / CATALOG_NAME).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"entries": {}, "combined": {}}
+    return {"entries": data.get("entries") or {}, "combined": data.get("combined") or {}}
+
+
+def check_fresh(index: str, urls: list[str], storage_options: dict | None = None) -> None:
+    """Raise ``StaleIndexError`` when a source recorded in the index's catalog has changed.
+
+    Sources the catalog does not list (an index made elsewhere, a refs dict) are not
+    checked. One stat or HEAD per source, in parallel for remote ones; a remote fingerprint
+    is reused for ``REMOTE_CHECK_TTL`` seconds within the process.
+    """
+    path = Path(index)
+    if "://" in str(index) or not (path.parent / CATALOG_NAME).exists():
+        return
+    directory = path.parent
+    catalog = _recorded(directory)
+    combined = catalog["combined"].get(path.name)
+    if combined is not None:
+        expected = {u: combined["sources"][u] for u in urls if u in combined["sources"]}
+        again = f" && {combine_command(directory, combined)}"
+    else:
+        entries = catalog["entries"]
+        expected = {
+            u: entries[u]["fingerprint"]
+            for u in urls
+            if u in entries and entries[u].get("index") == path.name
+        }
+        again = ""
+    for url, now in _recent_fingerprints(list(expected), storage_options).items():
+        refresh = f"refresh with `{refresh_command(url, directory)}{again}`"
+        if isinstance(now, Exception):
+            raise StaleIndexError(
+                f"{url}, indexed into {index}, cannot be checked ({now}); {refresh}"
+            ) from now
+        if now != expected[url]:
+            raise StaleIndexError(
+                f"{url} changed since it was indexed into {index} "
+                f"(was {expected[url]}, now {now}); {refresh}"
+            )
+
+
+# Remote fingerprints that ``check_fresh`` saw recently: opening many ``Active`` objects over
+# the same S3 files in one run costs one HEAD per file, not one per ``Active``. Local files
+# are always stat-ed again (cheap and exact).
+REMOTE_CHECK_TTL = 60.0
+_recent: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+_recent_lock = threading.Lock()
+
+
+def _recent_fingerprints(urls: list[str], storage_options: dict | None) -> dict[str, Any]:
+    now = time.monotonic()
+    options = json.dumps(storage_options or {}, sort_keys=True, default=str)
+    with _recent_lock:  # keyed by options too: a check made with other credentials proves nothing
+        cached = {
+            u: _recent[(u, options)][1]
+            for u in urls
+            if (u, options) in _recent and now - _recent[(u, options)][0] < REMOTE_CHECK_TTL
+        }
+    fresh = fingerprints([u for u in urls if u not in cached], storage_options)
+    with _recent_lock:
+        for u, fp in fresh.items():
+            if is_remote(u) and not isinstance(fp, Exception):
+                _recent[(u, options)] = (now, fp)
+    return {**cached, **fresh}
+
+
+def fingerprints(urls: list[str], storage_options: dict | None = None) -> dict[str, Any]:
+    """The current fingerprint of each source, or the exception that prevented reading it."""
+
+    def probe(url: str):
+        try:
+            source = open_source(url, storage_options)
+            if source.remote:
+                # fsspec keeps listings (from a glob) in its cache: ask the store again
+                source.filesystem().invalidate_cache(url)
+            return source.fingerprint()
+        except Exception as exc:  # noqa: BLE001 - reported to the caller per source
+            return exc
+
+    remote = [u for u in urls if is_remote(u)]
+    out = {u: probe(u) for u in urls if not is_remote(u)}
+    if remote:
+        with cf.ThreadPoolExecutor(min(16, len(remote))) as pool:
+            out.update(zip(remote, pool.map(probe, remote), strict=True))
+    return out
