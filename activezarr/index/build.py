@@ -8,7 +8,6 @@ every supported variable; ``build_index`` writes them to ``<out>/<stem>.json`` (
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from ..errors import IndexBuildError, UnsupportedVariableError
 from . import cache
 from .hdf5 import DatasetRefs, dataset_refs, is_dimension_only, read_attrs
 from .load import from_table
-from .refs import write_atomic
+from .refs import dumps_document, meta_text, ref_item, write_atomic
 from .sources import Source, open_source
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ class Translation:
 
     def refs_for(self, *names: str) -> dict[str, Any]:
         """Metadata of everything plus the chunk references of ``names`` only."""
-        out = dict(self.meta)
+        out = {k: meta_text(v) for k, v in self.meta.items()}
         for var in self.variables:
             if var.name in names:
                 out.update(var.refs)
@@ -59,14 +58,10 @@ class Translation:
     def json_text(self) -> str:
         """The whole index as kerchunk version 1 JSON, one reference per line."""
         own = {k for var in self.variables for k in var.meta}
-        lines = [
-            f"{json.dumps(k)}:{json.dumps(v, separators=(',', ':'))}"
-            for k, v in self.meta.items()
-            if k not in own
-        ]
+        lines = [ref_item(k, v) for k, v in self.meta.items() if k not in own]
         for var in self.variables:
             lines += var.json_items()
-        return '{"version":1,"refs":{\n' + ",\n".join(lines) + "\n}}\n"
+        return dumps_document(lines)
 
 
 def check_signature(head: bytes, name: str) -> None:

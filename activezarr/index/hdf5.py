@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import UnsupportedVariableError
 from ..missing import default_fill
-from .refs import encode_fill_value, inline_bytes, json_attr
+from .refs import encode_fill_value, inline_bytes, json_attr, meta_text, ref_item
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class DatasetRefs:
     @property
     def refs(self) -> dict[str, Any]:
         """The references as a kerchunk dict (built on demand: slow for many chunks)."""
-        out = dict(self.meta)
+        out = {k: meta_text(v) for k, v in self.meta.items()}
         for key, off, size in zip(
             self.chunk_keys(), self.offsets.tolist(), self.sizes.tolist(), strict=True
         ):
@@ -91,9 +91,7 @@ class DatasetRefs:
 
     def json_items(self) -> list[str]:
         """The references as ``"key":value`` JSON text items (fast: one f-string a chunk)."""
-        items = [
-            f"{json.dumps(k)}:{json.dumps(v, separators=(',', ':'))}" for k, v in self.meta.items()
-        ]
+        items = [ref_item(k, v) for k, v in self.meta.items()]
         url = json.dumps(self.url).replace("%", "%%")
         name = json.dumps(self.name)[1:-1].replace("%", "%%")
         key = ".".join(["%d"] * len(self.chunks)) if self.chunks else "0"

@@ -11,6 +11,27 @@ from typing import Any
 
 import numpy as np
 
+META_NAMES = (".zgroup", ".zarray", ".zattrs")
+
+
+def is_meta_key(key: str) -> bool:
+    """True for zarr v2 metadata keys (``.zgroup``, ``var/.zarray``, ``var/.zattrs``)."""
+    return key.rsplit("/", 1)[-1] in META_NAMES
+
+
+def meta_text(value: Any) -> Any:
+    """A metadata value as the reference spec writes it: JSON text (a string stays as it is)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def ref_item(key: str, value: Any) -> str:
+    """One ``"key":value`` item of a version 1 JSON index (metadata values as JSON strings)."""
+    if is_meta_key(key):
+        value = meta_text(value)
+    return f"{json.dumps(key)}:{json.dumps(value, separators=(',', ':'))}"
+
 
 def encode_fill_value(value: Any, dtype: np.dtype) -> Any:
     """The zarr v2 JSON spelling of a fill value (non-finite floats as strings)."""
@@ -84,9 +105,18 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def dumps_refs(refs: dict[str, Any]) -> str:
+def dumps_document(items: list[str], member: dict[str, Any] | None = None) -> str:
+    """A version 1 JSON index from ``ref_item`` lines, with the ``activezarr`` member if given.
+
+    The member comes after ``refs``: kerchunk readers (fsspec, VirtualiZarr) ignore top-level
+    members they do not know.
+    """
+    tail = "\n}"
+    if member is not None:
+        tail += ',\n"activezarr":' + json.dumps(member, separators=(",", ":"))
+    return '{"version":1,"refs":{\n' + ",\n".join(items) + tail + "}\n"
+
+
+def dumps_refs(refs: dict[str, Any], member: dict[str, Any] | None = None) -> str:
     """Serialise a reference dict as kerchunk version 1 JSON (compact, one key per line)."""
-    items = ",\n".join(
-        f"{json.dumps(k)}:{json.dumps(v, separators=(',', ':'))}" for k, v in refs.items()
-    )
-    return '{"version":1,"refs":{\n' + items + "\n}}\n"
+    return dumps_document([ref_item(k, v) for k, v in refs.items()], member)
