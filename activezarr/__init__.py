@@ -37,6 +37,15 @@ def build_index(path, out="indexes", *, storage_options=None, catalog=True, form
     return _build(path, out, storage_options=storage_options, catalog=catalog, format=format)
 
 
+def __getattr__(name: str):
+    # xarray is imported only when its integration is used, so `import activezarr` stays quick
+    if name == "open_dataset":
+        from .xarray import open_dataset
+
+        return open_dataset
+    raise AttributeError(f"module 'activezarr' has no attribute {name!r}")
+
+
 def open_index(index, storage_options: dict | None = None) -> dict:
     """The reference dict of an index (path, URL or dict), for inspection or reuse."""
     return _read_refs(index, storage_options)
@@ -55,5 +64,6 @@ __all__ = [
     "UnsupportedVariableError",
     "__version__",
     "build_index",
+    "open_dataset",
     "open_index",
 ]

@@ -1,0 +1,161 @@
+"""``open_dataset``: an activezarr index as a lazy, CF-decoded xarray Dataset the accessor knows.
+
+The Dataset is what xarray's zarr engine makes of the kerchunk references (no data read, no
+dask), and every data variable carries ``encoding["activezarr"]``: the ``IndexSource`` that
+``.active`` reduces through. ``IndexSource`` opens one ``Active`` per variable and backend
+configuration, on first use, and shares it between every selection of that Dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from ..active import Active
+from ..index.load import read_refs
+from ..index.sources import filesystem_options, is_remote
+
+ENCODING_KEY = "activezarr"
+
+
+class IndexSource:
+    """Where a Dataset's variables are indexed, and the ``Active`` objects reducing them.
+
+    Parameters
+    ----------
+    index : str, Path or dict
+        The kerchunk index (path, URL or reference dict).
+    storage_options : dict, optional
+        fsspec options for a remote index and its data.
+    active_options : dict
+        Default ``Active`` options (``backend``, ``server``, ``executor``, ...).
+    """
+
+    def __init__(self, index, storage_options: dict | None, active_options: dict) -> None:
+        self.index = index if isinstance(index, dict) else os.fspath(index)
+        self.storage_options = storage_options
+        self.active_options = dict(active_options)
+        self._actives: dict[tuple, Active] = {}
+        self._lock = threading.Lock()
+
+    def active(self, variable: str, **options: Any) -> Active:
+        """The ``Active`` of ``variable`` with these options over the defaults (cached)."""
+        merged = {**self.active_options, **options}
+        key = (variable, tuple(sorted((k, repr(v)) for k, v in merged.items())))
+        with self._lock:
+            found = self._actives.get(key)
+            if found is None:
+                found = Active(self.index, variable, storage_options=self.storage_options, **merged)
+                self._actives[key] = found
+        return found
+
+    def close(self) -> None:
+        """Close every ``Active`` this source opened."""
+        with self._lock:
+            for active in self._actives.values():
+                active.close()
+            self._actives.clear()
+
+    def __repr__(self) -> str:
+        where = "<refs dict>" if isinstance(self.index, dict) else self.index
+        return f"IndexSource({where!r})"
+
+    # xarray copies encodings (deeply on ds.copy(deep=True)); the source is shared, not copied
+    def __copy__(self) -> IndexSource:
+        return self
+
+    def __deepcopy__(self, memo) -> IndexSource:
+        return self
+
+
+def _reference_store(index, storage_options: dict | None):
+    """A read-only zarr store over the references (async fsspec, as zarr 3 needs)."""
+    import fsspec
+    import zarr.storage
+
+    refs = read_refs(index, storage_options)
+    urls = [v[0] for v in refs.values() if isinstance(v, list) and v and isinstance(v[0], str)]
+    protocols = {u.split("://", 1)[0] if is_remote(u) else "file" for u in urls} or {"file"}
+    if len(protocols) > 1:
+        remote_protocol, remote_options = None, {}  # fsspec picks per URL
+    else:
+        remote_protocol = protocols.pop()
+        remote_options = filesystem_options(remote_protocol, storage_options)
+    fs = fsspec.filesystem(
+        "reference",
+        fo=refs,
+        remote_protocol=remote_protocol,
+        remote_options={**remote_options, "asynchronous": True},
+        asynchronous=True,
+    )
+    return zarr.storage.FsspecStore(fs, read_only=True, path="")
+
+
+def open_dataset(
+    index: str | os.PathLike | dict,
+    *,
+    storage_options: dict | None = None,
+    backend: str = "local",
+    server: str | None = None,
+    executor=None,
+    check_stale: bool = True,
+    **kwargs: Any,
+) -> xr.Dataset:
+    """Open an activezarr index as a lazy xarray Dataset with the ``.active`` accessor.
+
+    Parameters
+    ----------
+    index : str, Path or dict
+        A kerchunk index written by ``activezarr index`` (one file or a combined index),
+        its URL, or a reference dict.
+    storage_options : dict, optional
+        fsspec options for a remote index and its data (``key``, ``secret``,
+        ``client_kwargs``, ``ssl``, ...).
+    backend : {"local", "reductionist"}
+        Where ``.active`` reductions run by default; ``da.active(backend=...)`` overrides it.
+    server : str, optional
+        The Reductionist server URL (``backend="reductionist"``).
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Run chunk batches there.
+    check_stale : bool
+        Refuse to reduce when a source file changed since it was indexed.
+    **kwargs
+        Passed to ``xarray.open_dataset`` (``decode_times``, ``drop_variables``, ...);
+        ``chunks`` makes dask arrays, which ``.active`` cannot see through.
+
+    Returns
+    -------
+    xarray.Dataset
+        CF-decoded and lazy: nothing is read until values are used.
+
+    Examples
+    --------
+    >>> import activezarr
+    >>> ds = activezarr.open_dataset("indexes/tas_day.json")  # doctest: +SKIP
+    >>> ds.tas.sel(time=slice("2000", "2009")).active.mean("time")  # doctest: +SKIP
+    """
+    from . import accessor  # noqa: F401 - registers .active
+
+    location = index if isinstance(index, dict) else os.fspath(index)
+    if isinstance(location, str) and not is_remote(location) and not Path(location).exists():
+        from ..errors import IndexLoadError
+
+        raise IndexLoadError(
+            f"index {location} does not exist; build it with `activezarr index <file>`"
+        )
+    store = _reference_store(location, storage_options)
+    kwargs.setdefault("chunks", None)
+    ds = xr.open_dataset(store, engine="zarr", consolidated=False, zarr_format=2, **kwargs)
+    source = IndexSource(
+        location,
+        storage_options,
+        {"backend": backend, "server": server, "executor": executor, "check_stale": check_stale},
+    )
+    for name, var in ds.variables.items():
+        var.encoding[ENCODING_KEY] = source
+        var.encoding.setdefault("activezarr_variable", name)
+    return ds

@@ -1,0 +1,114 @@
+"""Per-cell partial statistics of a selection, from ``Active``, combined over selection runs.
+
+``selection_partials`` reduces a ``LazySelection`` over some stored dimensions and returns
+``Partials``: count and the sum, min or max each kept cell needs, as plain numpy arrays in stored
+dimension order. A selection that ``Active`` cannot take in one call (a label list that is not
+an arithmetic run) is split into runs; the runs' partials are placed or combined here, so every
+element is read once. ``finish`` turns partials into the value of an operation (NaN where
+nothing valid was seen), the same rules as ``Active``'s own results.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from ..active import Active
+from ..errors import SelectionError
+from .selection import MAX_RUN_PRODUCT, LazySelection, runs
+
+Op = Literal["mean", "sum", "min", "max", "count"]
+_ACTIVE_OP = {"mean": "sum", "sum": "sum", "min": "min", "max": "max", "count": "count"}
+
+
+@dataclass
+class Partials:
+    """Statistics per kept cell: ``count`` always, ``value`` the sum, min or max (by ``op``)."""
+
+    op: Op
+    dims: tuple[str, ...]  # kept stored dimensions, stored order
+    count: np.ndarray
+    value: np.ndarray | None  # None for count; undefined where count == 0
+
+
+def selection_partials(active: Active, sel: LazySelection, reduced: set[str], op: Op) -> Partials:
+    """Partials of ``op`` over the ``reduced`` stored dimensions of ``sel``."""
+    shape = active.shape
+    pieces = [runs(e, n) for e, n in zip(sel.entries, shape, strict=True)]
+    n_calls = int(np.prod([len(p) for p in pieces]))
+    if n_calls > MAX_RUN_PRODUCT:
+        raise SelectionError(
+            f"this selection splits into {n_calls} rectangular pieces (label lists that are "
+            f"not runs); activezarr stops at {MAX_RUN_PRODUCT}. Select ranges with slices, "
+            "or load the selection and reduce it with xarray"
+        )
+    kept = [i for i, (d, e) in enumerate(zip(sel.dims, sel.entries)) if not isinstance(e, int)]
+    out = [i for i in kept if sel.dims[i] not in reduced]
+    axis = tuple(k for k, i in enumerate(kept) if sel.dims[i] in reduced)
+    out_shape = tuple(_selected_len(sel.entries[i], shape[i]) for i in out)
+    acc = _Accumulator(op, out_shape)
+    active_op = _ACTIVE_OP[op]
+    for combo in itertools.product(*pieces):
+        if any(stop == start for i, (_, start, stop) in enumerate(combo) if i in kept):
+            continue  # an empty piece adds nothing
+        selection = tuple(p[0] for p in combo)
+        part = active.reduce(active_op, selection, axis, components=True)
+        where = tuple(slice(combo[i][1], combo[i][2]) for i in out)
+        acc.add(where, part)
+    return Partials(op, tuple(sel.dims[i] for i in out), acc.count, acc.value)
+
+
+def _selected_len(entry, length: int) -> int:
+    if isinstance(entry, slice):
+        return len(range(*entry.indices(length)))
+    return int(np.asarray(entry).size)
+
+
+class _Accumulator:
+    def __init__(self, op: Op, shape: tuple[int, ...]) -> None:
+        self.op = op
+        self.count = np.zeros(shape, dtype=np.int64)
+        self.value: np.ndarray | None = None
+        self.shape = shape
+
+    def add(self, where: tuple[slice, ...], part: dict) -> None:
+        where = where or ...
+        count = np.ma.getdata(part["count"]).astype(np.int64, copy=False)
+        if self.op == "count":
+            self.count[where] += count
+            return
+        key = "sum" if self.op in ("mean", "sum") else self.op
+        value = np.ma.getdata(part[key])
+        if self.value is None:
+            self.value = np.zeros(self.shape, dtype=value.dtype)
+        elif self.value.dtype != value.dtype:
+            self.value = self.value.astype(np.result_type(self.value, value))
+        valid = count > 0
+        if self.op in ("mean", "sum"):
+            self.value[where] += np.where(valid, value, 0)
+        else:
+            had = self.count[where] > 0
+            best = np.minimum if self.op == "min" else np.maximum
+            current = self.value[where]
+            merged = np.where(had & valid, best(current, value), np.where(valid, value, current))
+            self.value[where] = merged
+        self.count[where] += count
+
+
+def finish(p: Partials) -> np.ndarray:
+    """The operation's values: float64 mean, sums and extremes as decoded, NaN where empty."""
+    empty = p.count == 0
+    if p.op == "count":
+        return p.count
+    value = p.value if p.value is not None else np.zeros(p.count.shape)
+    if p.op == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = np.true_divide(value, np.where(empty, 1, p.count), dtype=np.float64)
+    if empty.any():
+        if value.dtype.kind != "f":
+            value = value.astype(np.float64)
+        value = np.where(empty, np.nan, value)
+    return value

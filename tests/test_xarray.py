@@ -1,0 +1,297 @@
+"""The xarray interface: ``open_dataset`` and ``.active`` against xarray itself.
+
+xarray over the netCDF4 engine is the oracle where the two agree (values, dims, coords, dtype,
+attrs); for ``valid_*`` attributes, which xarray ignores and netCDF4 applies, the oracle is
+netCDF4-python + numpy.ma. Sums compare with xarray's ``min_count=1`` (a sum of nothing is
+missing, as in activezarr's contract).
+"""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests.fixtures_data)
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+import activezarr
+from activezarr.errors import ActiveZarrError, SelectionError
+from tests.fixtures_data import REAL_DIR, real_index  # noqa: F401
+from tests.oracle import oracle_read, reduce_masked
+from tests.xarray_files import write_series, write_valid
+
+OPS = ("mean", "sum", "min", "max", "count")
+SERIES = {
+    "daily_standard": {"calendar": "standard", "freq": "daily"},
+    "daily_noleap": {"calendar": "noleap", "freq": "daily"},
+    "monthly_360_day": {"calendar": "360_day", "freq": "monthly"},
+    "monthly_standard": {"calendar": "standard", "freq": "monthly"},
+}
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    """name → (netCDF path, index path) for each generated series."""
+    root = tmp_path_factory.mktemp("xarray_series")
+    out = {}
+    for name, kwargs in SERIES.items():
+        nc = write_series(root / f"{name}.nc", **kwargs)
+        out[name] = (nc, activezarr.build_index(nc, out=root / "indexes"))
+    nc = write_valid(root / "valid.nc")
+    out["valid"] = (nc, activezarr.build_index(nc, out=root / "indexes"))
+    return out
+
+
+def _pair(series, name):
+    nc, index = series[name]
+    return activezarr.open_dataset(index), xr.open_dataset(nc)
+
+
+def _xr_reduce(da, op, dim):
+    return getattr(da, op)(dim, **({"min_count": 1} if op == "sum" else {}))
+
+
+def assert_like_xarray(got: xr.DataArray, expected: xr.DataArray, op: str, dims) -> None:
+    """Values, dims, coords, dtype as xarray; attrs as xarray's plus the cell method."""
+    assert got.dims == expected.dims
+    assert got.dtype == expected.dtype, (got.dtype, expected.dtype)
+    assert got.name == expected.name
+    rtol = 1e-5 if got.dtype == np.float32 else 1e-12
+    xr.testing.assert_allclose(got, expected, rtol=rtol)
+    assert set(got.coords) == set(expected.coords)
+    attrs = dict(got.attrs)
+    if op != "count" and expected.attrs:
+        cell = attrs.pop("cell_methods")
+        names = [dims] if isinstance(dims, str) else list(dims)
+        assert cell.endswith(" ".join(f"{d}:" for d in names) + " " + _cf(op)), cell
+        expected_attrs = {k: v for k, v in expected.attrs.items() if k != "cell_methods"}
+    else:
+        attrs.pop("cell_methods", None)
+        expected_attrs = {k: v for k, v in expected.attrs.items() if k != "cell_methods"}
+    assert attrs == expected_attrs
+
+
+def _cf(op):
+    return {"mean": "mean", "sum": "sum", "min": "minimum", "max": "maximum"}[op]
+
+
+SELECTIONS = {
+    "all": lambda da: da,
+    "sel_slices": lambda da: da.sel(time=slice("2000-03", "2001-06"), lat=slice(-40, 60)),
+    "isel_step": lambda da: da.isel(time=slice(5, None, 7), lon=slice(None, None, -3)),
+    "scalar": lambda da: da.isel(time=10),
+    "label_lists": lambda da: da.isel(time=[0, 1, 2, 30, 31, 20, 3], lat=[4, 1, 2]),
+    "transposed": lambda da: da.transpose("lon", "time", "lat").isel(lat=[5, 3, 4]),
+}
+
+
+@pytest.mark.parametrize("selection", sorted(SELECTIONS))
+@pytest.mark.parametrize("name", ["daily_standard", "monthly_360_day"])
+def test_reductions_match_xarray(series, name, selection):
+    ds, ref = _pair(series, name)
+    pick = SELECTIONS[selection]
+    da, expected_da = pick(ds.tas), pick(ref.tas)
+    for dim in ("time", ["lat", "lon"], None, "lon"):
+        names = [dim] if isinstance(dim, str) else dim
+        if names is not None and not set(names) <= set(da.dims):
+            continue
+        for op in OPS:
+            got = getattr(da.active, op)(dim)
+            expected = _xr_reduce(expected_da, op, dim)
+            assert_like_xarray(got, expected, op, dim if dim is not None else list(da.dims))
+
+
+def test_open_dataset_is_xarrays_view_of_the_file(series):
+    ds, ref = _pair(series, "daily_noleap")
+    assert set(ds.variables) == set(ref.variables)
+    for name in ref.variables:
+        assert ds[name].dims == ref[name].dims
+    xr.testing.assert_identical(ds.time, ref.time)
+    np.testing.assert_array_equal(ds.tas.values, ref.tas.values)
+    assert ds.tas.attrs == ref.tas.attrs
+    assert isinstance(ds.tas.variable._data, xr.core.indexing.MemoryCachedArray)  # lazy
+
+
+def test_keep_attrs_false_and_cell_methods(series):
+    ds, _ = _pair(series, "daily_standard")
+    assert ds.tas.active.mean("time", keep_attrs=False).attrs == {}
+    out = ds.tas.active.max(["lat", "lon"], keep_attrs=True)
+    assert out.attrs["cell_methods"] == "time: mean lat: lon: maximum"
+    assert out.attrs["units"] == "K"
+
+
+def test_dataset_accessor_reduces_each_variable(series):
+    ds, ref = _pair(series, "monthly_standard")
+    got = ds.active.mean("time")
+    expected = ref.mean("time")
+    for name in ("tas",):
+        assert_like_xarray(got[name], expected[name], "mean", "time")
+    assert set(got.data_vars) == set(expected.data_vars)
+    assert got.time_bnds.dtype == expected.time_bnds.dtype
+    assert got.attrs == expected.attrs
+
+
+@pytest.mark.skipif(not REAL_DIR.is_dir(), reason=f"{REAL_DIR} is missing")
+@pytest.mark.parametrize(
+    "filename",
+    ["CMIP6_IPSL-CM6A-LR_tas.nc", "daily_data.nc", "daily_data_fullmask.nc", "test1.nc"],
+)
+def test_real_files_match_xarray(real_index, filename):
+    ds = activezarr.open_dataset(real_index(filename))
+    ref = xr.open_dataset(REAL_DIR / filename)
+    names = [n for n, v in ref.data_vars.items() if v.dtype.kind == "f" and v.ndim >= 2]
+    assert names
+    for name in names:
+        da, expected_da = ds[name], ref[name]
+        for dim in (da.dims[0], list(da.dims[1:]), None):
+            for op in OPS:
+                got = getattr(da.active, op)(dim)
+                assert_like_xarray(got, _xr_reduce(expected_da, op, dim), op, dim or list(da.dims))
+
+
+@pytest.mark.parametrize("var", ["vrange", "vmin", "vmax", "packed"])
+def test_valid_attributes_follow_netcdf4(series, var):
+    """xarray ignores valid_*: here the oracle is netCDF4-python with numpy.ma."""
+    nc, index = series["valid"]
+    ds = activezarr.open_dataset(index)
+    sel = (slice(2, 20), slice(None), slice(1, 5))
+    da = ds[var].isel(time=sel[0], lon=sel[2])
+    data = oracle_read(nc, var, sel)
+    for op in OPS:
+        for dim, axis in (("time", 0), (["lat", "lon"], (1, 2)), (None, None)):
+            got = getattr(da.active, op)(dim)
+            expected = reduce_masked(data, op, axis)
+            want = np.ma.filled(expected.astype(np.float64), np.nan)
+            np.testing.assert_allclose(got.values.astype(np.float64), want, rtol=1e-6)
+    assert int(da.active.count().values) < da.size  # valid_* masked values netCDF4 masks
+
+
+GROUPS = ["time.month", "time.season", "time.year"]
+
+
+@pytest.mark.parametrize("name", ["daily_standard", "daily_noleap", "monthly_360_day"])
+def test_groupby_matches_xarray(series, name):
+    ds, ref = _pair(series, name)
+    da = ds.tas.sel(lat=slice(-50, 50))
+    expected_da = ref.tas.sel(lat=slice(-50, 50))
+    for group in GROUPS:
+        for op in ("mean", "max", "count", "sum"):
+            got = getattr(da.active.groupby(group), op)()
+            expected = getattr(expected_da.groupby(group), op)(
+                **({"min_count": 1} if op == "sum" else {})
+            )
+            assert_like_xarray(got, expected, op, "time")
+    got = da.active.groupby("time.season").mean(["time", "lon"])
+    expected = expected_da.groupby("time.season").mean(["time", "lon"])
+    xr.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["daily_standard", "daily_noleap", "monthly_360_day"])
+@pytest.mark.parametrize("freq", ["1MS", "QS-DEC", "YS"])
+def test_resample_matches_xarray(series, name, freq):
+    ds, ref = _pair(series, name)
+    da = ds.tas.isel(time=slice(20, None))
+    expected_da = ref.tas.isel(time=slice(20, None))
+    for op in ("mean", "min"):
+        got = getattr(da.active.resample(time=freq), op)()
+        expected = getattr(expected_da.resample(time=freq), op)()
+        assert_like_xarray(got, expected, op, "time")
+
+
+def test_resample_keeps_empty_bins(series):
+    ds, ref = _pair(series, "monthly_standard")
+    keep = [0, 1, 5, 6, 7]  # months 3-5 absent: empty bins, NaN
+    got = ds.tas.isel(time=keep).active.resample(time="1MS").mean()
+    expected = ref.tas.isel(time=keep).resample(time="1MS").mean()
+    assert_like_xarray(got, expected, "mean", "time")
+    assert np.isnan(got.isel(time=3)).all()
+
+
+@pytest.mark.parametrize("dim", [["lat", "lon"], ["time", "lat", "lon"], "lon", None])
+def test_weighted_matches_xarray(series, dim):
+    ds, ref = _pair(series, "daily_noleap")
+    weights = np.cos(np.deg2rad(ds.lat))
+    da = ds.tas.sel(time=slice("2001", "2002"))
+    expected_da = ref.tas.sel(time=slice("2001", "2002"))
+    got = da.active.weighted(weights).mean(dim)
+    expected = expected_da.weighted(np.cos(np.deg2rad(ref.lat))).mean(dim)
+    assert_like_xarray(got, expected, "mean", dim or list(da.dims))
+    got = da.active.weighted(weights).sum(dim)
+    expected = expected_da.weighted(np.cos(np.deg2rad(ref.lat))).sum(dim)
+    valid = da.active.count(dim) > 0
+    xr.testing.assert_allclose(got.where(valid), expected.where(valid), rtol=1e-5)
+
+
+def test_weighted_warns_when_nothing_is_reduced_actively(series):
+    ds, ref = _pair(series, "monthly_standard")
+    weights = np.cos(np.deg2rad(ds.lat))
+    with pytest.warns(UserWarning, match="vary along every reduced dimension"):
+        got = ds.tas.active.weighted(weights).mean("lat")
+    expected = ref.tas.weighted(np.cos(np.deg2rad(ref.lat))).mean("lat")
+    xr.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_weights_with_missing_values_are_refused(series):
+    ds, _ = _pair(series, "monthly_standard")
+    weights = np.cos(np.deg2rad(ds.lat)).where(ds.lat > 0)
+    with pytest.raises(ValueError, match="fillna"):
+        ds.tas.active.weighted(weights)
+
+
+def test_plain_xarray_dataset_with_index(series):
+    nc, index = series["daily_standard"]
+    ref = xr.open_dataset(nc)
+    da = ref.tas.sel(time="2001")
+    got = da.active(index=index).mean("time")
+    assert_like_xarray(got, da.mean("time"), "mean", "time")
+
+
+def test_errors_say_what_to_do(series):
+    ds, ref = _pair(series, "monthly_standard")
+    with pytest.raises(ActiveZarrError, match="open_dataset"):
+        ref.tas.active.mean()
+    with pytest.raises(SelectionError, match="in memory"):
+        ds.tas.compute().active.mean()
+    with pytest.raises(SelectionError, match="dask"):
+        ds.tas.chunk({"time": 6}).active.mean()
+    pointwise = ds.tas.isel(lat=xr.DataArray([0, 1], dims="p"), lon=xr.DataArray([2, 3], dims="p"))
+    with pytest.raises(SelectionError, match="vectorized"):
+        pointwise.active.mean()
+    with pytest.raises(ValueError, match="not found"):
+        ds.tas.active.mean("height")
+
+
+def test_other_backends_through_the_accessor(series):
+    """``da.active(...)`` options reach ``Active``: a thread-pool executor gives the same."""
+    import concurrent.futures as cf
+
+    ds, ref = _pair(series, "daily_standard")
+    with cf.ThreadPoolExecutor(2) as pool:
+        got = ds.tas.active(executor=pool, max_workers=2).mean("time")
+    assert_like_xarray(got, ref.tas.mean("time"), "mean", "time")
+
+
+def test_import_activezarr_does_not_import_xarray():
+    code = "import sys, activezarr; assert 'xarray' not in sys.modules; activezarr.open_dataset"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_warnings_on_plain_reductions(series):
+    ds, _ = _pair(series, "daily_noleap")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds.tas.active.mean("time")
+        ds.tas.active.groupby("time.month").mean()
+
+
+def test_netcdf4_engine_agrees_with_oracle_on_plain_files(series):
+    """The generated series carry no valid_*: xarray and netCDF4 agree, so both oracles hold."""
+    nc, _ = series["daily_standard"]
+    with netCDF4.Dataset(nc) as f:
+        data = f["tas"][:]
+    ref = xr.open_dataset(nc)
+    np.testing.assert_allclose(ref.tas.mean("time").values, data.mean(axis=0).filled(np.nan))
