@@ -41,6 +41,8 @@ class RunStats:
     bytes_requested: int = 0
     bytes_received: int = 0
     fallbacks: list[str] = field(default_factory=list)
+    breaker_trips: int = 0  # times a server's circuit breaker opened during the run
+    chunks_breaker: int = 0  # chunks reduced locally, unasked, while the breaker was open
     local_reasons: list[str] = field(default_factory=list)  # why chunks stayed local
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 

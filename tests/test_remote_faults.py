@@ -17,8 +17,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from activezarr import Active, ActiveZarrError, build_index
+from activezarr.backends.breaker import CircuitBreaker
 from activezarr.errors import ChunkReadError, IndexBuildError, ReductionistError
 from tests.oracle import assert_same, oracle_read, reduce_masked
 from tests.remote_fixtures import (  # noqa: F401
@@ -85,10 +87,13 @@ def test_server_down_names_the_server(remote_data):
     down = f"http://127.0.0.1:{free_port()}"
     with (
         on_server(remote_data, down, **FAST) as active,
-        pytest.raises(ReductionistError, match="cannot reach Reductionist server") as info,
+        pytest.raises(ReductionistError, match="cannot reach the server") as info,
     ):
         active.mean[ONE_CHUNK]
-    assert down in str(info.value) and info.value.server == down and info.value.status is None
+    message = str(info.value)
+    assert down in message and info.value.server == down and info.value.status is None
+    assert "connection refused" in message and "after 2 attempt(s)" in message
+    assert isinstance(info.value.__cause__, requests.ConnectionError)  # the cause is kept
 
 
 def test_server_down_with_local_fallback(remote_data):
@@ -97,8 +102,9 @@ def test_server_down_with_local_fallback(remote_data):
         assert_oracle(remote_data, active.mean[...])
         stats = active.stats
     assert (stats.chunks_remote, stats.chunks_local) == (0, REMOTE_NCHUNKS)
-    assert len(stats.fallbacks) == REMOTE_NCHUNKS
-    assert all(down in reason for reason in stats.fallbacks)
+    # each chunk either failed at the server (and says why) or found its breaker open
+    assert len(stats.fallbacks) + stats.chunks_breaker == REMOTE_NCHUNKS
+    assert stats.fallbacks and all(down in reason for reason in stats.fallbacks)
 
 
 def test_wrong_s3_endpoint(remote_data, reductionist):
@@ -303,13 +309,17 @@ def test_server_keeps_failing(remote_data, reductionist):
 
 def test_server_keeps_failing_with_local_fallback(remote_data, reductionist):
     reductionist.inject(fail_next=10_000, status=500)
-    with on_server(remote_data, reductionist.url, fallback="local", **FAST) as active:
+    breaker = CircuitBreaker(threshold=8)
+    options = {"fallback": "local", "breaker": breaker, **FAST}
+    with on_server(remote_data, reductionist.url, **options) as active:
         assert_oracle(remote_data, active.sum[...], "sum")
         stats = active.stats
     assert (stats.chunks_remote, stats.chunks_local) == (0, REMOTE_NCHUNKS)
-    assert len(stats.fallbacks) == REMOTE_NCHUNKS
-    assert all("500" in reason for reason in stats.fallbacks)
-    assert stats.retries == REMOTE_NCHUNKS
+    assert len(stats.fallbacks) + stats.chunks_breaker == REMOTE_NCHUNKS
+    assert stats.fallbacks and all("500" in reason for reason in stats.fallbacks)
+    # 8 failed attempts in a row open this breaker: the other attempts are never made
+    assert stats.breaker_trips == 1 and stats.retries < REMOTE_NCHUNKS
+    assert reductionist.stats()["total"] == stats.requests < 2 * REMOTE_NCHUNKS
 
 
 @pytest.fixture

@@ -11,8 +11,13 @@ other codecs, rules it cannot express, 32-bit integer sums (it sums in the input
 
 from __future__ import annotations
 
+import http.client
 import logging
+import math
 import os
+import random
+import ssl
+import threading
 import time
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -20,12 +25,14 @@ from urllib.parse import quote, urlsplit
 import cbor2
 import numpy as np
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from ..errors import ActiveZarrError, ReductionistError
 from ..missing import MissingRule
 from ..reduce import Partial, sum_dtype
 from .base import Backend, BlockPartial, ChunkBatch, Job
+from .breaker import CircuitBreaker, breaker_for
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +167,147 @@ def codec_fields(codecs: tuple[dict, ...]) -> dict | None:
     return fields
 
 
+# -- what a reply may be -------------------------------------------------------------------
+
+# failures of one request that a retry may cure: the connection refused, reset or cut mid-reply,
+# no answer in time, a reply whose framing does not add up
+TRANSPORT_ERRORS = (
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+)
+# 5xx and these are retried; any other status is the server's considered answer
+RETRY_STATUSES = frozenset({408, 429})
+
+
+class _Failure(Exception):
+    """One failed attempt that a retry may cure (the cause is chained)."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def chunk_where(body: dict) -> str:
+    """The chunk a request is about, for messages: object URL and byte range."""
+    return f"chunk {body['url']} bytes {body['offset']}+{body['size']}"
+
+
+def transport_reason(exc: BaseException, timeout: float) -> str:
+    """What went wrong on the wire, in words (the exception type kept for searching)."""
+    name = type(exc).__name__
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"could not connect in time ({name}); check the URL and that the server is running"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"no reply within {timeout:g} s ({name})"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return f"the reply was cut off mid-body ({name})"
+    text = str(exc)
+    if "Connection refused" in text or "NewConnectionError" in text:
+        return f"cannot reach the server ({name}: connection refused); check the URL and that it is running"
+    if "RemoteDisconnected" in text or "closed connection without response" in text:
+        return f"the server closed the connection before replying ({name})"
+    if "reset by peer" in text or "Connection aborted" in text:
+        return f"the connection was reset ({name})"
+    return f"cannot reach the server ({name}: {text[:200]})"
+
+
+def tls_reason(exc: BaseException) -> str:
+    """The certificate check's own words (expired, wrong host, unknown CA), found anywhere in
+    the chain of wrapped exceptions (requests and urllib3 wrap it two or three deep)."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop(0)
+        if id(e) in seen or len(seen) > 20:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return e.verify_message or str(e)
+        inner = [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+        todo += [i for i in inner if isinstance(i, BaseException)]
+    text = str(exc)
+    marker = "certificate verify failed: "
+    if marker in text:
+        return text.split(marker, 1)[1].split(" (_ssl")[0]
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def expected_shape(body: dict) -> tuple[int, ...]:
+    """The shape of the reply to ``body``: the selected shape without the reduced axes."""
+    sizes = [len(range(a, b, s)) for a, b, s in body["selection"]]
+    axis = body.get("axis")
+    if axis is None:
+        return ()
+    return tuple(n for d, n in enumerate(sizes) if d not in set(axis))
+
+
+class BadReply(ValueError):
+    """A 200 whose body is not a whole CBOR map of the expected shape."""
+
+
+def check_reply(content: bytes, body: dict, op: str) -> dict:
+    """The decoded reply, if it is a whole CBOR map of the shape ``body`` asks for.
+
+    Raises ``BadReply`` saying what is wrong (empty, cut off, not a map, wrong dtype, shape,
+    or lengths of ``bytes``/``count``).
+    """
+    if not content:
+        raise BadReply("empty reply")
+    try:
+        reply = cbor2.loads(content)
+    except Exception as exc:  # cbor2 raises several unrelated types
+        raise BadReply(f"not a whole CBOR document ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(reply, dict):
+        raise BadReply(f"a CBOR {type(reply).__name__}, not a map")
+    want_dtype = "int64" if op == "count" else body["dtype"]
+    if reply.get("dtype") != want_dtype:
+        raise BadReply(f"dtype {reply.get('dtype')!r}, expected {want_dtype!r}")
+    if reply.get("byte_order", "little") not in ("little", "big"):
+        raise BadReply(f"byte_order {reply.get('byte_order')!r}")
+    want = expected_shape(body)
+    shape = reply.get("shape")
+    if not isinstance(shape, list) or tuple(shape) != want:
+        raise BadReply(f"shape {shape!r}, expected {list(want)}")
+    n = math.prod(want)
+    values = reply.get("bytes")
+    if not isinstance(values, bytes) or len(values) != n * np.dtype(want_dtype).itemsize:
+        got = len(values) if isinstance(values, bytes) else type(values).__name__
+        raise BadReply(f"'bytes' holds {got}, expected {n} {want_dtype} values")
+    if reply.get("count_as_bytes"):
+        if len(reply["count_as_bytes"]) != 8 * n:
+            raise BadReply(f"'count_as_bytes' does not hold {n} counts")
+    elif not isinstance(reply.get("count"), list) or len(reply["count"]) != n:
+        raise BadReply(f"'count' does not hold {n} counts")
+    return reply
+
+
+def server_ca_bundle(server_ca: str | os.PathLike | None, verify: bool | str) -> bool | str:
+    """``verify`` for requests: the private CA bundle when one is named (checked now, so that a
+    wrong path is not mistaken for a failing server later)."""
+    if server_ca is None:
+        return verify
+    path = os.fspath(server_ca)
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ActiveZarrError(f"server_ca={path!r}: cannot load the CA bundle ({exc})") from exc
+    return path
+
+
+def answer_text(resp: requests.Response) -> str:
+    """An error answer's message: the JSON ``error.message`` with its ``caused_by`` chain."""
+    try:
+        detail = resp.json().get("error", {})
+        message = detail.get("message", "")
+        causes = detail.get("caused_by") or []
+    except (ValueError, AttributeError):
+        message, causes = resp.text[:200], []
+    return message + (f" (caused by: {'; '.join(causes)})" if causes else "")
+
+
 class ReductionistBackend(Backend):
     """Sends chunk reductions to a Reductionist server over one pooled HTTP session.
 
@@ -173,20 +321,27 @@ class ReductionistBackend(Backend):
     workers : int
         Size of the connection pool (one connection per worker thread).
     verify : bool or str
-        TLS verification of the server: True (default), a CA bundle path, or False.
+        TLS verification of the server: True (default, the system CAs), a CA bundle path,
+        or False.
+    server_ca : str, optional
+        A private CA bundle (PEM) that signed the server's certificate; the same as
+        ``verify=server_ca``, checked when the backend is made.
     timeout : float
-        Seconds per request.
+        Seconds to wait for a reply (connecting: at most ``connect_timeout``).
     retries : int
-        Retries after connection errors and 5xx answers, with exponential backoff.
+        Retries of a chunk after a transport failure (refused, reset or cut-off connection,
+        timeout, a 200 without a whole CBOR body of the expected shape) or a 5xx, 408 or 429
+        answer, with exponential backoff from ``backoff`` seconds, capped at ``backoff_max``.
     fallback : {"local", None}
         Reduce a chunk locally when the server keeps failing, instead of raising.
+    breaker : CircuitBreaker, optional
+        Stops asking the server after repeated failures (default: the process-wide breaker
+        of this server URL, see ``activezarr.backends.breaker``).
     allow_hosts : tuple of str
         HTTP(S) hosts other than the S3 endpoint that chunk URLs may name.
     """
 
     name = "reductionist"
-    # requests are latency-bound: one chunk per task keeps `workers` requests in flight
-    max_batch_rows = 1
 
     def __init__(
         self,
@@ -195,10 +350,14 @@ class ReductionistBackend(Backend):
         storage_options: dict | None = None,
         workers: int = 16,
         verify: bool | str = True,
+        server_ca: str | os.PathLike | None = None,
         timeout: float = 60.0,
-        retries: int = 3,
-        backoff: float = 0.2,
+        connect_timeout: float = 10.0,
+        retries: int = 5,
+        backoff: float = 0.1,
+        backoff_max: float = 2.0,
         fallback: str | None = None,
+        breaker: CircuitBreaker | None = None,
         allow_hosts: tuple[str, ...] = (),
     ) -> None:
         if not server:
@@ -210,8 +369,11 @@ class ReductionistBackend(Backend):
         self.server = server.rstrip("/")
         self.storage_options = storage_options
         self.timeout = timeout
-        self.retries = retries
+        self.connect_timeout = connect_timeout
+        self.retries = max(0, int(retries))
         self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.breaker = breaker if breaker is not None else breaker_for(self.server)
         self.fallback = fallback
         self.allow_hosts = tuple(allow_hosts)
         self.session = requests.Session()
@@ -220,9 +382,10 @@ class ReductionistBackend(Backend):
         self.session.mount("https://", adapter)
         # passed with each request: a session-wide ``verify`` loses to REQUESTS_CA_BUNDLE /
         # CURL_CA_BUNDLE in the environment (requests merges those over session settings)
-        self.verify = verify
+        self.verify = server_ca_bundle(server_ca, verify)
         self._auth = s3_credentials(storage_options)
         self._local = None
+        self._local_lock = threading.Lock()
         self._checked_urls: set[str] = set()  # chunk URLs whose host check passed
 
     def close(self) -> None:
@@ -299,8 +462,19 @@ class ReductionistBackend(Backend):
         spec = job.spec
         return "sum" if spec.needs_sum else (spec.stored_extreme or "count")
 
+    @property
+    def max_batch_rows(self) -> int | None:
+        """One chunk per task keeps ``workers`` requests in flight; while the breaker is open
+        and chunks fall back, the local backend's larger batches are used instead."""
+        if self.fallback == "local" and self.breaker.is_open():
+            return None
+        return 1
+
     def reduce(self, job: Job, batch: ChunkBatch, stats) -> list[BlockPartial]:
         self._check_hosts(job, batch)
+        if self.fallback == "local" and self.breaker.is_open():
+            stats.add(chunks_breaker=len(batch))
+            return self._reduce_locally(job, batch, np.arange(len(batch)), stats)
         op = self.operation(job)
         out = []
         for pos in range(len(batch)):
@@ -310,7 +484,11 @@ class ReductionistBackend(Backend):
             except ReductionistError as exc:
                 if not self._may_fall_back(exc):
                     raise
-                out += self._reduce_locally(job, batch, pos, stats, exc)
+                if exc.__cause__ is None and self.breaker.is_open():
+                    stats.add(chunks_breaker=1)  # never asked: the breaker was open
+                else:
+                    stats.add(fallbacks=[f"chunk {int(batch.rows[pos])}: {exc}"])
+                out += self._reduce_locally(job, batch, np.array([pos]), stats)
                 continue
             stats.add(chunks_remote=1, bytes_requested=body["size"])
             out.append((self._where(job, batch, pos), self._partial(job, reply)))
@@ -332,13 +510,14 @@ class ReductionistBackend(Backend):
             return False
         return exc.status is None or exc.status >= 500
 
-    def _reduce_locally(self, job, batch, pos, stats, exc) -> list[BlockPartial]:
+    def _reduce_locally(self, job, batch, positions, stats) -> list[BlockPartial]:
         from .local import LocalBackend
 
-        if self._local is None:
-            self._local = LocalBackend(self.storage_options)
-        stats.add(chunks_local=1, fallbacks=[f"chunk {int(batch.rows[pos])}: {exc}"])
-        return self._local.reduce(job, batch.subset(np.array([pos])), stats)
+        with self._local_lock:
+            if self._local is None:
+                self._local = LocalBackend(self.storage_options)
+        stats.add(chunks_local=len(positions))
+        return self._local.reduce(job, batch.subset(positions), stats)
 
     def _where(self, job: Job, batch: ChunkBatch, pos: int) -> tuple[slice, ...]:
         return tuple(
@@ -347,61 +526,114 @@ class ReductionistBackend(Backend):
         )
 
     def _post(self, op: str, body: dict, stats) -> dict:
+        """The decoded CBOR reply to ``body``, after bounded retries of every transport
+        failure; else one ``ReductionistError`` naming the server and the chunk."""
         url = f"{self.server}/v2/{op}/"
-        last: Exception | None = None
+        where = chunk_where(body)
+        failure: _Failure | None = None
+        attempts = 0
         for attempt in range(self.retries + 1):
             if attempt:
+                if not self._sleep_before_retry(attempt):
+                    break  # the breaker opened meanwhile: stop asking this server
                 stats.add(retries=1)
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+            if not self.breaker.allow():
+                break
+            attempts += 1
             stats.add(requests=1)
             try:
-                resp = self.session.post(
-                    url, json=body, auth=self._auth, timeout=self.timeout, verify=self.verify
-                )
-            except requests.exceptions.SSLError as exc:
-                raise ReductionistError(
-                    f"TLS verification of {self.server} failed ({exc}); if its certificate is "
-                    "not from a public CA, pass verify='/path/to/ca.pem'",
-                    server=self.server,
-                ) from exc
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                last = ReductionistError(
-                    f"cannot reach Reductionist server {self.server} ({type(exc).__name__}) "
-                    f"after {attempt + 1} attempt(s); check the URL and that the server is running",
-                    server=self.server,
-                )
-                last.__cause__ = exc
+                reply = self._attempt(url, op, body, stats)
+            except _Failure as exc:
+                failure = exc
+                if self.breaker.failure():
+                    stats.add(breaker_trips=1)
+                    log.warning(
+                        "Reductionist %s failed %d times in a row; not asking it for %.0f s",
+                        self.server,
+                        self.breaker.failures,
+                        self.breaker.cooldown,
+                    )
                 continue
-            stats.add(bytes_received=len(resp.content))
-            if resp.status_code == 200:
-                return cbor2.loads(resp.content)
-            error = self._error(resp, body)
-            if resp.status_code < 500:
-                raise error
-            last = error
-        assert last is not None
-        raise last
-
-    def _error(self, resp: requests.Response, body: dict) -> ReductionistError:
-        try:
-            detail = resp.json().get("error", {})
-            message = detail.get("message", "")
-            causes = detail.get("caused_by") or []
-        except ValueError:
-            message, causes = resp.text[:200], []
-        text = message + (f" (caused by: {'; '.join(causes)})" if causes else "")
-        where = f"{body['url']} bytes {body['offset']}+{body['size']}"
-        if resp.status_code == 401:
-            hint = "the server could not read the object with these credentials: check key/secret"
-            if self._auth is None:
-                hint = "the object needs credentials: pass key and secret in storage_options"
-            return ReductionistError(
-                f"Reductionist {self.server} answered 401 for {where}: {text}; {hint}",
-                status=401,
+            self.breaker.success()
+            return reply
+        if failure is None:
+            raise ReductionistError(
+                f"Reductionist {self.server} is not asked for {where}: it failed "
+                f"{self.breaker.failures} times in a row (circuit breaker open for "
+                f"{self.breaker.cooldown:.0f} s); check that the server is running",
                 server=self.server,
             )
+        state = "; circuit breaker now open" if self.breaker.is_open() else ""
+        error = ReductionistError(
+            f"Reductionist {self.server} failed for {where} after {attempts} attempt(s)"
+            f"{state}: {failure.reason}",
+            status=failure.status,
+            server=self.server,
+        )
+        raise error from failure.__cause__
+
+    def _sleep_before_retry(self, attempt: int) -> bool:
+        """Back off (exponential, capped, jittered); False when the breaker opened."""
+        if self.breaker.is_open():
+            return False
+        delay = min(self.backoff_max, self.backoff * 2 ** (attempt - 1))
+        if delay > 0:
+            time.sleep(delay * (0.5 + random.random() / 2))
+        return not self.breaker.is_open()
+
+    def _attempt(self, url: str, op: str, body: dict, stats) -> dict:
+        """One request; the reply decoded and checked. Raises ``_Failure`` for what a retry
+        may cure, ``ReductionistError`` for what it cannot (4xx, TLS)."""
+        try:
+            resp = self.session.post(
+                url,
+                json=body,
+                auth=self._auth,
+                timeout=(min(self.connect_timeout, self.timeout), self.timeout),
+                verify=self.verify,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise ReductionistError(
+                f"TLS verification of {self.server} failed: {tls_reason(exc)}; "
+                f"{self._tls_hint(exc)}",
+                server=self.server,
+            ) from exc
+        except TRANSPORT_ERRORS as exc:
+            raise _Failure(transport_reason(exc, self.timeout)) from exc
+        stats.add(bytes_received=len(resp.content))
+        if resp.status_code == 200:
+            try:
+                return check_reply(resp.content, body, op)
+            except BadReply as exc:
+                raise _Failure(f"answered 200 with a bad body: {exc}") from exc
+        if resp.status_code < 500 and resp.status_code not in RETRY_STATUSES:
+            raise self._error(resp, body)
+        raise _Failure(f"answered {resp.status_code}: {answer_text(resp)}", resp.status_code)
+
+    def _tls_hint(self, exc: BaseException) -> str:
+        reason = tls_reason(exc)
+        if "expired" in reason or "not yet valid" in reason:
+            return "the server's certificate must be renewed"
+        if "mismatch" in reason or "not valid for" in reason:
+            return "use the host name the certificate was issued for"
+        if isinstance(self.verify, str):
+            return f"the CA bundle {self.verify} did not sign the server's certificate"
+        return (
+            "if its certificate is not from a public CA, pass server_ca='/path/to/ca.pem' "
+            "(--server-ca on the command line)"
+        )
+
+    def _error(self, resp: requests.Response, body: dict) -> ReductionistError:
+        """The server's answer other than 200, its JSON error message kept."""
+        text = answer_text(resp)
+        where = chunk_where(body)
+        hint = ""
+        if resp.status_code == 401:
+            hint = "; the server could not read the object with these credentials: check key/secret"
+            if self._auth is None:
+                hint = "; the object needs credentials: pass key and secret in storage_options"
         return ReductionistError(
-            f"Reductionist {self.server} answered {resp.status_code} for {where}: {text}",
+            f"Reductionist {self.server} answered {resp.status_code} for {where}: {text}{hint}",
             status=resp.status_code,
             server=self.server,
         )

@@ -56,11 +56,17 @@ def reductionist_server(tls_certificate):
 
 @pytest.fixture
 def reductionist(reductionist_server):
-    """reductionist_server with statistics reset and no pending faults, before and after."""
+    """reductionist_server with statistics reset, no pending faults and the client's circuit
+    breaker for it closed, before and after (a test that trips it must not move chunks of the
+    next test to local)."""
+    from activezarr.backends.breaker import forget_breaker
+
     reductionist_server.reset_stats()
     reductionist_server.clear_faults()
+    forget_breaker(reductionist_server.url)
     yield reductionist_server
     reductionist_server.clear_faults()
+    forget_breaker(reductionist_server.url)
 
 
 @pytest.fixture(scope="session")

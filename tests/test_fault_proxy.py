@@ -1,0 +1,239 @@
+"""Reductions through a real TCP proxy that fails, cuts and delays Reductionist replies.
+
+The proxy (``tests/servers/faultproxy.py``) sits between the client and the project's
+Reductionist test server, which reads a many-chunk file from moto S3. Every fault a network or a
+crashing server produces reaches the client as bytes on a socket: 500s, connections closed in the
+headers or mid-body, 200s without a whole CBOR body, replies slower than the timeout, a server
+that dies mid-run. Answers must equal the netCDF4 oracle, or the run must end in one
+``ReductionistError``. Faults are chosen per request from a seed, so each run sees the same ones.
+No test sleeps or times anything: the waits are the faults themselves.
+"""
+
+# ruff: noqa: F811  (pytest fixtures imported by name)
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+import requests
+
+from activezarr import Active, build_index
+from activezarr.backends.breaker import CircuitBreaker
+from activezarr.errors import ReductionistError
+from tests.generate import put_raw, rng_for, sprinkle
+from tests.oracle import assert_same, oracle_read, reduce_masked
+from tests.remote_fixtures import remote_data, s3_store  # noqa: F401
+from tests.servers.faultproxy import FaultProxy
+
+if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
+    from tests.fixtures_data import generated_dir  # noqa: F401
+if not hasattr(sys.modules.get("tests.conftest"), "reductionist_server"):
+    from tests.servers.conftest_fixtures import (  # noqa: F401
+        moto_server,
+        nginx_server,
+        reductionist_server,
+        tls_certificate,
+    )
+
+VAR = "tas"
+SHAPE, CHUNKS = (20, 40, 50), (2, 4, 5)  # 1,000 chunks of 40 values
+NCHUNKS = 1000
+FILL = np.float32(1e20)
+# (operation, axis, selection, chunks it touches)
+RUNS = [
+    ("mean", None, Ellipsis, NCHUNKS),
+    ("sum", (1, 2), (slice(1, 19), slice(3, 37), slice(2, 48)), 1000),
+    ("min", None, (slice(0, 20, 3), slice(None), slice(10, 50)), 560),
+]
+RUN_CHUNKS = sum(r[3] for r in RUNS)
+# per attempt: the issue's mix (5% 500s, 3% closed mid-reply, 2% slower than the timeout)
+ISSUE_RATES = {"error": 0.05, "cut_body": 0.03, "slow": 0.02}
+FAILURES = ("error", "cut_body", "cut_headers", "empty_body", "bad_cbor", "slow")
+CLIENT = {"timeout": 1.0, "retries": 5, "backoff": 0.01}
+
+
+@pytest.fixture(scope="module")
+def many_chunks(remote_data, tmp_path_factory) -> tuple[Path, Path, dict]:
+    """(local copy, index of the S3 copy, storage options) of a 1,000-chunk float32 file."""
+    path = tmp_path_factory.mktemp("faults") / "many_chunks.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        for name, n in zip("tyx", SHAPE, strict=True):
+            ds.createDimension(name, n)
+        v = ds.createVariable(
+            VAR, "f4", tuple("tyx"), fill_value=FILL, zlib=True, shuffle=True, chunksizes=CHUNKS
+        )
+        rng = rng_for("many_chunks")
+        put_raw(v, sprinkle(rng.normal(280, 20, SHAPE).astype("f4"), FILL, rng))
+    store = remote_data.store
+    url = store.upload(f"faults/{path.name}", path)
+    so = store.storage_options()
+    index = build_index(url, out=tmp_path_factory.mktemp("fault-index"), storage_options=so)
+    return path, index, so
+
+
+@pytest.fixture
+def proxy_for(reductionist_server):
+    """Make a FaultProxy in front of the Reductionist test server; stopped after the test."""
+    made = []
+
+    def make(**options) -> FaultProxy:
+        made.append(FaultProxy(reductionist_server.url, **options))
+        return made[-1]
+
+    yield make
+    for proxy in made:
+        proxy.stop()
+
+
+def active_via(proxy: FaultProxy, many_chunks, **options) -> Active:
+    _, index, so = many_chunks
+    options = {**CLIENT, "breaker": CircuitBreaker(), **options}
+    return Active(
+        index, VAR, backend="reductionist", server=proxy.url, storage_options=so, **options
+    )
+
+
+def check_runs(active: Active, many_chunks, runs=RUNS) -> int:
+    """Every run of ``runs`` equals the oracle; returns the chunks they touched."""
+    path = many_chunks[0]
+    touched = 0
+    for op, axis, selection, nchunks in runs:
+        result = getattr(active, op)(axis=axis)[selection]
+        data = oracle_read(path, VAR, selection)
+        assert_same(result, reduce_masked(data, op, axis), op, rtol=2e-5, where=f"{op} {axis}")
+        stats = active.stats
+        assert stats.chunks_remote + stats.chunks_local == nchunks, stats
+        touched += nchunks
+    return touched
+
+
+def failed_attempts(proxy: FaultProxy) -> int:
+    counts = proxy.counts()
+    return sum(counts.get(kind, 0) for kind in FAILURES)
+
+
+# ------------------------------------------------------------------------- faults retried
+def test_issue_fault_mix_gives_exact_answers(proxy_for, many_chunks):
+    """5% 500s, 3% connections closed mid-reply, 2% replies slower than the timeout, over
+    2,560 chunk reductions: every answer equals the oracle, every chunk from the server."""
+    proxy = proxy_for(rates=ISSUE_RATES, seed=10)
+    retries = 0
+    with active_via(proxy, many_chunks) as active:
+        for run in RUNS:
+            check_runs(active, many_chunks, [run])
+            stats = active.stats
+            assert (stats.chunks_local, stats.breaker_trips) == (0, 0), stats
+            retries += stats.retries
+    counts = proxy.counts()
+    assert all(counts.get(kind, 0) > 10 for kind in ISSUE_RATES), counts
+    # each failed attempt was retried (a spurious timeout under load adds a retry, no more)
+    assert retries >= failed_attempts(proxy)
+    assert counts["total"] == RUN_CHUNKS + retries
+
+
+def test_malformed_replies_are_retried(proxy_for, many_chunks):
+    """Replies cut in the headers, 200s with no body, 200s whose body is half a CBOR map."""
+    rates = {"cut_headers": 0.04, "empty_body": 0.04, "bad_cbor": 0.04, "delay": 0.05}
+    proxy = proxy_for(rates=rates, seed=11, delay=0.01)
+    with active_via(proxy, many_chunks) as active:
+        check_runs(active, many_chunks, RUNS[:1])
+        assert active.stats.chunks_local == 0
+    counts = proxy.counts()
+    assert all(counts.get(kind, 0) > 10 for kind in rates), counts
+
+
+# ----------------------------------------------------------------- retries exhausted
+ONE = (slice(0, 2), slice(0, 4), slice(0, 5))
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [
+        ("error", "answered 500: injected by the fault proxy"),
+        ("cut_body", "cut off mid-body"),
+        ("cut_headers", "bad body: empty reply"),  # http.client takes what came as headers
+        ("empty_body", "bad body: empty reply"),
+        ("bad_cbor", "bad body: not a whole CBOR document"),
+        ("slow", "no reply within 0.3 s"),
+    ],
+)
+def test_exhausted_retries_raise_one_reductionist_error(proxy_for, many_chunks, fault, says):
+    """A fault on every attempt: one ReductionistError naming server, chunk and what went
+    wrong (never a raw requests/cbor2 exception); with fallback="local" the right answer."""
+    proxy = proxy_for(rates={fault: 1.0})
+    options = {"retries": 2, "timeout": 0.3}
+    with (
+        active_via(proxy, many_chunks, **options) as active,
+        pytest.raises(ReductionistError) as info,
+    ):
+        active.mean[ONE]
+    message = str(info.value)
+    assert says in message and proxy.url in message and "after 3 attempt(s)" in message
+    assert "/faults/many_chunks.nc bytes " in message  # the chunk
+    assert info.value.server == proxy.url
+    assert info.value.status == (500 if fault == "error" else None)
+    assert proxy.counts()[fault] == 3
+    with active_via(proxy, many_chunks, fallback="local", **options) as active:
+        check_runs(active, many_chunks, [("mean", None, ONE, 1)])
+        stats = active.stats
+    assert (stats.chunks_remote, stats.chunks_local, len(stats.fallbacks)) == (0, 1, 1)
+    assert says in stats.fallbacks[0]
+
+
+def test_cause_is_kept(proxy_for, many_chunks):
+    proxy = proxy_for(rates={"cut_body": 1.0})
+    with (
+        active_via(proxy, many_chunks, retries=0) as active,
+        pytest.raises(ReductionistError) as info,
+    ):
+        active.mean[ONE]
+    assert isinstance(info.value.__cause__, requests.exceptions.ChunkedEncodingError)
+
+
+# ------------------------------------------------------------------- a server that dies
+def test_server_killed_mid_run_falls_back(proxy_for, many_chunks):
+    """The server dies after 300 requests (connections cut, later ones refused): the answer
+    is still right, the breaker opens, and the rest of the chunks never ask the server."""
+    proxy = proxy_for(kill_after=300)
+    breaker = CircuitBreaker()
+    with active_via(proxy, many_chunks, fallback="local", breaker=breaker) as active:
+        check_runs(active, many_chunks, RUNS[:1])
+        stats = active.stats
+    assert proxy.killed and breaker.is_open()
+    assert stats.breaker_trips == 1 and stats.chunks_breaker > 0
+    assert 0 < stats.chunks_remote < 300 and stats.chunks_local == NCHUNKS - stats.chunks_remote
+    # after the kill: at most the breaker's threshold of failures plus one per worker in flight
+    failed = stats.requests - stats.chunks_remote
+    assert failed <= breaker.threshold + active.max_workers, stats
+
+
+def test_dead_server_goes_local_at_once(proxy_for, many_chunks):
+    """Dead from the start: a handful of refused connections, then every chunk is local; the
+    next reduction does not ask the server at all (local batches, no per-chunk requests)."""
+    proxy = proxy_for()
+    proxy.kill()
+    breaker = CircuitBreaker()
+    with active_via(proxy, many_chunks, fallback="local", breaker=breaker) as active:
+        check_runs(active, many_chunks, RUNS[:1])
+        first = active.stats
+        check_runs(active, many_chunks, RUNS[1:2])
+        second = active.stats
+    assert first.chunks_local == NCHUNKS and first.breaker_trips == 1
+    assert first.requests <= breaker.threshold + active.max_workers
+    assert first.chunks_breaker >= NCHUNKS - first.requests
+    assert second.requests == 0 and second.chunks_breaker == NCHUNKS
+
+
+def test_dead_server_without_fallback_fails_fast(proxy_for, many_chunks):
+    proxy = proxy_for()
+    proxy.kill()
+    with (
+        active_via(proxy, many_chunks, retries=1, backoff=0.0) as active,
+        pytest.raises(ReductionistError, match="connection refused|circuit breaker") as info,
+    ):
+        active.mean[...]
+    assert proxy.url in str(info.value)
+    assert active.stats.requests <= 2 * active.max_workers
