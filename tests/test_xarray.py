@@ -295,3 +295,21 @@ def test_netcdf4_engine_agrees_with_oracle_on_plain_files(series):
         data = f["tas"][:]
     ref = xr.open_dataset(nc)
     np.testing.assert_allclose(ref.tas.mean("time").values, data.mean(axis=0).filled(np.nan))
+
+
+def test_readme_xarray_section_runs(tmp_path, monkeypatch):
+    """The README's xarray block, as written (the Reductionist line aside: no server here)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    body = text[text.index("## xarray") :]
+    body = body[: body.index("\n## ")]
+    (block,) = re.findall(r"```python\n(.*?)```", body, flags=re.DOTALL)
+    nc = write_series(tmp_path / "tas_day.nc", years=11, shape=(8, 6))
+    activezarr.build_index(nc, out=tmp_path / "indexes")
+    monkeypatch.chdir(tmp_path)
+    code = "\n".join(line for line in block.splitlines() if "reductionist" not in line)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert namespace["tas"].sizes["time"] == 3653
