@@ -313,3 +313,28 @@ def test_readme_xarray_section_runs(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
     assert namespace["tas"].sizes["time"] == 3653
+
+
+@pytest.mark.parametrize("window_steps", [20, 45, 100])
+def test_groupby_windows_and_runs_agree(series, monkeypatch, window_steps):
+    """The one-pass windowed fold (any window size) and the per-group runs give xarray's answer."""
+    from activezarr.xarray import groups
+
+    ds, ref = _pair(series, "daily_noleap")
+    da = ds.tas.isel(time=slice(7, None), lon=slice(1, 7))
+    expected_da = ref.tas.isel(time=slice(7, None), lon=slice(1, 7))
+    cells = da.sizes["lat"] * da.sizes["lon"]
+    monkeypatch.setattr(groups, "WINDOW_BYTES", cells * 16 * window_steps)
+    grouped = da.active.groupby("time.season")
+    for op in ("mean", "sum", "min", "max", "count"):
+        expected = getattr(expected_da.groupby("time.season"), op)(
+            **({"min_count": 1} if op == "sum" else {})
+        )
+        assert_like_xarray(getattr(grouped, op)(), expected, op, "time")
+        target = da.active._target()
+        runs = grouped._by_runs(target, ["time"], op)
+        windowed = grouped._windowed(target, ["time"], op)
+        np.testing.assert_array_equal(runs.count, windowed.count)
+        if op != "count":
+            valid = runs.count > 0
+            np.testing.assert_allclose(runs.value[valid], windowed.value[valid], rtol=1e-12)

@@ -8,6 +8,7 @@ configuration, on first use, and shares it between every selection of that Datas
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 from pathlib import Path
@@ -124,8 +125,9 @@ def open_dataset(
     check_stale : bool
         Refuse to reduce when a source file changed since it was indexed.
     **kwargs
-        Passed to ``xarray.open_dataset`` (``decode_times``, ``drop_variables``, ...);
-        ``chunks`` makes dask arrays, which ``.active`` cannot see through.
+        Arguments of ``xarray.open_dataset`` (``decode_times``, ``drop_variables``, ...) go
+        there (``chunks`` makes dask arrays, which ``.active`` cannot see through); any other
+        is an ``Active`` option (``max_workers``, ``verify``, ``retries``, ...).
 
     Returns
     -------
@@ -148,13 +150,13 @@ def open_dataset(
             f"index {location} does not exist; build it with `activezarr index <file>`"
         )
     store = _reference_store(location, storage_options)
-    kwargs.setdefault("chunks", None)
-    ds = xr.open_dataset(store, engine="zarr", consolidated=False, zarr_format=2, **kwargs)
-    source = IndexSource(
-        location,
-        storage_options,
-        {"backend": backend, "server": server, "executor": executor, "check_stale": check_stale},
-    )
+    xr_names = inspect.signature(xr.open_dataset).parameters
+    xr_kwargs = {k: v for k, v in kwargs.items() if k in xr_names}
+    xr_kwargs.setdefault("chunks", None)
+    ds = xr.open_dataset(store, engine="zarr", consolidated=False, zarr_format=2, **xr_kwargs)
+    options = {k: v for k, v in kwargs.items() if k not in xr_names}
+    options.update(backend=backend, server=server, executor=executor, check_stale=check_stale)
+    source = IndexSource(location, storage_options, options)
     for name, var in ds.variables.items():
         var.encoding[ENCODING_KEY] = source
         var.encoding.setdefault("activezarr_variable", name)

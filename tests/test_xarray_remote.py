@@ -1,0 +1,67 @@
+"""The xarray interface on remote data: an index of a file on S3 (moto), opened with
+``open_dataset`` and reduced on the Reductionist test server through ``.active``."""
+
+# ruff: noqa: F811  (pytest fixtures imported by name)
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import activezarr
+from tests.remote_fixtures import (  # noqa: F401
+    FLOAT32_SERVER_RTOL,
+    REAL_DIR,
+    reductionist_target,
+    remote_data,
+    s3_store,
+)
+
+if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
+    from tests.fixtures_data import generated_dir  # noqa: F401
+if not hasattr(sys.modules.get("tests.conftest"), "reductionist_server"):
+    from tests.servers.conftest_fixtures import (  # noqa: F401
+        moto_server,
+        nginx_server,
+        reductionist_server,
+        tls_certificate,
+    )
+
+FILE = "CMIP6_IPSL-CM6A-LR_tas.nc"
+pytestmark = pytest.mark.skipif(not (REAL_DIR / FILE).exists(), reason=f"{REAL_DIR} is missing")
+
+
+@pytest.fixture
+def remote_ds(remote_data, reductionist_target):
+    index = remote_data.index("s3", "real", FILE)
+    return activezarr.open_dataset(
+        index,
+        storage_options=remote_data.storage_options("s3"),
+        backend="reductionist",
+        server=reductionist_target.url,
+        verify=reductionist_target.verify,
+    )
+
+
+def test_open_dataset_over_s3_and_reduce_on_reductionist(remote_ds):
+    ref = xr.open_dataset(REAL_DIR / FILE)
+    np.testing.assert_array_equal(remote_ds.lat.values, ref.lat.values)
+    da = remote_ds.tas.sel(lat=slice(-30, 30))
+    got = da.active.mean("time")
+    expected = ref.tas.sel(lat=slice(-30, 30)).mean("time")
+    xr.testing.assert_allclose(got, expected, rtol=FLOAT32_SERVER_RTOL)
+    active = da.active._target().active
+    assert active.stats.chunks_remote > 0 and active.stats.chunks_local == 0
+
+
+def test_groupby_and_weighted_on_reductionist(remote_ds):
+    ref = xr.open_dataset(REAL_DIR / FILE)
+    got = remote_ds.tas.active.groupby("time.season").max(["time", "lon"])
+    expected = ref.tas.groupby("time.season").max(["time", "lon"])
+    xr.testing.assert_allclose(got, expected)
+    weights = np.cos(np.deg2rad(remote_ds.lat))
+    got = remote_ds.tas.active.weighted(weights).mean(["lat", "lon"])
+    expected = ref.tas.weighted(np.cos(np.deg2rad(ref.lat))).mean(["lat", "lon"])
+    xr.testing.assert_allclose(got, expected, rtol=FLOAT32_SERVER_RTOL)
