@@ -311,6 +311,7 @@ class Active:
             kept,
             self._storage_dtype,
             flip_extremes=self.packing.active and self.packing.scale < 0,
+            packing=self.packing,
         )
         job = self._job(plan, spec)
         shape = tuple(plan.selected_shape[d] for d in kept)

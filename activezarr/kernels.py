@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .missing import MissingRule
-from .reduce import Partial, ReductionSpec, extreme_identity, reduce_block, sum_dtype
+from .reduce import Partial, ReductionSpec, extreme_identity, reduce_block
 
 BLOCK = 1 << 16  # elements per cache block (512 KB of float64)
 
@@ -24,7 +24,7 @@ class FlatReducer:
     def __init__(self, rule: MissingRule, spec: ReductionSpec) -> None:
         self.rule = rule
         self.spec = spec
-        self.acc = sum_dtype(spec.dtype)
+        self.acc = spec.acc_dtype
         self.count = 0
         self.total = self.acc.type(0)
         self.lo = self.hi = None
@@ -50,13 +50,18 @@ class FlatReducer:
             n = block.size
         self.count += n
         if spec.needs_sum:
-            self.total += np.sum(block, dtype=self.acc, where=where)
+            self.total += np.sum(spec.summands(block), dtype=self.acc, where=where)
         if spec.needs_min:
-            v = np.min(block, initial=extreme_identity(spec.dtype, "min"), where=where)
-            self.lo = v if self.lo is None else min(self.lo, v)
+            self._fold_min(np.min(block, initial=extreme_identity(spec.dtype, "min"), where=where))
         if spec.needs_max:
-            v = np.max(block, initial=extreme_identity(spec.dtype, "max"), where=where)
-            self.hi = v if self.hi is None else max(self.hi, v)
+            self._fold_max(np.max(block, initial=extreme_identity(spec.dtype, "max"), where=where))
+
+    # np.minimum/np.maximum, not Python's min/max: a NaN in any block must win, as in numpy.
+    def _fold_min(self, value) -> None:
+        self.lo = value if self.lo is None else np.minimum(self.lo, value)
+
+    def _fold_max(self, value) -> None:
+        self.hi = value if self.hi is None else np.maximum(self.hi, value)
 
     def _clean_block(self, block: np.ndarray) -> bool:
         """Reduce ``block`` without a mask if one extreme proves nothing in it is missing.
@@ -76,13 +81,11 @@ class FlatReducer:
         spec = self.spec
         self.count += block.size
         if spec.needs_sum:
-            self.total += block.sum(dtype=self.acc)
+            self.total += spec.summands(block).sum(dtype=self.acc)
         if spec.needs_min:
-            v = edge if side == "min" else block.min()
-            self.lo = v if self.lo is None else min(self.lo, v)
+            self._fold_min(edge if side == "min" else block.min())
         if spec.needs_max:
-            v = edge if side == "max" else block.max()
-            self.hi = v if self.hi is None else max(self.hi, v)
+            self._fold_max(edge if side == "max" else block.max())
         return True
 
     def partial(self) -> Partial:

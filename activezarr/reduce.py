@@ -3,8 +3,14 @@
 A reduction over a selection is split by chunk. Each chunk (or batch of whole chunks) yields a
 ``Partial``: count, and sum / min / max as the operation needs, over the output block that
 chunk covers. An ``Accumulator`` adds partials into output-shaped arrays and ``finalize`` turns
-them into the result: masked where count is 0, unpacked with the CF scale and offset, in the
-dtypes the contract promises (mean float64, sums widened, min/max in the decoded dtype).
+them into the result: masked where count is 0, in the dtypes the contract promises (mean
+float64, sums widened, min/max in the decoded dtype).
+
+Sums are sums of *decoded* values, as netCDF4-python + numpy.ma compute them: a packed
+variable is unpacked element by element (in the decoded dtype, e.g. float32) before it is
+added in the accumulator (``ReductionSpec.acc_dtype``), so the mean of one element is that
+element. Minimum and maximum are taken on stored values and decoded once at the end (unpacking
+is monotonic); a NaN anywhere in the selection makes them NaN, as numpy does.
 """
 
 from __future__ import annotations
@@ -21,8 +27,17 @@ OPS: tuple[Op, ...] = ("mean", "sum", "min", "max", "count")
 
 
 def sum_dtype(dtype: np.dtype) -> np.dtype:
-    """The accumulator of a sum: int64, uint64 or float64."""
+    """The widened dtype of a sum: int64, uint64 or float64."""
     return np.dtype({"i": "i8", "u": "u8", "b": "i8"}.get(dtype.kind, "f8"))
+
+
+def accumulator_dtype(op: str, decoded: np.dtype) -> np.dtype:
+    """What sums add up in: the widened sum dtype, except float64 for means of 64-bit
+    integers (numpy.ma's ``mean(dtype=float64)`` converts each value, so an integer sum that
+    wraps past 2**63 must not be divided)."""
+    if op == "mean" and decoded.kind in "iu" and decoded.itemsize == 8:
+        return np.dtype("f8")
+    return sum_dtype(decoded)
 
 
 def extreme_identity(dtype: np.dtype, which: Literal["min", "max"]):
@@ -42,6 +57,25 @@ class ReductionSpec:
     kept_axes: tuple[int, ...]
     dtype: np.dtype  # the storage dtype values are compared in (native order)
     flip_extremes: bool = False  # a negative scale_factor: decoded min is the stored max
+    packing: Packing | None = None  # CF unpacking, applied to values before they are summed
+
+    @property
+    def decoded_dtype(self) -> np.dtype:
+        if self.packing is None or not self.packing.active:
+            return self.dtype
+        return self.packing.decoded_dtype(self.dtype)
+
+    @property
+    def acc_dtype(self) -> np.dtype:
+        """The dtype of partial sums (sums of decoded values)."""
+        return accumulator_dtype(self.op, self.decoded_dtype)
+
+    def summands(self, values: np.ndarray) -> np.ndarray:
+        """Stored values as what is summed: decoded as netCDF4-python decodes them."""
+        if self.packing is None or not self.packing.active:
+            return values
+        with np.errstate(all="ignore"):  # masked elements may overflow; they are not summed
+            return self.packing.decode(values)
 
     @property
     def needs_sum(self) -> bool:
@@ -89,7 +123,8 @@ def reduce_block(
     part = Partial(np.asarray(count))
     dt = spec.dtype
     if spec.needs_sum:
-        part.sum = np.asarray(np.sum(data, axis=axes, dtype=sum_dtype(dt), where=_w(valid)))
+        summands = spec.summands(data)
+        part.sum = np.asarray(np.sum(summands, axis=axes, dtype=spec.acc_dtype, where=_w(valid)))
     if spec.needs_min:
         part.min = np.asarray(
             np.min(data, axis=axes, initial=extreme_identity(dt, "min"), where=_w(valid))
@@ -112,7 +147,7 @@ class Accumulator:
         self.spec = spec
         self.count = np.zeros(shape, dtype=np.int64)
         dt = spec.dtype
-        self.sum = np.zeros(shape, dtype=sum_dtype(dt)) if spec.needs_sum else None
+        self.sum = np.zeros(shape, dtype=spec.acc_dtype) if spec.needs_sum else None
         self.min = np.full(shape, extreme_identity(dt, "min"), dtype=dt) if spec.needs_min else None
         self.max = np.full(shape, extreme_identity(dt, "max"), dtype=dt) if spec.needs_max else None
 
@@ -135,26 +170,17 @@ class Accumulator:
         if op == "count":
             return {"count": count} if components else count
         if op in ("mean", "sum"):
-            total = self._decoded_sum(packing)
-            if components:
-                return {"sum": np.ma.masked_array(total, mask=empty), "count": count}
-            if op == "sum":
-                return np.ma.masked_array(total, mask=empty)
+            if components or op == "sum":
+                total = self.sum
+                if op == "sum":
+                    total = total.astype(sum_dtype(self.spec.decoded_dtype), copy=False)
+                total = np.ma.masked_array(total, mask=empty)
+                return {"sum": total, "count": count} if components else total
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.true_divide(self.sum, np.where(empty, 1, self.count), dtype=np.float64)
-            if packing.active:
-                mean = mean * packing.scale + packing.offset
             return np.ma.masked_array(mean, mask=empty)
-        value = self._decodedextreme_identity(op, packing)
+        raw = self.min if self.spec.stored_extreme == "min" else self.max
+        value = packing.decode(raw)
         if components:
             return {op: np.ma.masked_array(value, mask=empty), "count": count}
         return np.ma.masked_array(value, mask=empty)
-
-    def _decoded_sum(self, packing: Packing) -> np.ndarray:
-        if not packing.active:
-            return self.sum
-        return self.sum.astype(np.float64) * packing.scale + packing.offset * self.count
-
-    def _decodedextreme_identity(self, op: Op, packing: Packing) -> np.ndarray:
-        raw = self.min if self.spec.stored_extreme == "min" else self.max
-        return packing.decode(raw)

@@ -102,8 +102,8 @@ def check(remote_data, active, var: str, op: str, selection=Ellipsis, axis=None)
     data = oracle_read(path, var, selection)
     storage = np.dtype(active.index.dtype).newbyteorder("=")
     result = getattr(active, op)(axis=axis)[selection]
-    tol = tolerance_for(op, data, axis, "reductionist", storage)
     scaled = info["dtype"] if info["scaled"] else False
+    tol = tolerance_for(op, data, axis, "reductionist", storage, scaled)
     assert_same(result, reduce_masked(data, op, axis), op, scaled=scaled, where=var, **tol)
 
 

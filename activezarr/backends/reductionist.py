@@ -30,7 +30,7 @@ from requests.adapters import HTTPAdapter
 
 from ..errors import ActiveZarrError, ReductionistError
 from ..missing import MissingRule
-from ..reduce import Partial, sum_dtype
+from ..reduce import Partial
 from .base import Backend, BlockPartial, ChunkBatch, Job
 from .breaker import CircuitBreaker, breaker_for
 
@@ -423,6 +423,8 @@ class ReductionistBackend(Backend):
         spec = job.spec
         if spec.needs_sum and dt.kind in "iu" and dt.itemsize == 4:
             return "32-bit integer sums would overflow (the server sums in the input dtype)"
+        if spec.op == "mean" and spec.acc_dtype.kind == "f" and dt.kind in "iu":
+            return "means of 64-bit integers are float64 sums (the server sums integers)"
         return None
 
     # -- requests ------------------------------------------------------------------------
@@ -651,9 +653,22 @@ class ReductionistBackend(Backend):
         count = count.reshape(shape).astype(np.int64)
         part = Partial(count)
         if spec.needs_sum:
-            part.sum = np.where(count > 0, values, 0).astype(sum_dtype(spec.dtype))
+            part.sum = _decoded_sum(np.where(count > 0, values, 0), count, spec)
         elif spec.needs_min:
             part.min = values.astype(spec.dtype)
         elif spec.needs_max:
             part.max = values.astype(spec.dtype)
         return part
+
+
+def _decoded_sum(raw_sum: np.ndarray, count: np.ndarray, spec) -> np.ndarray:
+    """A server's sum of stored values as a sum of decoded values.
+
+    The server cannot unpack, so a packed variable's sum is ``scale * raw + offset * count``
+    in float64: within a few float32 ulps of unpacking each element first (api-contract.md).
+    """
+    packing = spec.packing
+    if packing is None or not packing.active:
+        return raw_sum.astype(spec.acc_dtype)
+    decoded = raw_sum.astype(np.float64) * packing.scale + packing.offset * count
+    return decoded.astype(spec.acc_dtype)
