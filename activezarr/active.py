@@ -213,7 +213,7 @@ class Active:
         self.variable = variable
         self.source = source
         self.storage_options = storage_options
-        self.rule = MissingRule.from_metadata(var.dtype, var.fill_value, var.attrs)
+        self.rule = MissingRule.from_metadata(var.dtype, var.fill_attr, var.attrs, var.no_fill)
         self.packing = Packing.from_attrs(var.attrs, var.dtype)
         self._storage_dtype = storage_dtype(var.dtype, var.attrs)
         self._fill = self._fill_scalar()

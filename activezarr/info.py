@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .index.load import INLINE, list_variables, load_variable, read_refs
+from .index.load import (
+    INLINE,
+    list_variables,
+    load_variable,
+    read_document,
+    refs_of,
+    variable_facts,
+)
 
 CF_ATTRS = (
     "_FillValue",
@@ -37,19 +44,20 @@ def _codecs(codecs: list[dict]) -> str:
 
 def describe(index, variable: str | None = None, storage_options: dict | None = None) -> str:
     """Text describing each variable (or one) of ``index``."""
-    refs = read_refs(index, storage_options)
+    document = read_document(index, storage_options)
+    refs = refs_of(document)
     names = [variable] if variable else list_variables(refs)
     lines = [f"index: {index}"]
     total = 0
     for name in names:
-        var = load_variable(refs, name, str(index))
+        var = load_variable(refs, name, str(index), variable_facts(document).get(name))
         stored = var.n_stored
         nbytes = var.stored_bytes + sum(len(b) for b in var.inline.values())
         total += nbytes
         dims = ", ".join(f"{d}={n}" for d, n in zip(var.dims, var.shape, strict=False))
         cf = {k: var.attrs[k] for k in CF_ATTRS if k in var.attrs}
-        if var.fill_value is not None:
-            cf.setdefault("_FillValue", var.fill_value)
+        if var.fill_attr is not None:
+            cf.setdefault("_FillValue", var.fill_attr)
         lines += [
             f"{name}({dims})",
             f"  shape {var.shape}  dtype {var.dtype}  chunks {var.chunks}",

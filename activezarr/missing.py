@@ -16,6 +16,7 @@ Masks are computed on the stored values, so a chunk is masked and reduced before
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,21 +43,49 @@ def default_fill(dtype: np.dtype) -> Any:
     return DEFAULT_FILLVALS.get(f"{dtype.kind}{dtype.itemsize}")
 
 
-def _as_dtype(value: Any, dtype: np.dtype) -> np.ndarray | None:
-    """``value`` cast to ``dtype`` as netCDF4-python does, or None if it does not fit."""
-    try:
-        arr = np.asarray(value)
-        if arr.dtype.kind in "fc" and dtype.kind in "iu" and not np.all(np.isfinite(arr)):
-            return None
-        with np.errstate(all="ignore"):
-            return arr.astype(dtype)
-    except (TypeError, ValueError, OverflowError):
+SAFECAST_WARNING = "WARNING: %s not used since it\ncannot be safely cast to variable data type"
+
+
+def safe_cast(attrs: dict, name: str, dtype: np.dtype) -> np.ndarray | None:
+    """Attribute ``name`` cast to ``dtype`` if netCDF4-python would use it, else None.
+
+    netCDF4's ``_check_safecast``: the attribute is used only when casting it to the
+    variable's type keeps its value (a string, 1.5 on an int32 variable, 40000 on int16,
+    a float64 0.1 on float32 are not used), with the same warning when it is not.
+    """
+    if name not in attrs:
         return None
+    try:
+        att = np.array(attrs[name])
+        with np.errstate(all="ignore"):
+            cast = np.array(att, dtype)
+    except (TypeError, ValueError, OverflowError):
+        cast = None
+    if cast is None or not _same_values(att, cast):
+        warnings.warn(SAFECAST_WARNING % name, stacklevel=3)
+        return None
+    return cast
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """netCDF4's ``_safecast``: equal element by element, NaN equal to NaN."""
+    try:
+        with np.errstate(all="ignore"):
+            return bool(((a == b) | (np.isnan(a) & np.isnan(b))).all())
+    except Exception:  # noqa: BLE001 - strings and mixed types, as netCDF4 tries them
+        try:
+            return bool(np.asarray(a == b).all())
+        except Exception:  # noqa: BLE001
+            return False
 
 
 def is_unsigned(attrs: dict, dtype: np.dtype) -> bool:
-    """True when ``_Unsigned`` asks for a signed integer variable to be read as unsigned."""
-    return dtype.kind == "i" and str(attrs.get("_Unsigned", "")).lower() == "true"
+    """True when ``_Unsigned`` asks for a signed integer variable to be read as unsigned.
+
+    netCDF4-python honours exactly ``"true"`` and ``"True"``; any other spelling (``"TRUE"``,
+    ``1``) leaves the variable signed.
+    """
+    return dtype.kind == "i" and attrs.get("_Unsigned") in ("true", "True")
 
 
 def storage_dtype(raw: np.dtype, attrs: dict) -> np.dtype:
@@ -65,6 +94,9 @@ def storage_dtype(raw: np.dtype, attrs: dict) -> np.dtype:
     if is_unsigned(attrs, raw):
         return np.dtype(f"u{raw.itemsize}")
     return native
+
+
+NO_FILL_ATTR = object()  # marks "the file has no _FillValue attribute" (vs. "not known")
 
 
 @dataclass(frozen=True)
@@ -77,30 +109,28 @@ class MissingRule:
     valid_max: np.ndarray | None
 
     @classmethod
-    def from_metadata(cls, raw: np.dtype, fill_value: Any, attrs: dict) -> MissingRule:
-        """Build the rule from the zarr ``fill_value`` and the CF attributes."""
-        sdt = storage_dtype(raw, attrs)
+    def from_metadata(
+        cls, raw: np.dtype, fill_attr: Any, attrs: dict, no_fill: bool = False
+    ) -> MissingRule:
+        """The rule of netCDF4-python's ``_toma`` for a variable of stored dtype ``raw``.
+
+        ``fill_attr`` is the ``_FillValue`` attribute (None when the file has none);
+        ``no_fill`` says the variable was created without fill (HDF5 fill time NEVER), in
+        which case byte variables do not mask the default fill.
+        """
         native = raw.newbyteorder("=")
-
-        def cast(value: Any) -> np.ndarray | None:
-            arr = _as_dtype(value, native)
-            return None if arr is None else arr.view(sdt)
-
-        fill = attrs.get("_FillValue", fill_value)
-        if fill is None:
-            fill = default_fill(native)
-        fill_arr = None if fill is None else cast(_decode_json_float(fill))
-        if is_unsigned(attrs, raw) and fill is not None and fill == default_fill(native):
-            # netCDF4-python compares unsigned data with the *signed* default fill, which
-            # never matches: a default fill is not masked on _Unsigned variables.
-            fill_arr = None
-        mv = attrs.get("missing_value")
-        mvals: tuple[np.ndarray, ...] = ()
-        if mv is not None:
-            arr = cast(np.atleast_1d(_decode_json_float(mv)))
-            mvals = tuple(np.asarray(v) for v in arr) if arr is not None else ()
-        vmin, vmax = _valid_bounds(attrs, cast)
-        return cls(fill_arr, mvals, vmin, vmax)
+        sdt = storage_dtype(raw, attrs)
+        view = lambda arr: None if arr is None else arr.view(sdt)
+        cf = {k: v for k, v in attrs.items() if k in CF_MISSING_ATTRS}
+        if fill_attr is not None:
+            cf["_FillValue"] = _decode_json_float(fill_attr)
+        mv = view(safe_cast(cf, "missing_value", native))
+        mvals = tuple(np.asarray(v) for v in np.atleast_1d(mv)) if mv is not None else ()
+        fill = view(safe_cast(cf, "_FillValue", native))
+        if fill is None and not (no_fill and native.itemsize == 1):
+            fill = _default_fill_mask(native, sdt)
+        vmin, vmax = _valid_bounds(cf, native)
+        return cls(None if fill is None else fill.reshape(()), mvals, view(vmin), view(vmax))
 
     def equality_values(self) -> list[np.ndarray]:
         """Every value that marks an element as missing by equality (NaN included)."""
@@ -156,14 +186,28 @@ def _decode_json_float(value: Any) -> Any:
     return value
 
 
-def _valid_bounds(attrs: dict, cast) -> tuple[np.ndarray | None, np.ndarray | None]:
-    vrange = attrs.get("valid_range")
-    if vrange is not None and np.size(vrange) == 2:
-        lo, hi = np.ravel(vrange)
-        return cast(lo), cast(hi)
-    vmin = attrs.get("valid_min")
-    vmax = attrs.get("valid_max")
-    return (None if vmin is None else cast(vmin)), (None if vmax is None else cast(vmax))
+CF_MISSING_ATTRS = ("missing_value", "valid_range", "valid_min", "valid_max")
+
+
+def _default_fill_mask(native: np.dtype, sdt: np.dtype) -> np.ndarray | None:
+    """The netCDF default fill as netCDF4 compares it with the (maybe unsigned) data.
+
+    netCDF4 compares an ``_Unsigned`` variable's unsigned values with the *signed* default
+    fill, which never matches: then no default fill is masked.
+    """
+    default = default_fill(native)
+    if default is None or (sdt.kind == "u" and native.kind == "i" and default < 0):
+        return None
+    return np.array(default, native)
+
+
+def _valid_bounds(cf: dict, native: np.dtype) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``valid_range`` when it is usable and has two values, else ``valid_min``/``valid_max``."""
+    vrange = safe_cast(cf, "valid_range", native)
+    if vrange is not None and vrange.size == 2:
+        lo, hi = vrange.reshape(-1)
+        return np.asarray(lo), np.asarray(hi)
+    return safe_cast(cf, "valid_min", native), safe_cast(cf, "valid_max", native)
 
 
 @dataclass(frozen=True)

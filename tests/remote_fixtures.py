@@ -74,13 +74,14 @@ R, L = "remote", "local"
 ALL_REMOTE = dict.fromkeys(OPS, R)
 ALL_LOCAL = dict.fromkeys(OPS, L)
 INT32_SUMS_LOCAL = {"mean": L, "sum": L, "min": R, "max": R, "count": R}
+INT64_MEANS_LOCAL = {**ALL_REMOTE, "mean": L}
 
 # variable -> where its chunks must be reduced, per operation, and why
 REMOTE_ROUTES: dict[str, dict[str, str]] = {
     "f4_zlib_shuffle": ALL_REMOTE,  # zlib + shuffle: mapped to compression + filters
     "f8_big_endian": ALL_REMOTE,  # byte_order "big"
     "f4_fill_zero": ALL_REMOTE,  # _FillValue 0 must be sent (a known defect elsewhere)
-    "i8_valid_min_zero": ALL_REMOTE,  # valid_min 0 must be sent
+    "i8_valid_min_zero": INT64_MEANS_LOCAL,  # valid_min 0 must be sent; int64 means are float64
     "f8_missing_vector": ALL_REMOTE,  # several equality values: missing_values
     "i8_scaled": ALL_REMOTE,  # scale_factor/add_offset applied on the client
     "i4_plain": INT32_SUMS_LOCAL,  # the server would sum in int32 and overflow

@@ -18,7 +18,7 @@ import zarr
 
 import activezarr
 from activezarr.index import cache
-from activezarr.index.load import load_variable, read_refs
+from activezarr.index.load import load_from_document, read_document
 from tests.fixtures_data import REAL_DIR
 from tests.oracle import assert_same, oracle_reduce
 
@@ -32,7 +32,8 @@ SELECTIONS = [Ellipsis, (slice(0, 2), slice(1, -1)), (-1,)]
 
 
 def _same_table(a, b) -> None:
-    for field in ("shape", "chunks", "dtype", "fill_value", "codecs", "attrs", "dims", "urls"):
+    fields = ("shape", "chunks", "dtype", "fill_value", "fill_attr", "no_fill", "codecs", "attrs")
+    for field in (*fields, "dims", "urls"):
         assert getattr(a, field) == getattr(b, field), field
     assert a.inline == b.inline
     np.testing.assert_array_equal(a.url_ids, b.url_ids)
@@ -45,7 +46,7 @@ def test_cache_written_at_index_time_matches_json(tmp_path, filename, var):
     index = activezarr.build_index(REAL_DIR / filename, tmp_path)
     cached = cache.load(index, var, str(index))
     assert cached is not None, "build_index should leave a chunk-table cache"
-    _same_table(cached, load_variable(read_refs(index), var, str(index)))
+    _same_table(cached, load_from_document(read_document(index), var, str(index)))
 
 
 def test_changed_index_invalidates_cache(tmp_path):

@@ -423,7 +423,8 @@ class ReductionistBackend(Backend):
         spec = job.spec
         if spec.needs_sum and dt.kind in "iu" and dt.itemsize == 4:
             return "32-bit integer sums would overflow (the server sums in the input dtype)"
-        if spec.op == "mean" and spec.acc_dtype.kind == "f" and dt.kind in "iu":
+        unpacked = spec.packing is None or not spec.packing.active
+        if spec.op == "mean" and unpacked and dt.kind in "iu" and dt.itemsize == 8:
             return "means of 64-bit integers are float64 sums (the server sums integers)"
         return None
 

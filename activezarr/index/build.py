@@ -20,7 +20,7 @@ from ..errors import IndexBuildError, UnsupportedVariableError
 from . import cache
 from .hdf5 import DatasetRefs, dataset_refs, is_dimension_only, read_attrs
 from .load import from_table
-from .refs import dumps_document, meta_text, ref_item, write_atomic
+from .refs import dumps_document, meta_text, ref_item, variables_member, write_atomic
 from .sources import Source, open_source
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Translation:
         lines = [ref_item(k, v) for k, v in self.meta.items() if k not in own]
         for var in self.variables:
             lines += var.json_items()
-        return dumps_document(lines)
+        return dumps_document(lines, variables_member({v.name: v.extra for v in self.variables}))
 
 
 def check_signature(head: bytes, name: str) -> None:

@@ -23,7 +23,7 @@ from .refs import decode_inline, inline_bytes
 log = logging.getLogger(__name__)
 
 CACHE_DIR = ".activezarr-cache"
-FORMAT = 1
+FORMAT = 2
 
 
 def cache_file(index: Path, variable: str) -> Path:
@@ -45,6 +45,8 @@ def save(index: Path, var) -> None:
         "chunks": list(var.chunks),
         "dtype": var.dtype.str,
         "fill_value": var.fill_value,
+        "fill_attr": var.fill_attr,
+        "no_fill": var.no_fill,
         "codecs": var.codecs,
         "attrs": var.attrs,
         "dims": list(var.dims),
@@ -91,6 +93,8 @@ def load(index: Path, variable: str, source: str):
         chunks=tuple(meta["chunks"]),
         dtype=np.dtype(meta["dtype"]),
         fill_value=meta["fill_value"],
+        fill_attr=meta["fill_attr"],
+        no_fill=meta["no_fill"],
         codecs=meta["codecs"],
         attrs=meta["attrs"],
         dims=tuple(meta["dims"]),

@@ -18,7 +18,6 @@ import h5py
 import numpy as np
 
 from ..errors import UnsupportedVariableError
-from ..missing import default_fill
 from .refs import encode_fill_value, inline_bytes, json_attr, meta_text, ref_item
 
 log = logging.getLogger(__name__)
@@ -64,6 +63,7 @@ class DatasetRefs:
     sizes: np.ndarray  # (n,) uint64
     inline: dict[str, str] = field(default_factory=dict)  # chunk key -> inline value
     attrs: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # activezarr's own facts (fills)
 
     @property
     def n_chunks(self) -> int:
@@ -180,13 +180,33 @@ def check_dtype(dset: h5py.Dataset, where: str) -> np.dtype:
     return dt
 
 
-def fill_value_of(dset: h5py.Dataset) -> Any:
-    """The value unwritten elements read as: ``_FillValue``, else netCDF's default fill."""
+def zarr_fill_value(dset: h5py.Dataset) -> Any:
+    """The ``.zarray`` fill value kerchunk writes: ``_FillValue``, else null for netCDF
+    variables (and time-like ones), else the HDF5 dataset's own fill value."""
     if "_FillValue" in dset.attrs:
         return np.asarray(dset.attrs["_FillValue"]).ravel()[0]
-    fv = dset.fillvalue
-    default = default_fill(dset.dtype)
-    return default if default is not None and fv == 0 else fv
+    units = dset.attrs.get("units")
+    units = units.decode("utf-8", "replace") if isinstance(units, bytes) else units
+    if any("_Netcdf4" in k for k in dset.attrs) or (isinstance(units, str) and "since" in units):
+        return None
+    return dset.fillvalue
+
+
+def fill_facts(dset: h5py.Dataset) -> dict[str, Any]:
+    """What netCDF4's masking needs beyond kerchunk's metadata, for the index's own member.
+
+    ``fill``: what unwritten chunks read as (the HDF5 fill value); ``_FillValue``: the
+    attribute exactly as stored (its type decides whether netCDF4 uses it), absent when the
+    file has none; ``no_fill``: created without fill (HDF5 fill time NEVER).
+    """
+    facts: dict[str, Any] = {"fill": encode_fill_value(dset.fillvalue, dset.dtype)}
+    if "_FillValue" in dset.attrs:
+        raw = np.asarray(dset.attrs["_FillValue"]).ravel()
+        if raw.size:
+            facts["_FillValue"] = encode_fill_value(raw[0], raw.dtype)
+    plist = dset.id.get_create_plist()
+    facts["no_fill"] = plist.get_fill_time() == h5py.h5d.FILL_TIME_NEVER
+    return facts
 
 
 def dataset_refs(dset: h5py.Dataset, url: str, where: str) -> DatasetRefs:
@@ -224,7 +244,7 @@ def dataset_refs(dset: h5py.Dataset, url: str, where: str) -> DatasetRefs:
         "chunks": list(chunks),
         "compressor": None,
         "dtype": dtype.str,
-        "fill_value": encode_fill_value(fill_value_of(dset), dtype),
+        "fill_value": encode_fill_value(zarr_fill_value(dset), dtype),
         "filters": filters or None,
         "order": "C",
         "shape": list(shape),
@@ -232,7 +252,19 @@ def dataset_refs(dset: h5py.Dataset, url: str, where: str) -> DatasetRefs:
     }
     meta = {f"{name}/.zarray": zarray, f"{name}/.zattrs": attrs}
     return DatasetRefs(
-        name, url, meta, shape, dtype.str, chunks, dims, coords, offsets, sizes, inline, attrs
+        name,
+        url,
+        meta,
+        shape,
+        dtype.str,
+        chunks,
+        dims,
+        coords,
+        offsets,
+        sizes,
+        inline,
+        attrs,
+        fill_facts(dset),
     )
 
 

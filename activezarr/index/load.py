@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import IndexLoadError
-from .refs import decode_inline
+from .refs import MEMBER, decode_inline
 from .sources import is_remote
 
 MISSING = -1
@@ -38,7 +38,7 @@ class VariableIndex:
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
     dtype: np.dtype
-    fill_value: Any
+    fill_value: Any  # what unwritten chunks read as (zarr JSON spelling; None: netCDF default)
     codecs: list[dict]  # numcodecs configs in encode order (filters, then compressor)
     attrs: dict[str, Any]
     dims: tuple[str, ...]
@@ -47,6 +47,8 @@ class VariableIndex:
     offsets: np.ndarray  # uint64
     sizes: np.ndarray  # uint64
     inline: dict[int, bytes] = field(default_factory=dict)
+    fill_attr: Any = None  # the file's _FillValue attribute (JSON spelling), None if it has none
+    no_fill: bool = False  # created without fill: byte variables do not mask the default fill
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -65,12 +67,25 @@ class VariableIndex:
         return int(self.sizes[self.url_ids >= 0].sum())
 
 
+def read_document(index: str | Path | dict, storage_options: dict | None = None) -> dict:
+    """The whole index document (file, URL or dict): ``refs`` and any top-level members."""
+    return index if isinstance(index, dict) else _read_json(str(index), storage_options)
+
+
+def variable_facts(document: dict) -> dict[str, dict]:
+    """activezarr's per-variable facts from the index's own member ({} for plain kerchunk)."""
+    member = document.get(MEMBER) if isinstance(document, dict) else None
+    variables = member.get("variables") if isinstance(member, dict) else None
+    return variables if isinstance(variables, dict) else {}
+
+
 def read_refs(index: str | Path | dict, storage_options: dict | None = None) -> dict[str, Any]:
     """The flat key → value reference mapping of an index (file, URL or dict)."""
-    if isinstance(index, dict):
-        data = index
-    else:
-        data = _read_json(str(index), storage_options)
+    return refs_of(read_document(index, storage_options))
+
+
+def refs_of(data: dict) -> dict[str, Any]:
+    """The flat reference mapping of an index document (templates applied)."""
     refs = data.get("refs", data) if data.get("version") == 1 or "refs" in data else data
     templates = data.get("templates") if isinstance(data, dict) else None
     if templates:
@@ -124,8 +139,15 @@ def list_variables(refs: dict) -> list[str]:
     )
 
 
-def variable_from_meta(refs: dict, name: str, source: str = "<refs>") -> VariableIndex:
-    """A ``VariableIndex`` from metadata alone: every chunk still marked missing."""
+def variable_from_meta(
+    refs: dict, name: str, source: str = "<refs>", facts: dict | None = None
+) -> VariableIndex:
+    """A ``VariableIndex`` from metadata alone: every chunk still marked missing.
+
+    ``facts`` (the index's own member for this variable) tells the stored fill, the
+    ``_FillValue`` attribute and no-fill apart; without it (plain kerchunk) the ``.zarray``
+    fill value is the ``_FillValue`` and unwritten chunks hold it (or netCDF's default).
+    """
     zarray = _meta(refs, f"{name}/.zarray")
     if zarray is None:
         known = ", ".join(list_variables(refs)) or "none"
@@ -144,7 +166,6 @@ def variable_from_meta(refs: dict, name: str, source: str = "<refs>") -> Variabl
         shape=shape,
         chunks=chunks,
         dtype=np.dtype(zarray["dtype"]),
-        fill_value=zarray.get("fill_value"),
         codecs=codecs,
         attrs=attrs,
         dims=tuple(attrs.get("_ARRAY_DIMENSIONS") or ()),
@@ -152,12 +173,26 @@ def variable_from_meta(refs: dict, name: str, source: str = "<refs>") -> Variabl
         url_ids=np.full(n, MISSING, dtype=np.int32),
         offsets=np.zeros(n, dtype=np.uint64),
         sizes=np.zeros(n, dtype=np.uint64),
+        **fill_fields(zarray.get("fill_value"), facts),
     )
 
 
-def load_variable(refs: dict, name: str, source: str = "<refs>") -> VariableIndex:
+def fill_fields(zarr_fill: Any, facts: dict | None) -> dict[str, Any]:
+    """``fill_value`` / ``fill_attr`` / ``no_fill`` of a variable, from our facts if any."""
+    if not isinstance(facts, dict) or "fill" not in facts:
+        return {"fill_value": zarr_fill, "fill_attr": zarr_fill, "no_fill": False}
+    return {
+        "fill_value": facts["fill"],
+        "fill_attr": facts.get("_FillValue"),
+        "no_fill": bool(facts.get("no_fill", False)),
+    }
+
+
+def load_variable(
+    refs: dict, name: str, source: str = "<refs>", facts: dict | None = None
+) -> VariableIndex:
     """Load the metadata and chunk table of variable ``name``."""
-    var = variable_from_meta(refs, name, source)
+    var = variable_from_meta(refs, name, source, facts)
     zarray = _meta(refs, f"{name}/.zarray")
     var.urls, var.url_ids, var.offsets, var.sizes, var.inline = _chunk_table(
         refs, name, var.shape, var.chunks, zarray.get("dimension_separator") or "."
@@ -226,10 +261,10 @@ def open_variable(
 ) -> VariableIndex:
     """Load variable ``name`` of an index, through the binary cache for local index files."""
     if isinstance(index, dict):
-        return load_variable(read_refs(index), name, "<refs dict>")
+        return load_from_document(index, name, "<refs dict>")
     location = str(index)
     if is_remote(location):
-        return load_variable(read_refs(location, storage_options), name, location)
+        return load_from_document(read_document(location, storage_options), name, location)
     from .parquet import is_parquet, load_parquet_variable
 
     if is_parquet(location):
@@ -240,9 +275,14 @@ def open_variable(
     found = cache.load(path, name, location) if path.exists() else None
     if found is not None:
         return found
-    var = load_variable(read_refs(location), name, location)
+    var = load_from_document(read_document(location), name, location)
     cache.save(path, var)
     return var
+
+
+def load_from_document(document: dict, name: str, source: str) -> VariableIndex:
+    """Variable ``name`` of a whole index document (``read_document``), facts included."""
+    return load_variable(refs_of(document), name, source, variable_facts(document).get(name))
 
 
 def from_table(ds, source: str) -> VariableIndex:
@@ -272,7 +312,6 @@ def from_table(ds, source: str) -> VariableIndex:
         shape=tuple(ds.shape),
         chunks=tuple(ds.chunks),
         dtype=np.dtype(zarray["dtype"]),
-        fill_value=zarray.get("fill_value"),
         codecs=codecs,
         attrs=attrs,
         dims=tuple(attrs.get("_ARRAY_DIMENSIONS") or ()),
@@ -281,4 +320,5 @@ def from_table(ds, source: str) -> VariableIndex:
         offsets=offsets,
         sizes=sizes,
         inline=inline,
+        **fill_fields(zarray.get("fill_value"), ds.extra),
     )

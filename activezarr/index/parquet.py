@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import IndexBuildError, IndexLoadError
 from .load import INLINE, MISSING, VariableIndex, from_table
+from .refs import MEMBER
 
 RECORD_SIZE = 100_000
 
@@ -46,7 +47,8 @@ def write_parquet(target: Path, translation, record_size: int = RECORD_SIZE) -> 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        meta = {"metadata": translation.meta, "record_size": record_size}
+        facts = {"format": 1, "variables": {v.name: v.extra for v in translation.variables}}
+        meta = {"metadata": translation.meta, "record_size": record_size, MEMBER: facts}
         (tmp / ".zmetadata").write_text(json.dumps(meta))
         for ds in translation.variables:
             _write_variable(tmp, from_table(ds, str(target)), record_size, fastparquet, pandas)
@@ -106,12 +108,12 @@ def read_metadata(location: str) -> dict[str, Any]:
 
 def load_parquet_variable(location: str, name: str) -> VariableIndex:
     """One variable of a parquet index, its chunk table read column by column."""
-    from .load import variable_from_meta
+    from .load import variable_facts, variable_from_meta
 
     fastparquet, _ = _fastparquet()
     meta = read_metadata(location)
     refs_meta = meta["metadata"]
-    var = variable_from_meta(refs_meta, name, location)
+    var = variable_from_meta(refs_meta, name, location, variable_facts(meta).get(name))
     n = var.n_chunks
     files = sorted(
         (Path(location) / name).glob("refs.*.parq"), key=lambda p: int(p.name.split(".")[1])

@@ -46,6 +46,8 @@ def encode_fill_value(value: Any, dtype: np.dtype) -> Any:
         return v
     if dtype.kind in "iu":
         return int(value)
+    if dtype.kind in "SUO":
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     if dtype.kind == "b":
         return bool(value)
     return None
@@ -105,6 +107,9 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+MEMBER = "activezarr"  # our top-level member next to "refs": kerchunk readers ignore it
+
+
 def dumps_document(items: list[str], member: dict[str, Any] | None = None) -> str:
     """A version 1 JSON index from ``ref_item`` lines, with the ``activezarr`` member if given.
 
@@ -113,8 +118,13 @@ def dumps_document(items: list[str], member: dict[str, Any] | None = None) -> st
     """
     tail = "\n}"
     if member is not None:
-        tail += ',\n"activezarr":' + json.dumps(member, separators=(",", ":"))
+        tail += f',\n"{MEMBER}":' + json.dumps(member, separators=(",", ":"))
     return '{"version":1,"refs":{\n' + ",\n".join(items) + tail + "}\n"
+
+
+def variables_member(variables: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The index's own member: per-variable facts kerchunk's metadata cannot hold."""
+    return {"format": 1, "variables": variables}
 
 
 def dumps_refs(refs: dict[str, Any], member: dict[str, Any] | None = None) -> str:
