@@ -228,7 +228,9 @@ class RemoteFiles:
                 on_error="return",
             )
         except Exception as exc:
-            raise ChunkReadError(f"reading {remote_failure(first, exc)}") from exc
+            raise ChunkReadError(
+                f"reading {remote_failure(first, exc, self.storage_options)}"
+            ) from exc
         for group, blob in zip(requests, blobs, strict=True):
             if isinstance(blob, BaseException):
                 if isinstance(blob, FileNotFoundError):
@@ -236,7 +238,7 @@ class RemoteFiles:
                         f"{remote_failure(group.url, blob)}; the index may be stale: re-index it"
                     )
                 else:
-                    message = f"reading {remote_failure(group.url, blob)}"
+                    message = f"reading {remote_failure(group.url, blob, self.storage_options)}"
                 raise ChunkReadError(message) from blob
         return blobs
 

