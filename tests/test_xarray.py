@@ -263,6 +263,11 @@ def test_errors_say_what_to_do(series):
         pointwise.active.mean()
     with pytest.raises(ValueError, match="not found"):
         ds.tas.active.mean("height")
+    catalog = series["daily_standard"][1].parent / "catalog.json"
+    with pytest.raises(ActiveZarrError, match="not a kerchunk index"):
+        activezarr.open_dataset(catalog)
+    with pytest.raises(ActiveZarrError, match="does not exist"):
+        activezarr.open_dataset(catalog.parent / "nothing.json")
 
 
 def test_other_backends_through_the_accessor(series):
@@ -338,3 +343,41 @@ def test_groupby_windows_and_runs_agree(series, monkeypatch, window_steps):
         if op != "count":
             valid = runs.count > 0
             np.testing.assert_allclose(runs.value[valid], windowed.value[valid], rtol=1e-12)
+
+
+def test_dask_backed_data_located_by_coordinates(series):
+    """xarray's own dask-backed datasets (kerchunk engine, netCDF4 with chunks) reduce
+    actively when told the index; arithmetic in the graph is refused, not reduced."""
+    nc, index = series["daily_noleap"]
+    ref = xr.open_dataset(nc)
+    expected = ref.tas.sel(time=slice("2001-02", "2001-11")).isel(lat=[4, 1, 2]).mean("time")
+    for ds in (
+        xr.open_dataset(str(index), engine="kerchunk"),
+        xr.open_dataset(nc, chunks={"time": 90}),
+        activezarr.open_dataset(index, chunks={}),
+    ):
+        da = ds.tas.sel(time=slice("2001-02", "2001-11")).isel(lat=[4, 1, 2])
+        assert hasattr(da.data, "dask")
+        got = da.active(index=index).mean("time")
+        assert_like_xarray(got, expected, "mean", "time")
+        scalar = ds.tas.isel(time=40, lon=slice(2, 5)).active(index=index).max("lat")
+        xr.testing.assert_allclose(scalar, ref.tas.isel(time=40, lon=slice(2, 5)).max("lat"))
+        with pytest.raises(SelectionError, match="dask"):
+            (ds.tas * 2).active(index=index).mean("time")
+
+
+def test_selections_cut_to_bound_partials(series, monkeypatch):
+    """Many chunks with big per-chunk partials: the selection is cut along a reduced dimension
+    (memory stays bounded) and the pieces add up to xarray's answer."""
+    from activezarr.xarray import partials
+
+    monkeypatch.setattr(partials, "PARTIALS_BYTES", 2000)
+    ds, ref = _pair(series, "daily_standard")
+    for pick in (
+        lambda da: da,
+        lambda da: da.isel(time=slice(None, None, -3), lat=[0, 1, 2, 5]),
+        lambda da: da.isel(time=slice(500, 20, -1)),
+    ):
+        for op in ("mean", "max", "count"):
+            got = getattr(pick(ds.tas).active, op)("time")
+            assert_like_xarray(got, _xr_reduce(pick(ref.tas), op, "time"), op, "time")

@@ -90,7 +90,9 @@ class _Target:
         self.da = da
         self.variable = variable or da.encoding.get("activezarr_variable") or str(da.name)
         self.active = source.active(self.variable, **options)
-        self.sel: LazySelection = lazy_selection(da, self.active.dimensions, self.active.shape)
+        self.sel: LazySelection = lazy_selection(
+            da, self.active.dimensions, self.active.shape, source.coordinates
+        )
 
     def partials(self, reduced: Iterable[Hashable], op: Op, sel=None) -> Partials:
         return selection_partials(self.active, sel or self.sel, set(reduced), op)

@@ -61,10 +61,10 @@ class ActiveGroupBy(_Reductions):
         da = self._accessor._da
         reduced = [self.dim] + [d for d in _dims(da.dims, dim or self.dim) if d != self.dim]
         target = self._accessor._target()
-        if target.active.backend.name == "local":
-            part = self._windowed(target, reduced, op)
-        else:
+        if self._runs_are_cheap(target):
             part = self._by_runs(target, reduced, op)
+        else:
+            part = self._windowed(target, reduced, op)
         stacked = finish(part)  # group axis first, then the kept dims in stored order
         out_dims = part.dims[1:]
         kept = [d for d in da.dims if d in out_dims]
@@ -79,6 +79,19 @@ class ActiveGroupBy(_Reductions):
         )
         order = [self._gdim if d == self.dim else d for d in da.dims if d == self.dim or d in kept]
         return result.transpose(*order)
+
+    def _runs_are_cheap(self, target) -> bool:
+        """Reduce group by group (the backend reduces over time, little comes back) unless
+        run boundaries would cut many chunks, each then read again: runs of at least four
+        chunks along time, or any run length on a remote backend, where transfer dominates."""
+        if target.active.backend.name != "local":
+            return True
+        codes = np.full(self._accessor._da.sizes[self.dim], -1)
+        for i, members in enumerate(self._groups):
+            codes[members] = i
+        n_runs = 1 + int(np.count_nonzero(codes[1:] != codes[:-1]))
+        axis = target.sel.dims.index(self.dim)
+        return codes.size / n_runs >= 4 * target.active.chunks[axis]
 
     def _by_runs(self, target, reduced: list[str], op: Op) -> Partials:
         """Each group reduced on its own (its time runs): the backend reduces over time."""

@@ -17,6 +17,7 @@ from typing import Any
 import xarray as xr
 
 from ..active import Active
+from ..errors import IndexLoadError
 from ..index.load import read_refs
 from ..index.sources import filesystem_options, is_remote
 
@@ -41,6 +42,7 @@ class IndexSource:
         self.storage_options = storage_options
         self.active_options = dict(active_options)
         self._actives: dict[tuple, Active] = {}
+        self._coordinates: dict | None = None
         self._lock = threading.Lock()
 
     def active(self, variable: str, **options: Any) -> Active:
@@ -53,6 +55,17 @@ class IndexSource:
                 found = Active(self.index, variable, storage_options=self.storage_options, **merged)
                 self._actives[key] = found
         return found
+
+    def coordinates(self) -> dict:
+        """The index's dimension coordinates as xarray decodes them (read once)."""
+        with self._lock:
+            if self._coordinates is None:
+                store = _reference_store(self.index, self.storage_options)
+                with xr.open_dataset(
+                    store, engine="zarr", consolidated=False, zarr_format=2, chunks=None
+                ) as ds:
+                    self._coordinates = dict(ds.indexes)
+            return self._coordinates
 
     def close(self) -> None:
         """Close every ``Active`` this source opened."""
@@ -79,6 +92,12 @@ def _reference_store(index, storage_options: dict | None):
     import zarr.storage
 
     refs = read_refs(index, storage_options)
+    if not any(key == ".zarray" or key.endswith("/.zarray") for key in refs):
+        where = "the reference dict" if isinstance(index, dict) else index
+        raise IndexLoadError(
+            f"{where} is not a kerchunk index (it describes no arrays); give the index of a "
+            "file (`activezarr index <file>` writes indexes/<stem>.json) or a combined index"
+        )
     urls = [v[0] for v in refs.values() if isinstance(v, list) and v and isinstance(v[0], str)]
     protocols = {u.split("://", 1)[0] if is_remote(u) else "file" for u in urls} or {"file"}
     if len(protocols) > 1:
@@ -144,8 +163,6 @@ def open_dataset(
 
     location = index if isinstance(index, dict) else os.fspath(index)
     if isinstance(location, str) and not is_remote(location) and not Path(location).exists():
-        from ..errors import IndexLoadError
-
         raise IndexLoadError(
             f"index {location} does not exist; build it with `activezarr index <file>`"
         )

@@ -21,6 +21,7 @@ from ..errors import SelectionError
 from .selection import MAX_RUN_PRODUCT, LazySelection, runs
 
 Op = Literal["mean", "sum", "min", "max", "count"]
+PARTIALS_BYTES = 64 * 2**20  # per-chunk partials one Active call may hold before combining
 _ACTIVE_OP = {"mean": "sum", "sum": "sum", "min": "min", "max": "max", "count": "count"}
 
 
@@ -54,11 +55,44 @@ def selection_partials(active: Active, sel: LazySelection, reduced: set[str], op
     for combo in itertools.product(*pieces):
         if any(stop == start for i, (_, start, stop) in enumerate(combo) if i in kept):
             continue  # an empty piece adds nothing
-        selection = tuple(p[0] for p in combo)
-        part = active.reduce(active_op, selection, axis, components=True)
         where = tuple(slice(combo[i][1], combo[i][2]) for i in out)
-        acc.add(where, part)
+        selection = tuple(p[0] for p in combo)
+        for piece in _bounded(selection, active, [i for i in kept if i not in out]):
+            acc.add(where, active.reduce(active_op, piece, axis, components=True))
     return Partials(op, tuple(sel.dims[i] for i in out), acc.count, acc.value)
+
+
+def _bounded(selection: tuple, active: Active, reduced: list[int]) -> list[tuple]:
+    """``selection`` cut along a reduced dimension into pieces whose per-chunk partials
+    (``Active`` holds one per touched chunk until it combines them) stay under
+    ``PARTIALS_BYTES``; the pieces' results add up to the whole's."""
+    shape, chunks = active.shape, active.chunks
+    spans = []
+    for entry, n, c in zip(selection, shape, chunks, strict=True):
+        if isinstance(entry, int):
+            spans.append((1, 1))
+            continue
+        start, stop, step = entry.indices(n)
+        size = len(range(start, stop, step))
+        lo, hi = (start, start + (size - 1) * step) if size else (0, 0)
+        lo, hi = min(lo, hi), max(lo, hi)
+        spans.append((hi // c - lo // c + 1 if size else 0, min(size, c)))
+    kept = [i for i, e in enumerate(selection) if not isinstance(e, int) and i not in reduced]
+    n_chunks = int(np.prod([k for k, _ in spans], dtype=np.int64))
+    per_part = 16 * int(np.prod([spans[i][1] for i in kept], dtype=np.int64))
+    pieces = -(-n_chunks * per_part // PARTIALS_BYTES)
+    if pieces <= 1 or not reduced:
+        return [selection]
+    dim = max(reduced, key=lambda i: spans[i][0])
+    start, stop, step = selection[dim].indices(shape[dim])
+    indices = range(start, stop, step)
+    per_piece = -(-len(indices) // min(pieces, len(indices)))
+    out = []
+    for first in range(0, len(indices), per_piece):
+        part = indices[first : first + per_piece]
+        stop_at = part.stop if part.stop >= 0 else None
+        out.append(selection[:dim] + (slice(part.start, stop_at, step),) + selection[dim + 1 :])
+    return out
 
 
 def _selected_len(entry, length: int) -> int:

@@ -9,6 +9,7 @@ Nothing here reads data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,14 +46,25 @@ def _unwrap(data):
     return None
 
 
-def lazy_selection(da: xr.DataArray, stored_dims: tuple[str, ...], shape: tuple[int, ...]):
+def lazy_selection(
+    da: xr.DataArray,
+    stored_dims: tuple[str, ...],
+    shape: tuple[int, ...],
+    coordinates: Callable[[], dict] | None = None,
+):
     """The ``LazySelection`` of ``da`` over a stored variable with ``stored_dims``.
+
+    A dask-backed ``da`` that only selects from what xarray opened (no arithmetic in its
+    graph) is located by its coordinate labels instead, against ``coordinates()`` (the full
+    dimension coordinates of the index).
 
     Raises ``SelectionError`` when ``da`` is no longer a lazy view of that variable (its values
     were loaded, it is a dask array, or it came out of arithmetic) or was indexed in a way that
     is not a per-dimension selection (vectorized indexing).
     """
     lazy = _unwrap(da.variable._data)
+    if lazy is None and coordinates is not None and _plain_dask_read(da):
+        return coordinate_selection(da, stored_dims, shape, coordinates)
     if lazy is None:
         how = "a dask array" if hasattr(da.data, "dask") else "values in memory"
         raise SelectionError(
@@ -74,13 +86,54 @@ def lazy_selection(da: xr.DataArray, stored_dims: tuple[str, ...], shape: tuple[
             e if isinstance(e, slice) else (int(e) if np.ndim(e) == 0 else np.asarray(e))
             for e in key.tuple
         )
-    sel = LazySelection(tuple(stored_dims), entries)
+    return _checked(da, LazySelection(tuple(stored_dims), entries))
+
+
+def _checked(da: xr.DataArray, sel: LazySelection) -> LazySelection:
     if set(sel.kept()) != set(da.dims) or len(sel.kept()) != da.ndim:
         raise SelectionError(
             f"{da.name!r} has dimensions {da.dims} but selects {sel.kept()} of the stored "
-            f"variable {stored_dims}; renamed or expanded dimensions are not supported"
+            f"variable {sel.dims}; renamed or expanded dimensions are not supported"
         )
     return sel
+
+
+_READ_LAYERS = ("original-open_dataset-", "open_dataset-", "getitem-", "transpose-")
+
+
+def _plain_dask_read(da: xr.DataArray) -> bool:
+    """Whether ``da`` is a dask array that only reads and selects (nothing computed)."""
+    graph = getattr(da.data, "dask", None)
+    layers = getattr(graph, "layers", None)
+    return bool(layers) and all(name.startswith(_READ_LAYERS) for name in layers)
+
+
+def coordinate_selection(da, stored_dims, shape, coordinates: Callable[[], dict]):
+    """Per-dimension positions of ``da``'s coordinate labels in the index's coordinates."""
+    full = coordinates()
+    entries: list[Entry] = []
+    for dim, length in zip(stored_dims, shape, strict=True):
+        index = full.get(dim)
+        if dim in da.dims and dim not in da.indexes:
+            if da.sizes[dim] != length:
+                raise SelectionError(
+                    f"dimension {dim!r} of {da.name!r} has no coordinate, so activezarr cannot "
+                    "tell which part of it this dask array shows; open it with "
+                    "activezarr.open_dataset (without chunks=)"
+                )
+            entries.append(slice(None))
+            continue
+        if index is None or not index.is_unique:
+            raise SelectionError(
+                f"the index's coordinate {dim!r} is missing or not unique: cannot locate "
+                f"{da.name!r}'s labels; open it with activezarr.open_dataset (without chunks=)"
+            )
+        labels = da.indexes[dim] if dim in da.dims else [da.coords[dim].values[()]]
+        positions = index.get_indexer(labels)
+        if (positions < 0).any():
+            raise SelectionError(f"{da.name!r} has {dim} labels that the index does not hold")
+        entries.append(positions if dim in da.dims else int(positions[0]))
+    return _checked(da, LazySelection(tuple(stored_dims), tuple(entries)))
 
 
 def _from_vectorized(da: xr.DataArray, arrays, stored_dims) -> tuple[Entry, ...]:
