@@ -8,6 +8,7 @@ with the contract's rules (``tests/oracle.py``).
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import netCDF4
@@ -41,7 +42,7 @@ def scaled(var: str):
 def build(directory: Path, paths: list[Path]) -> Catalog:
     report = index_many([str(p) for p in paths], directory, jobs=2, progress=False)
     assert not report.failed, report.failed
-    return Catalog(directory / "catalog.json")
+    return Catalog(directory)
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +102,9 @@ def test_entries_record_coordinate_range_dimensions_and_fingerprint(uniform):
     assert (time["min"], time["max"], time["size"]) == (t.min(), t.max(), 4)
     assert time["units"] == "hours since 2000-01-01" and time["calendar"] == "standard"
     assert entry.attrs["experiment_id"] == "historical"
-    raw = json.loads((cat.directory / "catalog.json").read_text())
-    assert raw["entries"][entry.source]["coords"]["time"]["max"] == t.max()
+    with sqlite3.connect(cat.path) as con:
+        (coords,) = con.execute("SELECT coords FROM files WHERE source = ?", (entry.source,))
+    assert json.loads(coords[0])["time"]["max"] == t.max()
 
 
 def test_select_by_variable_path_and_attributes(uniform):

@@ -69,13 +69,19 @@ def test_from_list_reads_a_csv_with_a_path_column(tmp_path, files):
     ]
 
 
-def test_progress_lines_show_files_chunks_bytes_rate_and_eta(tmp_path, files, capsys):
-    index_many([str(p) for p in files[:2]], tmp_path / "indexes")
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("[")]
-    assert len(lines) == 2  # not a terminal: plain log lines, one per file
-    assert lines[-1].startswith("[2/2] 38 chunks, ")  # 2 files x (tas 8 + pr 8 + 3 coords)
-    assert "kB indexed" in lines[-1] and "files/s" in lines[-1] and "ETA 0s" in lines[-1]
+def test_progress_off_a_terminal_is_a_line_every_few_seconds_not_per_file(tmp_path, files):
+    log = io.StringIO()
+    bar = Progress(3, stream=log, interval=3600.0)
+    for _ in range(3):
+        bar.step("a", chunks=19, nbytes=2000)
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1  # only the last one: the interval never passed
+    assert lines[0].startswith("[3/3] 57 chunks, 6.0 kB indexed, ")
+    assert "files/s" in lines[0] and "ETA 0s" in lines[0]
 
+
+def test_progress_on_a_terminal_is_a_tqdm_bar_that_fits(files):
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
@@ -84,9 +90,16 @@ def test_progress_lines_show_files_chunks_bytes_rate_and_eta(tmp_path, files, ca
     bar = Progress(2, stream=screen)
     bar.step("a", chunks=5, nbytes=2000)
     bar.step("b", chunks=5, nbytes=2000)
+    bar.close()
     text = screen.getvalue()
-    assert text.startswith("\r###############---------------") and text.endswith("\n")
-    assert "[2/2] 10 chunks, 4.0 kB indexed" in text
+    assert "\r" in text and "2/2" in text and "10 chunks, 4.0 kB" in text
+    width = max(len(part) for line in text.split("\n") for part in line.split("\r"))
+    assert width <= 100, text  # tqdm fits the terminal (80 columns when it cannot tell)
+
+
+def test_quiet_index_prints_no_progress(tmp_path, files, capsys):
+    assert main(["index", *map(str, files[:2]), "--out", str(tmp_path / "i"), "-q"]) == 0
+    assert "[" not in capsys.readouterr().err
 
 
 def test_concurrent_index_runs_into_one_catalog(tmp_path):
@@ -99,9 +112,9 @@ def test_concurrent_index_runs_into_one_catalog(tmp_path):
     for run in runs:
         _, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
-    entries = json.loads((out / "catalog.json").read_text())["entries"]
-    assert sorted(Path(s).name for s in entries) == sorted(p.name for p in first + second)
-    assert all((out / e["index"]).exists() for e in entries.values())
+    entries = Catalog(out).entries
+    assert sorted(Path(e.source).name for e in entries) == sorted(p.name for p in first + second)
+    assert all(e.index.exists() for e in entries)
     assert not list(out.glob(".*.tmp"))
 
 
@@ -135,7 +148,7 @@ def test_s3_glob_etag_fingerprints_combine_and_reduce(moto_server, tmp_path, cap
         cat.reduce("tas", "sum")
     capsys.readouterr()
     config = ["--storage-options", json.dumps(options)]
-    assert main(["catalog", "verify", "--catalog", str(out / "catalog.json"), *config]) == 1
+    assert main(["catalog", "verify", "--catalog", str(out), *config]) == 1
     err = capsys.readouterr().err
     assert "activezarr index s3://cmip/run1/tas/tas_01.nc --out" in err
 

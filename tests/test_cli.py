@@ -76,7 +76,7 @@ def tas_index(tmp_path_factory) -> Path:
     assert TAS.name in proc.stdout + proc.stderr
     indexes = [p for p in out.glob("*.json") if p.name != "catalog.json"]
     assert len(indexes) == 1, sorted(out.iterdir())
-    assert (out / "catalog.json").exists()
+    assert (out / "catalog.db").exists()
     return indexes[0]
 
 
@@ -186,12 +186,9 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
 
 
 def _catalog_entry(directory: Path, source: Path):
-    catalog = json.loads((directory / "catalog.json").read_text())
-    entries = catalog.get("entries", catalog)
-    entries = list(entries.values()) if isinstance(entries, dict) else entries
-    found = [e for e in entries if str(source.resolve()) in json.dumps(e)]
-    assert len(found) == 1, entries
-    return found[0]
+    from activezarr import Catalog
+
+    return Catalog(directory)[str(source.resolve())]
 
 
 def test_failed_cli_reindex_keeps_the_old_index(tmp_path):
@@ -201,7 +198,7 @@ def test_failed_cli_reindex_keeps_the_old_index(tmp_path):
     good = _good_file(src)
     run("index", good, "--out", out, check=True)
     before = _snapshot(out)
-    index = [name for name in before if name != "catalog.json" and name.endswith(".json")]
+    index = [name for name in before if name.endswith(".json")]
     assert index == ["atomic.json"], sorted(before)
     entry = _catalog_entry(out, good)
 

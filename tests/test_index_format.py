@@ -3,7 +3,7 @@
 * any kerchunk reader opens it: fsspec ReferenceFileSystem + zarr 3 (zarr_format 2) reads the
   same raw values as h5py, for every variable of every generated and real file;
 * chunk references are ``[url, offset, length]`` matching h5py's chunk table, no inline data;
-* ``catalog.json`` has the provenance (source, size, mtime, index, variables, created_at,
+* the catalog (``catalog.db``) has the provenance (source, size, mtime, index, variables, created_at,
   version);
 * an index written by kerchunk itself works with ``Active`` and matches the oracle.
 """
@@ -185,6 +185,23 @@ def _h5_chunk_table(dset: h5py.Dataset) -> dict[str, tuple[int, int]]:
 # ------------------------------------------------------------------------------ catalog
 
 
+def _catalog_rows(directory: Path) -> list[dict]:
+    """The catalog's rows (``catalog.db``), JSON columns decoded, ``index`` as the file name."""
+    import sqlite3
+
+    con = sqlite3.connect(directory / "catalog.db")
+    con.row_factory = sqlite3.Row
+    try:
+        rows = [dict(r) for r in con.execute("SELECT * FROM files")]
+    finally:
+        con.close()
+    for row in rows:
+        row["index"] = row.pop("index_name")
+        for key in ("fingerprint", "variables", "coords", "attrs"):
+            row[key] = json.loads(row[key])
+    return rows
+
+
 def test_catalog_records_provenance(generated_dir, tmp_path):
     import activezarr
 
@@ -193,9 +210,7 @@ def test_catalog_records_provenance(generated_dir, tmp_path):
     index = Path(activezarr.build_index(source, out=tmp_path))
     assert index.parent == tmp_path and index.suffix == ".json"
     assert index.stem == "dims", f"index {index.name} is not <stem>.json"
-    catalog = json.loads((tmp_path / "catalog.json").read_text())
-    entries = catalog.get("entries", catalog)
-    entries = list(entries.values()) if isinstance(entries, dict) else list(entries)
+    entries = _catalog_rows(tmp_path)
     matching = [e for e in entries if str(source.resolve()) in json.dumps(e)]
     assert len(matching) == 1, entries
     entry = matching[0]
@@ -221,11 +236,9 @@ def test_catalog_keeps_every_file(generated_dir, tmp_path):
     for name in ("dims.nc", "scalar.nc", "packed.nc"):
         activezarr.build_index(generated_dir / name, out=tmp_path)
     activezarr.build_index(generated_dir / "dims.nc", out=tmp_path)  # re-index: no duplicate
-    text = (tmp_path / "catalog.json").read_text()
+    entries = _catalog_rows(tmp_path)
     for name in ("dims.nc", "scalar.nc", "packed.nc"):
-        assert text.count(str((generated_dir / name).resolve())) >= 1
-    catalog = json.loads(text)
-    entries = catalog.get("entries", catalog)
+        assert str((generated_dir / name).resolve()) in [e["source"] for e in entries]
     assert len(entries) == 3
 
 
@@ -237,7 +250,7 @@ def test_index_file_is_readable_like_any_new_file(generated_dir, tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     want = 0o666 & ~umask
-    for path in (index, tmp_path / "catalog.json"):
+    for path in (index, tmp_path / "catalog.db"):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == want, f"{path.name} has mode {oct(mode)}, expected {oct(want)}"
 

@@ -63,12 +63,13 @@ def test_s3_index_matches_the_local_one(remote_data):
 
 def test_s3_index_is_in_the_catalog_with_an_etag(remote_data):
     index = remote_data.index("s3", "gen", REMOTE_FILE)
-    catalog = json.loads((Path(index).parent / "catalog.json").read_text())
+    from activezarr import Catalog
+
     url = remote_data.store.url(f"gen/{REMOTE_FILE}")
-    entry = catalog["entries"][url]
+    entry = Catalog(Path(index).parent)[url]
     size = (remote_data.local_path("gen", REMOTE_FILE)).stat().st_size
-    assert entry["index"] == Path(index).name
-    assert entry["fingerprint"]["size"] == size and entry["fingerprint"]["etag"]
+    assert entry.index.name == Path(index).name
+    assert entry.fingerprint["size"] == size and entry.fingerprint["etag"]
 
 
 # ----------------------------------------------------------------------- index on S3

@@ -1,21 +1,23 @@
 """``Catalog``: the Python view of an index directory's catalog.
 
-Select entries, verify and prune them, combine them into one virtual index (``combine.py``)
-or reduce across them (``reduce.py``). The store itself is ``store.py``.
+Search and select entries (SQL on the store, so a million rows cost no more than the rows
+found), verify and prune them, combine them into one virtual index (``combine.py``), reduce
+across them (``reduce.py``) or export them for intake-esm (``export.py``). The store itself
+is ``store.py``.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import IndexLoadError
-from ..index.freshness import CATALOG_NAME, combine_command, fingerprints, refresh_command
-from .store import read_catalog, remove_index, updating
+from ..index.freshness import DB_NAME, combine_command, fingerprints, refresh_command
+from . import store
+from .facets import FACETS
+from .search import Condition, attr_condition, condition, where
 
 
 def _source_missing(url: str, storage_options: dict | None) -> bool:
@@ -56,6 +58,9 @@ class Entry:
     attrs: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     activezarr_version: str = ""
+    facets: dict[str, str | None] = field(default_factory=dict)
+    time_start: str | None = None
+    time_end: str | None = None
 
     @classmethod
     def from_record(cls, record: dict[str, Any], directory: Path) -> Entry:
@@ -68,6 +73,9 @@ class Entry:
             attrs=record.get("attrs") or {},
             created_at=record.get("created_at", ""),
             activezarr_version=record.get("activezarr_version", ""),
+            facets={f: record.get(f) for f in FACETS if record.get(f) is not None},
+            time_start=record.get("time_start"),
+            time_end=record.get("time_end"),
         )
 
     def coord_range(self, dim: str) -> CoordRange | None:
@@ -91,88 +99,139 @@ class Problem:
     fix: str
 
 
-def _matches(value: Any, wanted: Any) -> bool:
-    if isinstance(wanted, list | tuple | set | frozenset):
-        return any(_matches(value, w) for w in wanted)
-    if isinstance(wanted, str):
-        return value is not None and fnmatch.fnmatchcase(str(value), wanted)
-    return value == wanted
-
-
 class Catalog:
-    """The indexed files of one ``catalog.json``: select, verify, prune, combine, reduce.
+    """The indexed files of one index directory: search, verify, prune, combine, reduce, export.
 
-    A ``Catalog`` is a snapshot of the file taken when it is created; ``select`` narrows it
-    down without touching the file.
+    The catalog is ``<dir>/catalog.db`` (SQLite). ``search`` and ``select`` give narrower
+    views without reading any row; the rows of a view are read when first needed.
 
     Parameters
     ----------
     path : str or Path
-        ``catalog.json``, or the directory holding it.
+        The index directory (or its ``catalog.db``; an old ``catalog.json`` path names its
+        directory too, and is moved into the database on first use).
     storage_options : dict, optional
         fsspec options for remote sources (fingerprints, reading data).
 
     Examples
     --------
-    >>> cat = Catalog("indexes/catalog.json")  # doctest: +SKIP
-    >>> cat.select(var="tas", path="*historical*").combine(var="tas", concat_dim="time")
+    >>> cat = Catalog("indexes")  # doctest: +SKIP
+    >>> tas = cat.search(source_id="IPSL*", experiment_id="historical", variable_id="tas")
     ... # doctest: +SKIP
+    >>> tas.combine(var="tas", concat_dim="time")  # doctest: +SKIP
     PosixPath('indexes/combined_tas_time.json')
-    >>> cat.reduce(var="tas", op="mean", where={"time": slice(0, 365)})  # doctest: +SKIP
+    >>> tas.reduce(var="tas", op="mean", where={"time": slice("1850", "1900")})  # doctest: +SKIP
     """
 
     def __init__(
         self,
-        path: str | os.PathLike = "indexes/catalog.json",
+        path: str | os.PathLike = "indexes",
         *,
         storage_options: dict | None = None,
-        _entries: list[Entry] | None = None,
+        _conditions: tuple[Condition, ...] = (),
     ) -> None:
         path = Path(path)
-        if path.is_dir() or path.suffix != ".json":
-            path = path / CATALOG_NAME
-        self.path = path
-        self.directory = path.parent
+        directory = path.parent if path.suffix in (".db", ".json") and not path.is_dir() else path
+        self.directory = directory
+        self.path = directory / DB_NAME
         self.storage_options = storage_options
-        if _entries is None:
-            if not path.exists():
-                raise IndexLoadError(
-                    f"catalog {path} does not exist; create it with "
-                    f"`activezarr index FILES --out {self.directory}`"
-                )
-            raw = read_catalog(self.directory)
-            _entries = [Entry.from_record(r, self.directory) for r in raw["entries"].values()]
-            self.combined: dict[str, dict[str, Any]] = raw["combined"]
-        else:
-            self.combined = {}
-        self._entries = sorted(_entries, key=lambda e: e.source)
+        self._conditions = _conditions
+        with store.opened(directory) as con:  # raises when there is no catalog; migrates
+            self.combined: dict[str, dict[str, Any]] = store.combined(con)
+        self._entries: list[Entry] | None = None
         self.files_read: list[str] = []  # sources the last ``reduce`` read
+
+    def _view(self, more: tuple[Condition, ...]) -> Catalog:
+        view = Catalog.__new__(Catalog)
+        view.__dict__.update(self.__dict__)
+        view._conditions = self._conditions + more
+        view._entries = None
+        view.files_read = []
+        return view
+
+    def _query(self, sql: str, params: list | tuple = ()) -> list:
+        with store.opened(self.directory) as con:
+            return con.execute(sql, list(params)).fetchall()
+
+    def _rows(self, extra: str = "", params: tuple = (), limit: int | None = None) -> list:
+        clause, args = where(self._conditions)
+        if extra:
+            clause = f"{clause} AND {extra}" if clause else f" WHERE {extra}"
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        return self._query(f"SELECT * FROM files{clause} ORDER BY source{tail}", [*args, *params])
 
     @property
     def entries(self) -> list[Entry]:
+        if self._entries is None:
+            self._entries = [
+                Entry.from_record(store.entry_of(r), self.directory) for r in self._rows()
+            ]
         return list(self._entries)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        if self._entries is not None:
+            return len(self._entries)
+        clause, args = where(self._conditions)
+        return self._query(f"SELECT COUNT(*) FROM files{clause}", args)[0][0]
 
     def __iter__(self) -> Iterator[Entry]:
-        return iter(self._entries)
+        return iter(self.entries)
 
     def __repr__(self) -> str:
-        return f"Catalog({str(self.path)!r}, entries={len(self)})"
+        return f"Catalog({str(self.directory)!r}, entries={len(self)})"
 
     def __getitem__(self, source: str) -> Entry:
         """The entry of a source URL or path, or of an index file name."""
-        for e in self._entries:
-            if source in (e.source, e.index.name, str(e.index)) or e.source == os.path.abspath(
-                source
-            ):
-                return e
-        raise KeyError(f"{source} is not in catalog {self.path}")
+        text = str(source)
+        name = Path(text).name if Path(text).parent == self.directory else text
+        rows = self._rows(
+            "(source = ? OR source = ? OR index_name = ?)",
+            (text, os.path.abspath(text) if "://" not in text else text, name),
+            limit=1,
+        )
+        if not rows:
+            raise KeyError(f"{source} is not in catalog {self.path}")
+        return Entry.from_record(store.entry_of(rows[0]), self.directory)
 
     @property
     def variables(self) -> list[str]:
-        return sorted({v for e in self._entries for v in e.variables})
+        clause, args = where(self._conditions)
+        rows = self._query(
+            f"SELECT DISTINCT name FROM variables WHERE source IN (SELECT source FROM files"
+            f"{clause}) ORDER BY name",
+            args,
+        )
+        return [r[0] for r in rows]
+
+    def unique(self, facet: str) -> list:
+        """The distinct values of a facet (or ``variable_id``) among the entries, sorted."""
+        clause, args = where(self._conditions)
+        if facet == "variable_id":
+            sql = (
+                "SELECT DISTINCT name FROM variables WHERE role = 'data' AND source IN "
+                f"(SELECT source FROM files{clause})"
+            )
+        elif facet in (*FACETS, "time_start", "time_end"):
+            sql = f"SELECT DISTINCT {facet} FROM files{clause}"
+        else:
+            raise KeyError(f"{facet} is not a facet; use one of {', '.join(FACETS)}")
+        return sorted(r[0] for r in self._query(sql, args) if r[0] is not None)
+
+    def search(self, **query: Any) -> Catalog:
+        """The entries matching every facet of ``query``, in intake-esm's style: a value,
+        a glob (``"IPSL*"``) or a list of them (any matches).
+
+        Keys: the facets (``source_id``, ``experiment_id``, ``member_id``, ``table_id``,
+        ``frequency``, ``grid_label``, ``institution_id``, ``activity_id``, ``version`` ...),
+        ``variable_id`` (a data variable of the file), ``path`` (a glob on the source) and
+        any other global attribute name.
+
+        Examples
+        --------
+        >>> Catalog("indexes").search(source_id="IPSL*", experiment_id=["historical", "ssp585"],
+        ...                           variable_id="tas")  # doctest: +SKIP
+        """
+        return self._view(tuple(condition(k, v) for k, v in query.items()))
 
     def select(
         self,
@@ -187,24 +246,39 @@ class Catalog:
         --------
         >>> cat.select(var="tas", attrs={"experiment_id": "historical"})  # doctest: +SKIP
         """
-        chosen = [
-            e
-            for e in self._entries
-            if (var is None or var in e.variables)
-            and (path is None or fnmatch.fnmatchcase(e.source, path))
-            and all(_matches(e.attrs.get(k), w) for k, w in (attrs or {}).items())
-        ]
-        view = Catalog(self.path, storage_options=self.storage_options, _entries=chosen)
-        view.combined = self.combined
-        return view
+        more = []
+        if var is not None:
+            more.append(condition("variable", var))
+        if path is not None:
+            more.append(condition("path", path))
+        for key, wanted in (attrs or {}).items():
+            more.append(attr_condition(key, wanted))
+        return self._view(tuple(more))
+
+    def to_intake_esm(self, path: str | os.PathLike, name: str | None = None) -> Path:
+        """Write the entries as an intake-esm collection (``<name>.json`` + ``<name>.csv.gz``,
+        ``format: reference``, one row per file and data variable, the facets as columns).
+
+        Returns the JSON file, which ``intake.open_esm_datastore`` opens.
+
+        Examples
+        --------
+        >>> Catalog("indexes").search(experiment_id="historical").to_intake_esm("esm")
+        ... # doctest: +SKIP
+        PosixPath('esm/activezarr.json')
+        """
+        from .export import to_intake_esm
+
+        return to_intake_esm(self, Path(path), name)
 
     # -- maintenance -------------------------------------------------------------------------
 
     def verify(self) -> list[Problem]:
         """Check every entry's source fingerprint and index file, and every combined index."""
         problems = []
-        now = fingerprints([e.source for e in self._entries], self.storage_options)
-        for e in self._entries:
+        entries = self.entries
+        now = fingerprints([e.source for e in entries], self.storage_options)
+        for e in entries:
             fix = refresh_command(e.source, self.directory)
             current = now[e.source]
             if isinstance(current, Exception):
@@ -214,7 +288,7 @@ class Catalog:
                             e.source,
                             "missing",
                             "source is gone",
-                            f"activezarr catalog prune --catalog {self.path}",
+                            f"activezarr catalog prune --catalog {self.directory}",
                         )
                     )
                 else:
@@ -251,20 +325,21 @@ class Catalog:
     def prune(self, dry_run: bool = False) -> list[str]:
         """Drop entries whose source is gone, their index files, and combined indexes that use
         them. Returns the pruned sources and combined index names."""
-        gone = [e for e in self._entries if _source_missing(e.source, self.storage_options)]
+        gone = [e for e in self.entries if _source_missing(e.source, self.storage_options)]
         sources = {e.source for e in gone}
         combined = [k for k, r in self.combined.items() if sources & set(r.get("sources") or ())]
         if dry_run or not (gone or combined):
             return sorted(sources) + combined
-        with updating(self.directory) as catalog:
+        names = {e.index.name for e in gone}
+        with store.opened(self.directory) as con, store.transaction(con):
             for source in sources:
-                record = catalog["entries"].pop(source, None)
-                if record and record.get("index"):
-                    remove_index(self.directory, record["index"])
+                con.execute("DELETE FROM files WHERE source = ?", (source,))
+                con.execute("DELETE FROM names WHERE source = ?", (source,))
             for key in combined:
-                if catalog["combined"].pop(key, None) is not None:
-                    remove_index(self.directory, key)
-        self._entries = [e for e in self._entries if e.source not in sources]
+                con.execute("DELETE FROM combined WHERE name = ?", (key,))
+        for name in [*names, *combined]:
+            store.remove_index(self.directory, name)
+        self._entries = [e for e in self.entries if e.source not in sources]
         for key in combined:
             self.combined.pop(key, None)
         return sorted(sources) + combined

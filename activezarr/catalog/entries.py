@@ -4,7 +4,8 @@ Each entry records the source URL, its fingerprint (size + mtime locally, size +
 remotely), the index file (relative to the catalog's directory), the global attributes, the
 variables (shape, dtype, chunks, dimensions, chunk count and stored bytes), the value range of
 each leading dimension that has a coordinate variable (``coords``, e.g. time), when and by
-which activezarr version it was made.
+which activezarr version it was made; its facets (``facets.py``) and time range as ISO dates;
+the role of each variable (``data``, ``coordinate`` or ``bounds``).
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import ActiveZarrError, IndexBuildError
+from .facets import facets, time_range
 
 ATTR_MAX_CHARS = 256  # longer global attributes (history, references) stay out of the catalog
 
 
-def _version() -> str:
+def version() -> str:
     from .. import __version__
 
     return __version__
 
 
-def _now() -> str:
+def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
@@ -112,7 +114,8 @@ def global_attrs(refs: dict[str, Any]) -> dict[str, Any]:
 
 def make_entry(translation, fingerprint: dict[str, Any]) -> dict[str, Any]:
     """A catalog entry for one translated file (without its index name)."""
-    return {
+    variables = variable_summary(translation)
+    entry = {
         "source": translation.source.url,
         "fingerprint": fingerprint,
         "size": fingerprint.get("size"),
@@ -120,9 +123,54 @@ def make_entry(translation, fingerprint: dict[str, Any]) -> dict[str, Any]:
         "etag": fingerprint.get("etag"),
         "index": None,
         "attrs": global_attrs(translation.meta),
-        "variables": variable_summary(translation),
+        "variables": variables,
         "coords": coordinate_ranges(translation),
         "skipped": translation.skipped,
-        "created_at": _now(),
-        "activezarr_version": _version(),
+        "created_at": now(),
+        "activezarr_version": version(),
+        "roles": roles_of(variables, _bounds_names(translation.meta)),
     }
+    return with_facets(entry)
+
+
+def _bounds_names(meta: dict[str, Any]) -> set[str]:
+    """Variables named by another's ``bounds`` (or ``climatology``) attribute."""
+    names = set()
+    for key, attrs in meta.items():
+        if not key.endswith("/.zattrs"):
+            continue
+        if isinstance(attrs, str):
+            attrs = json.loads(attrs)
+        for name in ("bounds", "climatology"):
+            if isinstance(attrs.get(name), str):
+                names.add(attrs[name])
+    return names
+
+
+def roles_of(
+    variables: dict[str, dict[str, Any]], bounds: set[str] | None = None
+) -> dict[str, str]:
+    """``coordinate`` (1-d along itself), ``bounds`` (of a coordinate) or ``data``.
+
+    Without the attributes (an entry migrated from ``catalog.json``), names ending in
+    ``_bnds``/``_bounds`` are taken as bounds.
+    """
+    roles = {}
+    for name, v in variables.items():
+        dims = list(v.get("dimensions") or ())
+        if dims == [name]:
+            roles[name] = "coordinate"
+        elif name in (bounds or ()) or (
+            bounds is None and name.endswith(("_bnds", "_bounds", "_bnd"))
+        ):
+            roles[name] = "bounds"
+        else:
+            roles[name] = "data"
+    return roles
+
+
+def with_facets(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry with its facets and ISO time range (``time_start``, ``time_end``)."""
+    out = {**entry, **facets(entry.get("attrs") or {}, entry["source"])}
+    out["time_start"], out["time_end"] = time_range(entry.get("coords") or {})
+    return out

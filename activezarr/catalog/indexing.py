@@ -1,8 +1,15 @@
-"""Indexing many files: expand paths and globs, skip up-to-date ones, run in parallel, report.
+"""Indexing many files into one catalog: expand paths, skip unchanged ones, index in worker
+processes, commit catalog rows in batches, report.
 
-``index_many`` never stops at a bad file: every failure is collected and printed in a summary
-at the end, and the caller's exit code says whether any failed. Progress goes to stderr as a
-bar on a terminal and as plain log lines otherwise.
+* Workers (processes: h5py serialises threads; or a dask cluster) translate a file and write
+  its index under a name the parent reserved in the catalog; the parent commits the rows in
+  batches, one short transaction each, so the cost of a file does not grow with the catalog.
+* ``index_many`` never stops at a bad file: failures are collected and printed in a summary
+  at the end, and the caller's exit code says whether any failed.
+* Ctrl-C cancels pending files, stops the workers, commits what was finished, prints the
+  summary and raises ``KeyboardInterrupt``; a rerun resumes. A run that finds itself alone in
+  the directory removes what a killed run left (temporary files, uncommitted indexes).
+* A rerun over unchanged files is a fingerprint sweep (one stat or HEAD each).
 """
 
 from __future__ import annotations
@@ -10,23 +17,35 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import csv
+import fcntl
 import glob
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
 import sys
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from ..errors import ActiveZarrError, IndexBuildError
+from ..errors import ActiveZarrError
 from ..index.build import _write as write_index  # the writer build_index uses
 from ..index.build import index_path_for, translate
 from ..index.freshness import fingerprints
 from ..index.sources import is_remote, open_source
-from .store import read_catalog, record_index
+from . import store
+from .progress import Progress
+
+log = logging.getLogger(__name__)
 
 IndexFormat = Literal["json", "parquet"]
+RUN_LOCK = ".activezarr-runs.lock"
+COMMIT_EVERY_S = 1.0  # the parent commits finished rows at least this often
+COMMIT_BATCH = 500  # ... or every this many rows
 
 
 @dataclass
@@ -37,6 +56,8 @@ class IndexReport:
     skipped: list[str] = field(default_factory=list)  # up to date
     failed: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    cancelled: int = 0  # files not indexed because of an interrupt
 
 
 def read_path_list(path: str) -> list[str]:
@@ -66,102 +87,59 @@ def expand_paths(paths: list[str], storage_options: dict | None = None) -> list[
     return list(dict.fromkeys(out))
 
 
-def up_to_date(out: Path, path: str, storage_options: dict | None) -> bool:
-    """The catalog holds an entry for ``path`` with the same fingerprint and its index exists."""
-    entries = read_catalog(out)["entries"]
-    source = open_source(path, storage_options)
-    entry = entries.get(source.url)
-    if not entry or not (out / entry["index"]).exists():
-        return False
-    try:
-        return entry.get("fingerprint") == source.fingerprint()
-    except IndexBuildError:
-        return False
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
-
-
-class Progress:
-    """Files done, chunks, bytes, rate and ETA: a one-line bar on a terminal, log lines
-    otherwise."""
-
-    def __init__(self, total: int, stream=None) -> None:
-        self.total = total
-        self.done = 0
-        self.chunks = 0
-        self.nbytes = 0
-        self.stream = sys.stderr if stream is None else stream
-        self.tty = self.stream.isatty()
-        self.start = time.monotonic()
-
-    def step(self, message: str, chunks: int = 0, nbytes: int = 0) -> None:
-        self.done += 1
-        self.chunks += chunks
-        self.nbytes += nbytes
-        elapsed = time.monotonic() - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate else 0.0
-        line = (
-            f"[{self.done}/{self.total}] {self.chunks} chunks, {_size(self.nbytes)} indexed, "
-            f"{rate:.1f} files/s, {_size(self.nbytes / elapsed if elapsed > 0 else 0)}/s, "
-            f"ETA {eta:.0f}s {message}"
-        )
-        if self.tty:
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            bar = "#" * filled + "-" * (width - filled)
-            self.stream.write(f"\r{bar} {line[:120]:<120}")
-            if self.done == self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+# -- one file (runs in a worker) ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class IndexedFile:
-    """What indexing one file produced (small and picklable: it may come from a worker)."""
+    """What indexing one file produced (small and picklable: it comes from a worker)."""
 
-    target: Path
+    entry: dict[str, Any]
     warnings: list[str]
     n_chunks: int
     nbytes: int
 
 
-def _index_one(
-    path: str, out: Path, storage_options: dict | None, format: IndexFormat = "json"
+def index_one(
+    path: str, target: Path, storage_options: dict | None, format: IndexFormat = "json"
 ) -> IndexedFile:
-    """``build_index`` that also reports the chunks and bytes it indexed."""
+    """Translate ``path``, write its index to ``target``; return its catalog entry."""
+    from .entries import make_entry
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         source = open_source(path, storage_options)
         fingerprint = source.fingerprint()
         translation = translate(source)
-        target, write = index_path_for(source, out), write_index
+        entry = make_entry(translation, fingerprint)
         if format == "parquet":
             from ..index.parquet import write_parquet
 
-            target, write = target.with_suffix(".parq"), write_parquet
-        target = record_index(out, translation, target, fingerprint, write_index=write)
+            write_parquet(target, translation)
+        else:
+            write_index(target, translation)
+    entry["index"] = target.name
     return IndexedFile(
-        target,
+        entry,
         [str(w.message) for w in caught],
         sum(v.n_chunks for v in translation.variables),
         sum(v.stored_bytes for v in translation.variables),
     )
 
 
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them when it decides to."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# -- many files -----------------------------------------------------------------------------
+
+
 def index_many(
     paths: list[str],
     out: str | Path = "indexes",
     *,
-    jobs: int = 1,
+    jobs: int | None = None,
     force: bool = False,
     storage_options: dict | None = None,
     from_list: str | None = None,
@@ -169,20 +147,25 @@ def index_many(
     executor: cf.Executor | None = None,
     format: IndexFormat = "json",
 ) -> IndexReport:
-    """Index every file; print a summary of what was indexed, skipped and failed.
+    """Index every file into ``out`` and its catalog; print a summary.
 
     Parameters
     ----------
     paths : list of str
         Files, globs (``data/*.nc``, ``s3://bucket/**/*.nc``) or URLs.
     out : str or Path
-        Directory of the indexes and ``catalog.json``.
-    jobs : int
-        Files indexed at the same time on a local thread pool.
+        Directory of the indexes and the catalog (``catalog.db``).
+    jobs : int, optional
+        Worker processes (default: the number of CPUs; 1 indexes in this process).
     executor : concurrent.futures.Executor or dask.distributed.Client, optional
         Index there instead (e.g. on a dask cluster whose workers see ``out`` and the files).
     format : {"json", "parquet"}
         Index format, as for ``build_index``.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After Ctrl-C, once the finished files are committed and the summary printed.
 
     Examples
     --------
@@ -196,41 +179,135 @@ def index_many(
     todo = expand_paths(paths, storage_options)
     if not todo:
         raise ActiveZarrError("no files to index: give paths, globs or --from-list FILE")
+    jobs = jobs if jobs is not None else default_jobs()
     report = IndexReport()
-    if not force:
-        fresh = _unchanged(out, todo, storage_options)
-        report.skipped += [p for p in todo if p in fresh]
-        todo = [p for p in todo if p not in fresh]
-    bar = Progress(len(todo)) if progress and todo else None
-    with _executor(executor, jobs) as pool:
-        futures = {pool.submit(_index_one, p, out, storage_options, format): p for p in todo}
-        for fut in cf.as_completed(futures):
-            path = futures[fut]
-            done = None
-            try:
-                done = fut.result()
-            except ActiveZarrError as exc:
-                report.failed.append((path, str(exc)))
-            except Exception as exc:  # noqa: BLE001 - reported in the summary, exit code 1
-                report.failed.append((path, f"{type(exc).__name__}: {exc}"))
-            if done is None:
-                message = f"FAILED {path}"
-            else:
-                report.indexed.append((path, done.target))
-                report.warnings += done.warnings
-                message = f"{path} -> {done.target}"
-            if bar:
-                bar.step(message, done.n_chunks if done else 0, done.nbytes if done else 0)
+    out.mkdir(parents=True, exist_ok=True)
+    with _run_lock(out) as alone, store.opened(out, create=True) as con:
+        with alone() as nobody_else:
+            if nobody_else:
+                _clean_up(con, out)
+        urls = {p: open_source(p, storage_options).url for p in todo}
+        if not force:
+            fresh = _unchanged(con, out, urls, storage_options)
+            report.skipped += [p for p in todo if p in fresh]
+            todo = [p for p in todo if p not in fresh]
+        names = store.reserve_names(con, {urls[p]: _preferred(urls[p], out, format) for p in todo})
+        targets = {p: out / names[urls[p]] for p in todo}
+        bar = Progress(len(todo), enabled=progress and bool(todo))
+        try:
+            _run(todo, targets, storage_options, format, jobs, executor, con, report, bar)
+        except KeyboardInterrupt:
+            report.interrupted = True
+        finally:
+            bar.close()
+            with alone() as nobody_else:
+                if nobody_else:
+                    _clean_up(con, out)
     _print_summary(report)
+    if report.interrupted:
+        raise KeyboardInterrupt
     return report
+
+
+def default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _preferred(url: str, out: Path, format: IndexFormat) -> str:
+    name = index_path_for(open_source(url), out).name
+    return str(Path(name).with_suffix(".parq")) if format == "parquet" else name
+
+
+def _run(todo, targets, storage_options, format, jobs, executor, con, report, bar) -> None:
+    """Index ``todo``, committing finished rows in batches; on Ctrl-C commit what finished."""
+    pending: list[dict[str, Any]] = []
+    last_commit = time.monotonic()
+
+    def finished(path: str, done: IndexedFile | None, error: str | None) -> None:
+        nonlocal last_commit
+        if done is None:
+            report.failed.append((path, error or "failed"))
+            log.info("failed %s: %s", path, error)
+            bar.step(f"FAILED {path}")
+        else:
+            log.info("indexed %s -> %s", path, targets[path])
+            pending.append(done.entry)
+            report.indexed.append((path, targets[path]))
+            report.warnings += done.warnings
+            bar.step(f"{path} -> {targets[path]}", done.n_chunks, done.nbytes)
+        if len(pending) >= COMMIT_BATCH or time.monotonic() - last_commit >= COMMIT_EVERY_S:
+            _commit(con, pending, report)
+            last_commit = time.monotonic()
+
+    try:
+        if executor is None and (jobs <= 1 or len(todo) <= 1):
+            for i, path in enumerate(todo):
+                try:
+                    finished(path, index_one(path, targets[path], storage_options, format), None)
+                except KeyboardInterrupt:
+                    report.cancelled = len(todo) - i
+                    raise
+                except Exception as exc:  # noqa: BLE001 - reported in the summary
+                    finished(path, None, _reason(exc))
+            return
+        with _executor(executor, jobs) as pool:
+            futures = {
+                pool.submit(index_one, p, targets[p], storage_options, format): p for p in todo
+            }
+            try:
+                for fut in cf.as_completed(futures):
+                    try:
+                        done, error = fut.result(), None
+                    except Exception as exc:  # noqa: BLE001 - reported in the summary
+                        done, error = None, _reason(exc)
+                    finished(futures[fut], done, error)
+            except KeyboardInterrupt:
+                report.cancelled = sum(1 for f in futures if not f.done())
+                _stop(pool, futures)
+                raise
+    finally:
+        _commit(con, pending, report)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ActiveZarrError):
+        return str(exc)
+    if isinstance(exc, cf.process.BrokenProcessPool):
+        return f"a worker process died ({exc}); rerun to index the rest"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _commit(con, pending: list[dict[str, Any]], report: IndexReport) -> None:
+    """Commit the finished rows; if the catalog cannot take them (a full disk), those files
+    count as failed and the catalog keeps its last committed state."""
+    if not pending:
+        return
+    try:
+        with store.transaction(con):
+            store.put_entries(con, pending)
+    except ActiveZarrError as exc:
+        sources = {e["source"] for e in pending}
+        lost = [(p, t) for p, t in report.indexed if open_source(p).url in sources]
+        report.indexed = [x for x in report.indexed if x not in lost]
+        report.failed += [(p, str(exc)) for p, _ in lost]
+    finally:
+        pending.clear()
 
 
 @contextlib.contextmanager
 def _executor(executor, jobs: int) -> Iterator[cf.Executor]:
-    """The caller's executor (a dask Client becomes its executor), or a local thread pool."""
+    """The caller's executor (a dask Client becomes its executor), or local processes."""
     if executor is None:
-        with cf.ThreadPoolExecutor(max(1, jobs), "activezarr-index") as pool:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+        context = multiprocessing.get_context(method)
+        pool = cf.ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_sigint)
+        try:
             yield pool
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     elif hasattr(executor, "get_executor"):
         # pure=False: re-indexing a changed file must run again, not reuse a cached result
         yield executor.get_executor(pure=False)
@@ -238,15 +315,101 @@ def _executor(executor, jobs: int) -> Iterator[cf.Executor]:
         yield executor
 
 
-def _unchanged(out: Path, paths: list[str], storage_options: dict | None) -> set[str]:
-    """The paths whose catalog entry matches their fingerprint and whose index exists
-    (one read of the catalog; remote fingerprints fetched in parallel)."""
-    entries = read_catalog(out)["entries"]
-    urls = {p: open_source(p, storage_options).url for p in paths}
-    known = {p: entries[u] for p, u in urls.items() if u in entries}
-    known = {p: e for p, e in known.items() if (out / e["index"]).exists()}
+def _stop(pool: cf.Executor, futures) -> None:
+    """Cancel what has not started; stop local worker processes at once."""
+    for fut in futures:
+        fut.cancel()
+    if isinstance(pool, cf.ProcessPoolExecutor):
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            with contextlib.suppress(Exception):
+                proc.kill()
+        for proc in processes:
+            with contextlib.suppress(Exception):
+                proc.join(5)
+
+
+def _unchanged(con, out: Path, urls: dict[str, str], storage_options) -> set[str]:
+    """The paths whose catalog row matches their fingerprint and whose index exists
+    (one query per 500 files; remote fingerprints fetched in parallel)."""
+    recorded = store.recorded(con, list(set(urls.values())))
+    known = {p: recorded[u] for p, u in urls.items() if u in recorded}
+    known = {p: r for p, r in known.items() if (out / r["index"]).exists()}
     now = fingerprints([urls[p] for p in known], storage_options)
-    return {p for p, e in known.items() if now[urls[p]] == e.get("fingerprint")}
+    return {p for p, r in known.items() if now[urls[p]] == r["fingerprint"]}
+
+
+# -- runs in one directory ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path):
+    """Register this run in ``out`` for its duration; yield a function that says whether it is
+    alone in the directory right now, and that holds the directory's lock while it says yes.
+
+    Each run holds an exclusive ``flock`` on its own file in ``.activezarr-runs/`` (a lock the
+    kernel drops when the process dies, even by ``kill -9``); a run's file is created, and
+    other runs' files are tested, under the exclusive lock of ``RUN_LOCK``. So a run that
+    sees every other file unlocked knows no other run is writing, and none can start until it
+    has cleaned up.
+    """
+    runs = out / ".activezarr-runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    with open(out / RUN_LOCK, "a") as gate:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            mine = runs / f"{os.getpid()}-{os.urandom(4).hex()}.lock"
+            own = open(mine, "a")  # noqa: SIM115 - held for the whole run
+            fcntl.flock(own, fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def alone() -> Iterator[bool]:
+        with open(out / RUN_LOCK, "a") as gate:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            yield _others_gone(runs, mine)
+
+    try:
+        yield alone
+    finally:
+        mine.unlink(missing_ok=True)
+        own.close()
+
+
+def _others_gone(runs: Path, mine: Path) -> bool:
+    """True when no other run holds its lock file (files of dead runs are removed)."""
+    gone = True
+    for other in runs.glob("*.lock"):
+        if other == mine:
+            continue
+        try:
+            with open(other, "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                other.unlink(missing_ok=True)  # its run died without removing it
+        except BlockingIOError:
+            gone = False
+        except FileNotFoundError:
+            continue
+    return gone
+
+
+def _clean_up(con, out: Path) -> None:
+    """Remove temporary files and uncommitted indexes that killed runs left in ``out``.
+
+    Called only while no other run holds the directory's run lock: a run that started in
+    between waits for the shared lock this one converts back to, so nothing live is removed.
+    """
+    from ..index.cache import CACHE_DIR
+
+    store.release_orphans(con, out)
+    for tmp in out.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    for tmp in out.glob(".*.parq.*"):  # parquet indexes are written as a temporary directory
+        shutil.rmtree(tmp, ignore_errors=True)
+    for tmp in (out / CACHE_DIR).glob("*/.*.npz"):
+        tmp.unlink(missing_ok=True)
 
 
 def _print_summary(report: IndexReport) -> None:
@@ -256,6 +419,13 @@ def _print_summary(report: IndexReport) -> None:
         print(f"up to date {path} (use --force to rebuild)")
     for message in report.warnings:
         print(f"warning: {message}", file=sys.stderr)
+    if report.interrupted:
+        print(
+            f"interrupted: {len(report.indexed)} indexed, {len(report.skipped)} up to date, "
+            f"{len(report.failed)} failed, {report.cancelled} not started; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
     if report.failed:
         total = len(report.failed) + len(report.indexed) + len(report.skipped)
         print(f"{len(report.failed)} of {total} files failed:", file=sys.stderr)

@@ -1,103 +1,301 @@
-"""The catalog's store: ``<dir>/catalog.json``, one entry per source, updated under a lock.
+"""The catalog's store: ``<dir>/catalog.db``, SQLite through the standard library.
 
-Updates hold an exclusive lock on ``catalog.json.lock`` and replace the file atomically, so
-concurrent runs do not lose entries. Indexes combined along a dimension are listed under
-``combined`` with the fingerprints of their sources.
+Tables (schema version ``SCHEMA_VERSION``):
+
+``files``
+    one row per indexed source: its fingerprint, index file name (relative to the directory),
+    global attributes, variables, coordinate ranges, facets and ISO time range;
+``variables``
+    one row per (source, variable) with its role (``data``, ``coordinate``, ``bounds``),
+    indexed by name: what ``search(variable_id=...)`` and the intake-esm export use;
+``names``
+    the index file name reserved for each source, taken before the index is written so that
+    two runs never write two sources into one file;
+``combined``
+    indexes combined along a dimension, with the fingerprints of their sources.
+
+Every change is one short transaction (``BEGIN IMMEDIATE``; WAL journal, so readers never
+wait), whose cost does not depend on the catalog's size; concurrent writers queue on SQLite's
+lock. A row is committed only after its index file is in place, so a crash at any moment
+leaves a catalog whose every row points at an index that loads. An old ``catalog.json`` is
+moved into the database the first time the directory is opened, and renamed
+``catalog.json.migrated``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
+import os
 import shutil
-from collections.abc import Callable, Iterator
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import IndexLoadError
-from ..index.freshness import CATALOG_NAME
-from ..index.refs import write_atomic
-from .entries import _now, _version, make_entry
+from ..errors import ActiveZarrError, IndexLoadError
+from ..index.freshness import DB_NAME, LEGACY_NAME
+from ..index.refs import _UMASK
+from .facets import FACETS
 
-# -- the file -------------------------------------------------------------------------------
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 120.0  # a writer waits this long for another run's transaction
+
+_JSON_COLUMNS = ("fingerprint", "attrs", "variables", "coords", "skipped")
+FILE_COLUMNS = (
+    "source",
+    "index_name",
+    "fingerprint",
+    "size",
+    "mtime",
+    "etag",
+    "attrs",
+    "variables",
+    "coords",
+    "skipped",
+    "created_at",
+    "activezarr_version",
+    *FACETS,
+    "time_start",
+    "time_end",
+)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    source TEXT PRIMARY KEY,
+    index_name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    size INTEGER, mtime REAL, etag TEXT,
+    attrs TEXT NOT NULL DEFAULT '{{}}',
+    variables TEXT NOT NULL DEFAULT '{{}}',
+    coords TEXT NOT NULL DEFAULT '{{}}',
+    skipped TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT, activezarr_version TEXT,
+    {", ".join(f"{f} TEXT" for f in FACETS)},
+    time_start TEXT, time_end TEXT
+);
+CREATE TABLE IF NOT EXISTS variables (
+    source TEXT NOT NULL REFERENCES files(source) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    PRIMARY KEY (source, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS variables_by_name ON variables(name, role);
+CREATE TABLE IF NOT EXISTS names (
+    source TEXT PRIMARY KEY,
+    index_name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS combined (name TEXT PRIMARY KEY, record TEXT NOT NULL);
+{"".join(f"CREATE INDEX IF NOT EXISTS files_by_{f} ON files({f});" for f in FACETS)}
+CREATE INDEX IF NOT EXISTS files_by_time ON files(time_start, time_end);
+"""
 
 
-@contextlib.contextmanager
-def locked(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the catalog of ``directory``."""
+def db_path(directory: Path) -> Path:
+    return Path(directory) / DB_NAME
+
+
+def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:
+    """A connection to the catalog of ``directory`` (created, and migrated, when ``create``).
+
+    Raises ``IndexLoadError`` when there is no catalog and ``create`` is false.
+    """
+    directory = Path(directory)
+    path = db_path(directory)
+    legacy = directory / LEGACY_NAME
+    if not create and not path.exists() and not legacy.exists():
+        raise IndexLoadError(
+            f"catalog {directory} does not exist; create it with "
+            f"`activezarr index FILES --out {directory}`"
+        )
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / f"{CATALOG_NAME}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def read_catalog(directory: Path) -> dict[str, Any]:
-    """The parsed ``catalog.json`` of ``directory`` (an empty catalog when there is none)."""
-    path = Path(directory) / CATALOG_NAME
-    if not path.exists():
-        return {"version": 1, "entries": {}, "combined": {}}
+    new = not path.exists()
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise IndexLoadError(f"{path}: is not valid JSON ({exc}); delete it and re-index") from exc
-    data.setdefault("entries", {})
-    data.setdefault("combined", {})
-    return data
+        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        if new:  # SQLite creates 0644; give the mode any new file gets, as the indexes have
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o666 & ~_UMASK)
+        con.row_factory = sqlite3.Row
+        con.execute("PRAGMA foreign_keys = ON")
+        if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            con.execute("PRAGMA journal_mode = WAL")
+        con.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: consistent after any crash
+        _ensure_schema(con)
+    except sqlite3.DatabaseError as exc:
+        hint = "; move it away and re-index" if "not a database" in str(exc) else ""
+        raise IndexLoadError(f"{path}: cannot be opened as a catalog ({exc}){hint}") from exc
+    if legacy.exists():
+        _migrate(con, directory)
+    return con
 
 
 @contextlib.contextmanager
-def updating(directory: Path) -> Iterator[dict[str, Any]]:
-    """Read the catalog under the lock, let the caller change it, write it back atomically."""
-    with locked(directory):
-        catalog = read_catalog(directory)
-        yield catalog
-        write_atomic(directory / CATALOG_NAME, json.dumps(catalog, indent=1) + "\n")
+def opened(directory: Path, *, create: bool = False) -> Iterator[sqlite3.Connection]:
+    con = connect(directory, create=create)
+    try:
+        yield con
+    finally:
+        con.close()
 
 
-# -- entries --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction: taken at once (``BEGIN IMMEDIATE``), committed or rolled back.
+
+    A failure of the database itself (a full disk, a lock held past ``BUSY_TIMEOUT_S``)
+    becomes an ``ActiveZarrError`` naming the catalog; the catalog keeps its last state.
+    """
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if con.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+        path = next((r[2] for r in con.execute("PRAGMA database_list") if r[1] == "main"), "")
+        raise ActiveZarrError(
+            f"{path}: cannot write the catalog ({exc}); nothing of this change was kept"
+        ) from exc
 
 
-def _unique_target(entries: dict, source_url: str, target: Path) -> Path:
-    """Avoid two sources sharing one index file (same stem, different directories)."""
-    taken = {e["index"]: src for src, e in entries.items() if src != source_url}
-    if target.name not in taken:
-        return target
-    digest = hashlib.sha1(source_url.encode()).hexdigest()[:8]
-    return target.with_name(f"{target.stem}-{digest}{target.suffix}")
+def _ensure_schema(con: sqlite3.Connection) -> None:
+    row = None
+    with contextlib.suppress(sqlite3.OperationalError):
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if row is not None:
+        if int(row[0]) > SCHEMA_VERSION:
+            raise IndexLoadError(
+                f"the catalog's schema version {row[0]} is newer than this activezarr's "
+                f"({SCHEMA_VERSION}); upgrade activezarr"
+            )
+        return
+    with transaction(con):
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                con.execute(statement)
+        con.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
 
-def record_index(
-    directory: Path,
-    translation,
-    target: Path,
-    fingerprint: dict[str, Any],
-    *,
-    write_index: Callable[[Path, Any], None],
-) -> Path:
-    """Write the index and its catalog entry under the catalog lock; return the index path."""
-    entry = make_entry(translation, fingerprint)  # reads coordinates: outside the lock
-    with updating(Path(directory)) as catalog:
-        entries = catalog["entries"]
-        target = _unique_target(entries, entry["source"], target)
-        write_index(target, translation)
-        entry["index"] = target.name
-        entries[entry["source"]] = entry
-    return target
+# -- rows -----------------------------------------------------------------------------------
 
 
-def record_combined(directory: Path, key: str, record: dict[str, Any]) -> None:
-    """List a combined index under ``combined`` with the fingerprints of its sources."""
-    with updating(Path(directory)) as catalog:
-        catalog["combined"][key] = {
-            **record,
-            "created_at": _now(),
-            "activezarr_version": _version(),
-        }
+def file_row(entry: dict[str, Any]) -> tuple:
+    """The ``files`` row of an entry (as ``entries.make_entry`` builds it)."""
+    values = []
+    for column in FILE_COLUMNS:
+        value = entry.get(column)
+        if column == "index_name":
+            value = entry["index"]
+        if column in _JSON_COLUMNS:
+            value = json.dumps(value if value is not None else {}, separators=(",", ":"))
+        values.append(value)
+    return tuple(values)
+
+
+def entry_of(row: sqlite3.Row) -> dict[str, Any]:
+    """A ``files`` row back as an entry dict (the shape ``catalog.json`` had)."""
+    out = {k: row[k] for k in row.keys()}  # noqa: SIM118 - sqlite3.Row has no items()
+    for column in _JSON_COLUMNS:
+        if column in out and isinstance(out[column], str):
+            out[column] = json.loads(out[column])
+    out["index"] = out.pop("index_name")
+    return out
+
+
+_INSERT_FILE = (
+    f"INSERT OR REPLACE INTO files ({', '.join(FILE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in FILE_COLUMNS)})"
+)
+
+
+def put_entries(con: sqlite3.Connection, entries: Iterable[dict[str, Any]]) -> None:
+    """Insert or replace the rows of ``entries`` (inside the caller's transaction)."""
+    for entry in entries:
+        con.execute("DELETE FROM variables WHERE source = ?", (entry["source"],))
+        con.execute(_INSERT_FILE, file_row(entry))
+        roles = entry.get("roles") or {}
+        con.executemany(
+            "INSERT INTO variables (source, name, role) VALUES (?, ?, ?)",
+            [(entry["source"], v, roles.get(v, "data")) for v in entry.get("variables") or {}],
+        )
+        con.execute(
+            "INSERT OR IGNORE INTO names (source, index_name) VALUES (?, ?)",
+            (entry["source"], entry["index"]),
+        )
+
+
+def put_combined(con: sqlite3.Connection, name: str, record: dict[str, Any]) -> None:
+    con.execute(
+        "INSERT OR REPLACE INTO combined (name, record) VALUES (?, ?)",
+        (name, json.dumps(record, separators=(",", ":"))),
+    )
+
+
+def combined(con: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    return {r[0]: json.loads(r[1]) for r in con.execute("SELECT name, record FROM combined")}
+
+
+def recorded(con: sqlite3.Connection, sources: list[str]) -> dict[str, dict[str, Any]]:
+    """``{source: {"fingerprint", "index"}}`` for the sources the catalog holds."""
+    out = {}
+    for start in range(0, len(sources), 500):
+        part = sources[start : start + 500]
+        rows = con.execute(
+            "SELECT source, fingerprint, index_name FROM files WHERE source IN "
+            f"({', '.join('?' for _ in part)})",
+            part,
+        )
+        for source, fp, name in rows:
+            out[source] = {"fingerprint": json.loads(fp), "index": name}
+    return out
+
+
+# -- index names ----------------------------------------------------------------------------
+
+
+def reserve_names(con: sqlite3.Connection, wanted: dict[str, str]) -> dict[str, str]:
+    """The index file name of each source (``{source: preferred name}``), reserved in one
+    transaction: a source keeps the name it had; a new one gets its preferred name unless
+    another source holds it, then ``<stem>-<hash of the source>``."""
+    out: dict[str, str] = {}
+    with transaction(con):
+        for source, name in wanted.items():
+            row = con.execute("SELECT index_name FROM names WHERE source = ?", (source,)).fetchone()
+            if row is not None:
+                out[source] = row[0]
+                continue
+            if con.execute("SELECT 1 FROM names WHERE index_name = ?", (name,)).fetchone():
+                stem, dot, suffix = name.rpartition(".")
+                digest = hashlib.sha1(source.encode()).hexdigest()[:8]
+                name = f"{stem}-{digest}.{suffix}" if dot else f"{name}-{digest}"
+            con.execute("INSERT INTO names (source, index_name) VALUES (?, ?)", (source, name))
+            out[source] = name
+    return out
+
+
+def release_orphans(con: sqlite3.Connection, directory: Path) -> list[str]:
+    """Delete index files whose name is reserved but never committed (a run killed between
+    writing the index and committing its row), and their reservations. Call only when no
+    other run is writing into ``directory``."""
+    with transaction(con):
+        orphans = [
+            r[0]
+            for r in con.execute(
+                "SELECT index_name FROM names WHERE source NOT IN (SELECT source FROM files)"
+            )
+        ]
+        con.execute("DELETE FROM names WHERE source NOT IN (SELECT source FROM files)")
+    for name in orphans:
+        remove_index(directory, name)
+    return orphans
 
 
 def remove_index(directory: Path, name: str) -> None:
@@ -109,3 +307,70 @@ def remove_index(directory: Path, name: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+# -- migration ------------------------------------------------------------------------------
+
+
+def _migrate(con: sqlite3.Connection, directory: Path) -> None:
+    """Move ``catalog.json`` into the database once; rename it ``catalog.json.migrated``."""
+    from .entries import roles_of, with_facets
+
+    legacy = directory / LEGACY_NAME
+    with transaction(con):
+        done = con.execute("SELECT 1 FROM meta WHERE key = 'migrated'").fetchone()
+        if not done:
+            try:
+                data = json.loads(legacy.read_text())
+            except FileNotFoundError:  # another process migrated and renamed it meanwhile
+                return
+            except json.JSONDecodeError as exc:
+                raise IndexLoadError(
+                    f"{legacy}: is not valid JSON ({exc}); delete it and re-index"
+                ) from exc
+            entries = [
+                with_facets({**e, "roles": roles_of(e.get("variables") or {})})
+                for e in (data.get("entries") or {}).values()
+            ]
+            put_entries(con, entries)
+            for name, record in (data.get("combined") or {}).items():
+                put_combined(con, name, record)
+            con.execute("INSERT INTO meta VALUES ('migrated', ?)", (str(len(entries)),))
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(legacy, directory / f"{LEGACY_NAME}.migrated")
+    with contextlib.suppress(FileNotFoundError):
+        (directory / f"{LEGACY_NAME}.lock").unlink()
+
+
+# -- one file at a time (build_index) ---------------------------------------------------------
+
+
+def record_index(
+    directory: Path,
+    translation,
+    target: Path,
+    fingerprint: dict[str, Any],
+    *,
+    write_index: Callable[[Path, Any], None],
+) -> Path:
+    """Write the index under its reserved name, then commit its catalog row."""
+    from .entries import make_entry
+
+    directory = Path(directory)
+    entry = make_entry(translation, fingerprint)
+    with opened(directory, create=True) as con:
+        name = reserve_names(con, {entry["source"]: target.name})[entry["source"]]
+        target = directory / name
+        write_index(target, translation)
+        entry["index"] = name
+        with transaction(con):
+            put_entries(con, [entry])
+    return target
+
+
+def record_combined(directory: Path, key: str, record: dict[str, Any]) -> None:
+    """List a combined index with the fingerprints of its sources."""
+    from .entries import now, version
+
+    with opened(Path(directory), create=True) as con, transaction(con):
+        put_combined(con, key, {**record, "created_at": now(), "activezarr_version": version()})

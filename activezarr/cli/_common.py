@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ActiveZarrError
 
-DEFAULT_CATALOG = "indexes/catalog.json"
+DEFAULT_CATALOG = "indexes"
 
 
 def remote_options(sp) -> None:
@@ -36,7 +36,9 @@ def storage_options(args) -> dict | None:
 def catalog_option(sp, select: bool = True) -> None:
     """``--catalog`` (and ``--path``/``--attr`` to select entries), plus the remote options."""
     sp.add_argument(
-        "--catalog", default=DEFAULT_CATALOG, help=f"catalog file (default: {DEFAULT_CATALOG})"
+        "--catalog",
+        default=DEFAULT_CATALOG,
+        help=f"index directory holding the catalog (default: {DEFAULT_CATALOG})",
     )
     if select:
         sp.add_argument("--path", help="only sources matching this glob")

@@ -1,16 +1,18 @@
 """Is an index still true to its sources? Fingerprints now against the ones recorded at indexing.
 
 A fingerprint is ``Source.fingerprint()`` (size + mtime locally, size + ETag remotely). The
-recorded ones live in the catalog beside a local index: for a per-file index its entry, for a
-combined index its ``combined`` record (the fingerprints its sources had when it was combined).
-This module reads them without importing the catalog package, so that ``Active`` and the
-catalog both use it and neither imports the other's internals.
+recorded ones live in the catalog beside a local index (``catalog.db``, SQLite): for a per-file
+index its row, for a combined index its ``combined`` record (the fingerprints its sources had
+when it was combined). This module reads them read-only with two queries, without importing
+the catalog package, so that ``Active`` and the catalog both use it and neither imports the
+other. (A directory still holding only an old ``catalog.json`` is read as such.)
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,8 @@ from typing import Any
 from ..errors import StaleIndexError
 from .sources import is_remote, open_source
 
-CATALOG_NAME = "catalog.json"
+DB_NAME = "catalog.db"
+LEGACY_NAME = "catalog.json"
 
 
 def refresh_command(url: str, directory: Path) -> str:
@@ -31,18 +34,52 @@ def combine_command(directory: Path, record: dict[str, Any]) -> str:
     """The command that rebuilds the combined index described by ``record``."""
     out = "" if record.get("default_name") else f" --out {directory / record['index']}"
     return (
-        f"activezarr combine --catalog {directory / CATALOG_NAME} --var {record['variable']} "
+        f"activezarr combine --catalog {directory} --var {record['variable']} "
         f"--concat-dim {record['concat_dim']}{out}"
     )
 
 
-def _recorded(directory: Path) -> dict[str, Any]:
-    """The catalog of ``directory`` as far as freshness needs it (entries and combined)."""
+def _recorded(directory: Path, name: str, urls: list[str]) -> tuple[dict, dict | None]:
+    """``({url: fingerprint}, combined record or None)`` for index ``name`` of ``directory``."""
+    db = directory / DB_NAME
+    if not db.exists():
+        return _recorded_legacy(directory, name, urls)
+    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
     try:
-        data = json.loads((directory / CATALOG_NAME).read_text())
+        row = con.execute("SELECT record FROM combined WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            record = json.loads(row[0])
+            return {u: record["sources"][u] for u in urls if u in record["sources"]}, record
+        expected = {}
+        for start in range(0, len(urls), 500):
+            part = urls[start : start + 500]
+            rows = con.execute(
+                "SELECT source, fingerprint FROM files WHERE index_name = ? AND source IN "
+                f"({', '.join('?' for _ in part)})",
+                [name, *part],
+            )
+            expected.update({u: json.loads(fp) for u, fp in rows})
+        return expected, None
+    except sqlite3.DatabaseError:  # not a catalog we can read: nothing recorded to check
+        return {}, None
+    finally:
+        con.close()
+
+
+def _recorded_legacy(directory: Path, name: str, urls: list[str]) -> tuple[dict, dict | None]:
+    try:
+        data = json.loads((directory / LEGACY_NAME).read_text())
     except (OSError, json.JSONDecodeError):
-        return {"entries": {}, "combined": {}}
-    return {"entries": data.get("entries") or {}, "combined": data.get("combined") or {}}
+        return {}, None
+    record = (data.get("combined") or {}).get(name)
+    if record is not None:
+        return {u: record["sources"][u] for u in urls if u in record["sources"]}, record
+    entries = data.get("entries") or {}
+    return {
+        u: entries[u]["fingerprint"]
+        for u in urls
+        if u in entries and entries[u].get("index") == name
+    }, None
 
 
 def check_fresh(index: str, urls: list[str], storage_options: dict | None = None) -> None:
@@ -53,22 +90,13 @@ def check_fresh(index: str, urls: list[str], storage_options: dict | None = None
     is reused for ``REMOTE_CHECK_TTL`` seconds within the process.
     """
     path = Path(index)
-    if "://" in str(index) or not (path.parent / CATALOG_NAME).exists():
-        return
     directory = path.parent
-    catalog = _recorded(directory)
-    combined = catalog["combined"].get(path.name)
-    if combined is not None:
-        expected = {u: combined["sources"][u] for u in urls if u in combined["sources"]}
-        again = f" && {combine_command(directory, combined)}"
-    else:
-        entries = catalog["entries"]
-        expected = {
-            u: entries[u]["fingerprint"]
-            for u in urls
-            if u in entries and entries[u].get("index") == path.name
-        }
-        again = ""
+    if "://" in str(index) or not (
+        (directory / DB_NAME).exists() or (directory / LEGACY_NAME).exists()
+    ):
+        return
+    expected, combined = _recorded(directory, path.name, list(urls))
+    again = f" && {combine_command(directory, combined)}" if combined is not None else ""
     for url, now in _recent_fingerprints(list(expected), storage_options).items():
         refresh = f"refresh with `{refresh_command(url, directory)}{again}`"
         if isinstance(now, Exception):

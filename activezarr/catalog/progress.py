@@ -1,0 +1,113 @@
+"""Progress of work over many files: files done, chunks, bytes, rate, ETA.
+
+On a terminal a tqdm bar that fits the terminal's width and redraws in place; anywhere else
+(a log file, a CI job) a plain line every ``interval`` seconds and one at the end, never one
+per file. Disabled, it costs nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def size_text(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+class Progress:
+    """Count files (with their chunks and bytes) as they finish.
+
+    Parameters
+    ----------
+    total : int
+        Files to do.
+    stream : file, optional
+        Where to write (default ``sys.stderr``).
+    enabled : bool
+        False: print nothing.
+    interval : float
+        Seconds between two plain lines when ``stream`` is not a terminal.
+    what : str
+        The noun of the count ("files").
+    """
+
+    def __init__(
+        self,
+        total: int,
+        stream=None,
+        *,
+        enabled: bool = True,
+        interval: float = 5.0,
+        what: str = "files",
+    ) -> None:
+        self.total = total
+        self.done = 0
+        self.chunks = 0
+        self.nbytes = 0
+        self.what = what
+        self.enabled = enabled
+        self.stream = sys.stderr if stream is None else stream
+        self.interval = interval
+        self.start = self.last = time.monotonic()
+        self.bar = None
+        if enabled and _isatty(self.stream):
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                unit=what.removesuffix("s"),
+                file=self.stream,
+                dynamic_ncols=True,
+                mininterval=0.2,
+                smoothing=0.05,
+                leave=True,
+            )
+
+    def step(self, message: str = "", chunks: int = 0, nbytes: int = 0) -> None:
+        self.done += 1
+        self.chunks += chunks
+        self.nbytes += nbytes
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(
+                f"{self.chunks} chunks, {size_text(self.nbytes)}", refresh=False
+            )
+            self.bar.update(1)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.interval or self.done == self.total:
+            self.last = now
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def line(self) -> str:
+        """``[done/total] chunks, bytes indexed, files/s, bytes/s, ETA``."""
+        elapsed = time.monotonic() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate else 0.0
+        speed = size_text(self.nbytes / elapsed if elapsed > 0 else 0)
+        return (
+            f"[{self.done}/{self.total}] {self.chunks} chunks, {size_text(self.nbytes)} "
+            f"indexed, {rate:.1f} {self.what}/s, {speed}/s, ETA {eta:.0f}s"
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif self.enabled and self.done and self.done != self.total:
+            self.stream.write(self.line() + "\n")  # interrupted: say where it stopped
+            self.stream.flush()
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,105 @@
+"""Queries on the catalog in intake-esm's style, as SQL conditions on the store's tables.
+
+A query is ``{key: wanted}``: ``wanted`` is a value (equal), a string with ``*``, ``?`` or
+``[...]`` (a glob), ``None`` (missing) or a list of those (any of them). Keys are the facets
+(``source_id``, ``experiment_id`` ...), ``variable_id`` (a data variable of the file),
+``variable`` (any variable, coordinates included), ``path`` (the source URL or path),
+``time_start``/``time_end`` (ISO dates) and any other name, which is a global attribute.
+Every condition is indexed (facets, variable names) or a scan of one table, never Python
+over rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ActiveZarrError
+from .facets import FACETS
+
+_COLUMNS = {*FACETS, "time_start", "time_end"} - {"variable_id"}
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One SQL condition on ``files`` with its parameters."""
+
+    sql: str
+    params: tuple
+
+
+def condition(key: str, wanted: Any) -> Condition:
+    """The condition that ``key`` matches ``wanted`` (see the module)."""
+    if not key or not isinstance(key, str):
+        raise ActiveZarrError(f"bad search key {key!r}")
+    if key in ("variable_id", "variable", "var"):
+        role = " AND role = 'data'" if key == "variable_id" else ""
+        sql, params = _match("name", wanted)
+        return Condition(
+            f"source IN (SELECT source FROM variables WHERE ({sql}){role})", tuple(params)
+        )
+    if key in ("path", "source"):
+        sql, params = _match("source", wanted)
+    elif key in _COLUMNS:
+        sql, params = _match(key, wanted)
+    else:
+        return attr_condition(key, wanted)
+    return Condition(f"({sql})", tuple(params))
+
+
+def attr_condition(name: str, wanted: Any) -> Condition:
+    """The condition that global attribute ``name`` matches ``wanted``."""
+    quoted = name.replace('"', '""').replace("'", "''")
+    sql, params = _match(f"json_extract(attrs, '$.\"{quoted}\"')", wanted, cast=True)
+    return Condition(f"({sql})", tuple(params))
+
+
+def _match(expr: str, wanted: Any, cast: bool = False) -> tuple[str, list]:
+    """``expr`` matches ``wanted``; TEXT columns compare as they are (so that their index
+    serves equality and glob prefixes), attribute values as text when ``cast``."""
+    if isinstance(wanted, list | tuple | set | frozenset):
+        if not wanted:
+            return "0", []
+        parts = [_match(expr, w, cast) for w in wanted]
+        return " OR ".join(f"({s})" for s, _ in parts), [p for _, ps in parts for p in ps]
+    if wanted is None:
+        return f"{expr} IS NULL", []
+    text = f"CAST({expr} AS TEXT)" if cast else expr
+    if isinstance(wanted, str) and _GLOB_CHARS & set(wanted):
+        return f"{text} GLOB ?", [wanted.replace("[!", "[^")]
+    if isinstance(wanted, bool):
+        wanted = int(wanted)
+    if isinstance(wanted, str):
+        return f"{text} = ?", [wanted]
+    return f"{expr} = ?", [wanted]
+
+
+def where(conditions: tuple[Condition, ...]) -> tuple[str, list]:
+    """``WHERE ...`` (or nothing) and its parameters."""
+    if not conditions:
+        return "", []
+    return (
+        " WHERE " + " AND ".join(c.sql for c in conditions),
+        [p for c in conditions for p in c.params],
+    )
+
+
+def parse_terms(terms: list[str]) -> dict[str, Any]:
+    """``["source_id=IPSL*", "experiment_id=historical,ssp585"]`` → a query (commas: lists)."""
+    query: dict[str, Any] = {}
+    for term in terms:
+        key, sep, value = term.partition("=")
+        if not sep or not key:
+            raise ActiveZarrError(
+                f"bad search term {term!r}; use FACET=VALUE (a glob, or VALUE1,VALUE2 for any)"
+            )
+        values = value.split(",") if "," in value else value
+        old = query.get(key)
+        if old is not None:  # the same key twice: any of them
+            values = [
+                *(old if isinstance(old, list) else [old]),
+                *(values if isinstance(values, list) else [values]),
+            ]
+        query[key] = values
+    return query
