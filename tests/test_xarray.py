@@ -263,6 +263,8 @@ def test_errors_say_what_to_do(series):
         pointwise.active.mean()
     with pytest.raises(ValueError, match="not found"):
         ds.tas.active.mean("height")
+    with pytest.raises(ActiveZarrError, match="xarray's own reduction"):
+        ds.time_bnds.active.mean()
     catalog = series["daily_standard"][1].parent / "catalog.json"
     with pytest.raises(ActiveZarrError, match="not a kerchunk index"):
         activezarr.open_dataset(catalog)
@@ -381,3 +383,25 @@ def test_selections_cut_to_bound_partials(series, monkeypatch):
         for op in ("mean", "max", "count"):
             got = getattr(pick(ds.tas).active, op)("time")
             assert_like_xarray(got, _xr_reduce(pick(ref.tas), op, "time"), op, "time")
+
+
+def test_open_dataset_on_a_catalog_selection(tmp_path):
+    """Many files along time: a catalog selection opens as one Dataset, reduced actively."""
+    from activezarr.catalog.indexing import index_many
+    from tests.catalog_files import write_series as write_months
+
+    paths = write_months(tmp_path / "data", 12)
+    report = index_many([str(p) for p in paths], tmp_path / "indexes", jobs=1, progress=False)
+    assert not report.failed
+    cat = activezarr.Catalog(tmp_path / "indexes")
+    ds = activezarr.open_dataset(cat.select(var="tas"))
+    assert set(ds.data_vars) == {"tas", "pr"}
+    assert list(activezarr.open_dataset(cat, var="pr").data_vars) == ["pr"]
+    ref = xr.open_mfdataset(paths, combine="by_coords")
+    assert ds.sizes["time"] == ref.sizes["time"]
+    for op in ("mean", "max", "count"):
+        got = getattr(ds.tas.isel(time=slice(3, 40)).active, op)("time")
+        expected = _xr_reduce(ref.tas.isel(time=slice(3, 40)), op, "time").compute()
+        assert_like_xarray(got, expected, op, "time")
+    with pytest.raises(ActiveZarrError, match="var="):
+        activezarr.open_dataset(cat.select(var="tas"), concat_dim="height")

@@ -87,6 +87,11 @@ class _Target:
                 "activezarr.open_dataset(index), or name the index with "
                 "da.active(index='indexes/<file>.json')"
             )
+        if da.dtype.kind not in "biuf":
+            raise ActiveZarrError(
+                f"{da.name!r} holds {da.dtype} values (decoded times or strings): activezarr "
+                "reduces numbers as stored; use xarray's own reduction for it"
+            )
         self.da = da
         self.variable = variable or da.encoding.get("activezarr_variable") or str(da.name)
         self.active = source.active(self.variable, **options)

@@ -123,15 +123,18 @@ def open_dataset(
     server: str | None = None,
     executor=None,
     check_stale: bool = True,
+    var: str | list[str] | None = None,
+    concat_dim: str = "time",
     **kwargs: Any,
 ) -> xr.Dataset:
     """Open an activezarr index as a lazy xarray Dataset with the ``.active`` accessor.
 
     Parameters
     ----------
-    index : str, Path or dict
+    index : str, Path, dict or Catalog
         A kerchunk index written by ``activezarr index`` (one file or a combined index),
-        its URL, or a reference dict.
+        its URL, a reference dict, or a catalog selection (``Catalog(...).select(...)``),
+        whose files are combined along ``concat_dim`` into one index first.
     storage_options : dict, optional
         fsspec options for a remote index and its data (``key``, ``secret``,
         ``client_kwargs``, ``ssl``, ...).
@@ -143,6 +146,11 @@ def open_dataset(
         Run chunk batches there.
     check_stale : bool
         Refuse to reduce when a source file changed since it was indexed.
+    var : str or list of str, optional
+        For a catalog selection: the variables to combine (default: every data variable
+        along ``concat_dim`` that the selected files share), each into its combined index.
+    concat_dim : str
+        For a catalog selection: the dimension the files are concatenated along.
     **kwargs
         Arguments of ``xarray.open_dataset`` (``decode_times``, ``drop_variables``, ...) go
         there (``chunks`` makes dask arrays, which ``.active`` cannot see through); any other
@@ -158,9 +166,25 @@ def open_dataset(
     >>> import activezarr
     >>> ds = activezarr.open_dataset("indexes/tas_day.json")  # doctest: +SKIP
     >>> ds.tas.sel(time=slice("2000", "2009")).active.mean("time")  # doctest: +SKIP
+    >>> cat = activezarr.Catalog("indexes")  # doctest: +SKIP
+    >>> ds = activezarr.open_dataset(cat.select(var="tas"))  # many files along time  # doctest: +SKIP
     """
     from . import accessor  # noqa: F401 - registers .active
 
+    if hasattr(index, "combine") and hasattr(index, "entries"):  # a catalog selection
+        names = [var] if isinstance(var, str) else var or _data_variables(index, concat_dim)
+        options = {
+            "storage_options": storage_options,
+            "backend": backend,
+            "server": server,
+            "executor": executor,
+            "check_stale": check_stale,
+        }
+        parts = [
+            open_dataset(index.combine(var=name, concat_dim=concat_dim), **options, **kwargs)
+            for name in names
+        ]
+        return xr.merge(parts, compat="override", join="exact", combine_attrs="override")
     location = index if isinstance(index, dict) else os.fspath(index)
     if isinstance(location, str) and not is_remote(location) and not Path(location).exists():
         raise IndexLoadError(
@@ -174,7 +198,29 @@ def open_dataset(
     options = {k: v for k, v in kwargs.items() if k not in xr_names}
     options.update(backend=backend, server=server, executor=executor, check_stale=check_stale)
     source = IndexSource(location, storage_options, options)
-    for name, var in ds.variables.items():
-        var.encoding[ENCODING_KEY] = source
-        var.encoding.setdefault("activezarr_variable", name)
+    for name, variable in ds.variables.items():
+        variable.encoding[ENCODING_KEY] = source
+        variable.encoding.setdefault("activezarr_variable", name)
     return ds
+
+
+def _data_variables(selection, concat_dim: str) -> list[str]:
+    """Variables along ``concat_dim`` whose other dimensions all have coordinates, in every
+    selected file (time bounds and the like are left out)."""
+    found = None
+    for entry in selection.entries:
+        names = set(entry.variables)
+        candidates = {
+            v
+            for v in names
+            if concat_dim in entry.dimensions(v)
+            and v != concat_dim
+            and all(d in names for d in entry.dimensions(v))
+        }
+        found = candidates if found is None else found & candidates
+    if not found:
+        raise IndexLoadError(
+            f"no variable along {concat_dim!r} is shared by every file of {selection!r}; "
+            "select files with select(var=...) or name the variable with var=..."
+        )
+    return sorted(found)
