@@ -265,11 +265,12 @@ def test_errors_say_what_to_do(series):
         ds.tas.active.mean("height")
     with pytest.raises(ActiveZarrError, match="xarray's own reduction"):
         ds.time_bnds.active.mean()
-    catalog = series["daily_standard"][1].parent / "catalog.json"
+    not_an_index = series["daily_standard"][1].parent / "not_an_index.json"
+    not_an_index.write_text('{"version": 1, "refs": {".zgroup": "{\\"zarr_format\\": 2}"}}')
     with pytest.raises(ActiveZarrError, match="not a kerchunk index"):
-        activezarr.open_dataset(catalog)
+        activezarr.open_dataset(not_an_index)
     with pytest.raises(ActiveZarrError, match="does not exist"):
-        activezarr.open_dataset(catalog.parent / "nothing.json")
+        activezarr.open_dataset(not_an_index.parent / "nothing.json")
 
 
 def test_other_backends_through_the_accessor(series):
@@ -394,7 +395,7 @@ def test_open_dataset_on_a_catalog_selection(tmp_path):
     report = index_many([str(p) for p in paths], tmp_path / "indexes", jobs=1, progress=False)
     assert not report.failed
     cat = activezarr.Catalog(tmp_path / "indexes")
-    ds = activezarr.open_dataset(cat.select(var="tas"))
+    ds = activezarr.open_dataset(cat.search(variable_id="tas", experiment_id="historical"))
     assert set(ds.data_vars) == {"tas", "pr"}
     assert list(activezarr.open_dataset(cat, var="pr").data_vars) == ["pr"]
     ref = xr.open_mfdataset(paths, combine="by_coords")
