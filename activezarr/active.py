@@ -65,21 +65,32 @@ class RunStats:
 
 
 def _normalize_axis(axis, ndim: int) -> tuple[int, ...] | None:
+    """``axis`` (None, an int or a sequence of ints) as sorted non-negative axes.
+
+    Only integers are axes: ``1.5``, ``"01"`` or ``True`` raise ``SelectionError`` instead of
+    being read as some other axis.
+    """
     if axis is None:
         return None
-    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+    axes = (axis,) if _is_int(axis) else axis
+    if not isinstance(axes, tuple | list) or not all(_is_int(a) for a in axes):
+        raise SelectionError(
+            f"axis {axis!r} is not an integer or a sequence of integers; "
+            "use e.g. axis=0 or axis=(1, 2)"
+        )
     out = []
     for a in axes:
-        try:
-            a = int(a)
-        except (TypeError, ValueError):
-            raise SelectionError(f"axis {a!r} is not an integer") from None
+        a = int(a)
         if not -ndim <= a < ndim:
             raise SelectionError(f"axis {a} is out of range for a selection with {ndim} dimensions")
         out.append(a % ndim)
     if len(set(out)) != len(out):
         raise SelectionError(f"axis {axis} repeats a dimension")
     return tuple(sorted(out))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
 @dataclass(frozen=True)
@@ -338,12 +349,19 @@ class Active:
         values = out.astype(self._storage_dtype, copy=False)
         mask = self.rule.mask(values)
         data = self.packing.decode(values)
-        result = np.ma.masked_array(data, mask=np.ma.nomask if mask is None else mask)
         index = tuple(
             0 if s.drop else (slice(None, None, -1) if s.reverse else slice(None))
             for s in plan.selection
         )
-        return result[index]
+        mask = np.zeros(data.shape, bool) if mask is None else mask
+        result = np.ma.masked_array(data[(*index, ...)], mask=mask[(*index, ...)])
+        if result.ndim:
+            return result
+        # one element, as netCDF4-python returns it: np.ma.masked when missing, a numpy scalar
+        # when unpacked by scale/offset, else a 0-d masked array
+        if result.mask:
+            return np.ma.masked
+        return result.data[()] if self.packing.active else result
 
     def _unmasked_fill(self) -> np.ndarray | None:
         """The fill value when the CF rules do not mask it (then unwritten chunks count)."""

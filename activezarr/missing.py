@@ -2,17 +2,21 @@
 
 One unit per rule, as netCDF4-python's ``Variable._toma`` and its unpacking step do:
 
-* ``_Unsigned = "true"`` on a signed integer variable: values are read as unsigned.
-* ``_FillValue`` (or the netCDF default fill when absent): elements equal to it are missing
-  (NaN fill: NaN elements are missing).
+* ``_Unsigned`` exactly ``"true"``/``"True"`` on a signed integer variable: values are read as
+  unsigned.
+* Every attribute below is used only if it casts safely to the variable's type (netCDF4's
+  ``_check_safecast``); one that does not is ignored with netCDF4's warning.
+* ``_FillValue``: elements equal to it are missing (NaN fill: NaN elements are missing).
+  Without a usable one, netCDF's default fill is missing, except on byte variables created
+  without fill; a plain HDF5 dataset's own fill value is not a ``_FillValue``.
 * ``missing_value`` (scalar or vector): elements equal to any of them are missing.
-* ``valid_range`` (takes precedence) or ``valid_min`` / ``valid_max``: elements outside are
-  missing. Bounds and missing values are cast to the variable's dtype first.
-* ``scale_factor`` / ``add_offset``: applied after masking and, for reductions, after reducing
-  (``sum = scale * sum_raw + offset * count``; min and max swap when scale is negative).
+* ``valid_range`` (takes precedence when it has two values) or ``valid_min`` /
+  ``valid_max``: elements outside are missing.
+* ``scale_factor`` / ``add_offset``: applied after masking, element by element, in the dtype
+  numpy's promotion of the stored values and the attributes gives (min and max swap when
+  scale is negative); attributes that are not one number leave the data packed.
 
-Masks are computed on the stored values, so a chunk is masked and reduced before unpacking.
-"""
+Masks are computed on the stored values, so a chunk is masked before it is unpacked."""
 
 from __future__ import annotations
 
@@ -204,10 +208,12 @@ def _default_fill_mask(native: np.dtype, sdt: np.dtype) -> np.ndarray | None:
 def _valid_bounds(cf: dict, native: np.dtype) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``valid_range`` when it is usable and has two values, else ``valid_min``/``valid_max``."""
     vrange = safe_cast(cf, "valid_range", native)
+    vmin = safe_cast(cf, "valid_min", native)  # checked (and warned about) in any case,
+    vmax = safe_cast(cf, "valid_max", native)  # as netCDF4 does
     if vrange is not None and vrange.size == 2:
         lo, hi = vrange.reshape(-1)
         return np.asarray(lo), np.asarray(hi)
-    return safe_cast(cf, "valid_min", native), safe_cast(cf, "valid_max", native)
+    return vmin, vmax
 
 
 @dataclass(frozen=True)
@@ -219,10 +225,18 @@ class Packing:
 
     @classmethod
     def from_attrs(cls, attrs: dict, raw: np.dtype) -> Packing:
-        return cls(
-            _attr_scalar(attrs.get("scale_factor"), raw),
-            _attr_scalar(attrs.get("add_offset"), raw),
-        )
+        """The packing of a variable; none (with netCDF4's warning) when an attribute is not
+        one number, as netCDF4-python skips unpacking then."""
+        try:
+            return cls(
+                _attr_scalar(attrs.get("scale_factor"), raw),
+                _attr_scalar(attrs.get("add_offset"), raw),
+            )
+        except ValueError:
+            warnings.warn(
+                "invalid scale_factor or add_offset attribute, no unpacking done...", stacklevel=3
+            )
+            return cls(None, None)
 
     @property
     def active(self) -> bool:
@@ -254,19 +268,29 @@ class Packing:
 
 
 def _attr_scalar(value: Any, raw: np.dtype) -> np.generic | None:
-    """A packing attribute as a numpy scalar of the dtype it most likely had in the file.
+    """A packing attribute as a numpy scalar of the dtype it had in the file.
 
-    JSON keeps only the number. A float32 attribute written as its exact float64 expansion
-    (0.009999999776482582) round-trips through float32; a float64 one (0.01) does not. Exact
-    binary fractions (0.5) are ambiguous: CF packing of small integers uses float32 for them.
+    An index that records attribute types gives numpy values: they are used as they are, so
+    the decoded dtype follows numpy's promotion exactly as in netCDF4 (float64 attributes on
+    int16 give float64, an integer scale on integers keeps an integer type). Plain JSON keeps
+    only the number: a float32 attribute written as its exact float64 expansion
+    (0.009999999776482582) round-trips through float32, a float64 one (0.01) does not; exact
+    binary fractions (0.5) are ambiguous, and CF packing of small integers uses float32.
+    Raises ValueError for anything that is not one number.
     """
     if value is None:
         return None
+    if isinstance(value, np.ndarray | list | tuple):
+        flat = np.asarray(value).reshape(-1)
+        if flat.size != 1:
+            raise ValueError("not one number")
+        value = flat[0] if isinstance(value, np.ndarray) else flat[0].item()
     if isinstance(value, np.generic):
+        if value.dtype.kind not in "iuf":
+            raise ValueError("not a number")
         return value
-    value = np.ravel(value)[0] if isinstance(value, list | tuple | np.ndarray) else value
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
+        raise ValueError("not a number")  # noqa: TRY004 - one error for every bad attribute
     if isinstance(value, int):
         return np.float64(value) if raw.kind == "f" and raw.itemsize == 8 else np.float32(value)
     if float(np.float32(value)) != value:

@@ -457,6 +457,8 @@ def build_scalar(path: Path) -> None:
         v.assignValue(9)
 
 
+from tests import generate_corners  # noqa: F401 - registers the corner-case files
+
 GENERATED_CASES: list[tuple[str, str]] = [
     (f.name, var) for f in GENERATED_FILES.values() for var in f.variables
 ]

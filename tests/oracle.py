@@ -38,7 +38,7 @@ def decoded_dtype(ncvar: netCDF4.Variable) -> np.dtype:
     """The dtype netCDF4-python gives ``ncvar[...]`` (after _Unsigned and scale/offset)."""
     dtype = np.dtype(ncvar.dtype)
     attrs = set(ncvar.ncattrs())
-    if dtype.kind == "i" and str(getattr(ncvar, "_Unsigned", "false")).lower() == "true":
+    if dtype.kind == "i" and getattr(ncvar, "_Unsigned", "false") in ("true", "True"):
         dtype = np.dtype(f"u{dtype.itemsize}")
     if "scale_factor" in attrs or "add_offset" in attrs:
         sample = np.zeros(1, dtype)

@@ -188,6 +188,19 @@ S3_CASES = [
     ("cf.nc", "missing_and_fill"),
     ("packed.nc", "packed_f32"),
     ("scalar.nc", "scalar_i4_masked"),
+    # the CF corners (issue 9) wherever the server takes part: NaN extremes, wrapping int64
+    # sums, packed float32, refused attributes, no-fill, _Unsigned spelling, short records,
+    # virtual chunks of contiguous data
+    ("corners_nan.nc", "nan_late_chunk"),
+    ("corners_nan.nc", "nan_rows"),
+    ("corners_int64.nc", "i8_near_2_62"),
+    ("corners_packed.nc", "p32_single"),
+    ("corners_safecast.nc", "mv_string"),
+    ("corners_safecast.nc", "vmin_f8_on_f4"),
+    ("corners_nofill.nc", "nofill_f4"),
+    ("corners_unsigned.nc", "unsigned_upper"),
+    ("corners_records.nc", "rec_short_fill"),
+    ("corners_contiguous.nc", "contig_big"),
 ]
 
 

@@ -96,6 +96,8 @@ def _translate_file(h5: h5py.File, source: Source) -> Translation:
             refs[f"{name}/.zgroup"] = {"zarr_format": 2}
             refs[f"{name}/.zattrs"] = read_attrs(obj)
             return
+        if isinstance(obj, h5py.Dataset) and is_dimension_only(obj) and obj.ndim == 1:
+            lengths[obj.name] = max(lengths.get(obj.name, 0), int(obj.shape[0]))
         if not isinstance(obj, h5py.Dataset) or is_dimension_only(obj):
             return
         where = f"{source.display}: variable '{name}'"
@@ -108,7 +110,14 @@ def _translate_file(h5: h5py.File, source: Source) -> Translation:
         refs.update(ds.meta)
         result.variables.append(ds)
 
+    lengths: dict[str, int] = {}
     h5.visititems(visit)
+    for ds in result.variables:  # netCDF dimension lengths: the longest variable along each
+        for key, n in zip(ds.growable, ds.shape, strict=True):
+            if key:
+                lengths[key] = max(lengths.get(key, 0), n)
+    for ds in result.variables:
+        ds.grow(lengths)
     return result
 
 

@@ -64,6 +64,23 @@ class DatasetRefs:
     inline: dict[str, str] = field(default_factory=dict)  # chunk key -> inline value
     attrs: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # activezarr's own facts (fills)
+    growable: list[str | None] = field(default_factory=list)  # unlimited axes: their scale
+
+    def grow(self, lengths: dict[str, int]) -> None:
+        """Extend unlimited axes to their netCDF dimension's length (``lengths`` by scale).
+
+        netCDF reports a record variable with the length its unlimited dimension has reached
+        through any variable, and reads records never written as fill; in HDF5 each dataset
+        keeps its own extent. The records beyond it become unwritten chunks (and the part of
+        the last chunk beyond the extent holds the fill HDF5 wrote there).
+        """
+        shape = [
+            max(n, lengths.get(key, 0)) if key else n
+            for n, key in zip(self.shape, self.growable, strict=True)
+        ]
+        if tuple(shape) != self.shape:
+            self.shape = tuple(shape)
+            self.meta[f"{self.name}/.zarray"]["shape"] = shape
 
     @property
     def n_chunks(self) -> int:
@@ -137,18 +154,25 @@ def codec_pipeline(dset: h5py.Dataset, where: str) -> list[dict]:
     return configs
 
 
-def dimension_names(dset: h5py.Dataset) -> list[str]:
-    """Names of the dimension scales attached to each axis (``phony_dim_<i>`` if none)."""
+def dimension_scales(dset: h5py.Dataset) -> list[str | None]:
+    """Full paths of the dimension scales attached to each axis (None where there is none)."""
     if dset.ndim == 1 and h5py.h5ds.is_scale(dset.id):
-        return [dset.name.rsplit("/", 1)[-1]]  # a coordinate variable is its own dimension
-    names = []
-    for i, dim in enumerate(dset.dims):
+        return [dset.name]  # a coordinate variable is its own dimension
+    scales: list[str | None] = []
+    for dim in dset.dims:
         try:
             scale = dim[0] if len(dim) else None
         except (RuntimeError, KeyError, ValueError):
             scale = None
-        names.append(scale.name.rsplit("/", 1)[-1] if scale is not None else f"phony_dim_{i}")
-    return names
+        scales.append(None if scale is None else scale.name)
+    return scales
+
+
+def dimension_names(scales: list[str | None]) -> list[str]:
+    """Dimension names from their scales' paths (``phony_dim_<i>`` where there is none)."""
+    return [
+        s.rsplit("/", 1)[-1] if s is not None else f"phony_dim_{i}" for i, s in enumerate(scales)
+    ]
 
 
 def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
@@ -229,15 +253,15 @@ def dataset_refs(dset: h5py.Dataset, url: str, where: str) -> DatasetRefs:
     elif layout == h5py.h5d.CONTIGUOUS:
         offset = dset.id.get_offset()
         if offset is not None and dset.id.get_storage_size():
-            coords = np.zeros((1, ndim), dtype=np.int64)
-            offsets = np.array([offset], dtype=np.uint64)
-            sizes = np.array([dset.id.get_storage_size()], dtype=np.uint64)
+            chunks = virtual_chunks(shape, dtype.itemsize)
+            coords, offsets, sizes = contiguous_table(shape, chunks, dtype.itemsize, offset)
     elif layout == h5py.h5d.COMPACT:
         raw = np.asarray(dset[()], dtype=dtype).tobytes()
         inline[f"{name}/" + (".".join("0" * ndim) if ndim else "0")] = inline_bytes(raw)
     else:
         raise UnsupportedVariableError(f"{where} is a virtual dataset; skipped")
-    dims = dimension_names(dset)
+    scales = dimension_scales(dset)
+    dims = dimension_names(scales)
     attrs = read_attrs(dset)
     attrs["_ARRAY_DIMENSIONS"] = dims
     zarray = {
@@ -265,7 +289,57 @@ def dataset_refs(dset: h5py.Dataset, url: str, where: str) -> DatasetRefs:
         inline,
         attrs,
         fill_facts(dset),
+        [key if dset.maxshape[i] is None else None for i, key in enumerate(scales)],
     )
+
+
+VIRTUAL_CHUNK_BYTES = 1 << 20  # target size of the virtual chunks of contiguous data
+VIRTUAL_CHUNK_MIN = 1 << 16  # smaller virtual chunks than this: keep one chunk instead
+
+
+def virtual_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """A chunk shape that cuts contiguous (unchunked) data into byte ranges of about 1 MB.
+
+    Each virtual chunk is ``(1, ..., 1, c, n_k+1, ..., n_last)``: whole trailing dimensions
+    and ``c`` steps of one dimension, ``c`` dividing its length, so that every chunk is one
+    contiguous byte range of the same size and a small selection reads only what it needs.
+    Data of a few MB, or that no such cut fits, stays one chunk.
+    """
+    total = int(np.prod(shape, dtype=np.int64)) * itemsize
+    if total <= 4 * VIRTUAL_CHUNK_BYTES:
+        return shape
+    row = itemsize  # bytes of one step along dimension k, trailing dimensions whole
+    for k in range(len(shape) - 1, -1, -1):
+        if row * shape[k] <= VIRTUAL_CHUNK_BYTES:
+            row *= shape[k]
+            continue
+        steps = _largest_divisor(shape[k], max(1, VIRTUAL_CHUNK_BYTES // row))
+        if steps * row < VIRTUAL_CHUNK_MIN:
+            return shape
+        return (1,) * k + (steps,) + tuple(shape[k + 1 :])
+    return shape
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    """The largest divisor of ``n`` that is at most ``limit``."""
+    best = 1
+    i = 1
+    while i * i <= n:
+        if n % i == 0:
+            for d in (i, n // i):
+                if best < d <= limit:
+                    best = d
+        i += 1
+    return best
+
+
+def contiguous_table(shape, chunks, itemsize: int, offset: int):
+    """Grid coordinates, offsets and sizes of the virtual chunks of contiguous data."""
+    grid = tuple(n // c for n, c in zip(shape, chunks, strict=True))
+    coords = np.indices(grid).reshape(len(grid), -1).T.astype(np.int64)
+    nbytes = int(np.prod(chunks, dtype=np.int64)) * itemsize
+    starts = np.arange(len(coords), dtype=np.uint64) * np.uint64(nbytes) + np.uint64(offset)
+    return coords, starts, np.full(len(coords), nbytes, dtype=np.uint64)
 
 
 def chunk_table(dset: h5py.Dataset, chunks: tuple[int, ...], where: str):

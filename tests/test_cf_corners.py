@@ -1,0 +1,164 @@
+"""The CF corners of issue 9, each checked for what the oracle matrix alone would not show.
+
+Every corner-case variable (``tests/generate_corners.py``) also runs through the whole oracle
+matrix in ``test_oracle_generated.py`` and, where a server takes part, the S3 conformance
+classes. Here: exactness that a tolerance would hide, netCDF4's warnings, the shape of one-
+element reads, how much a small selection of contiguous data reads, and xarray over the index.
+"""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests.fixtures_data)
+from __future__ import annotations
+
+import warnings
+
+import netCDF4
+import numpy as np
+import pytest
+
+import activezarr
+from activezarr.errors import SelectionError
+from tests.fixtures_data import generated_dir, generated_index  # noqa: F401
+from tests.generate_corners import SAFECAST_VARIABLES
+from tests.oracle import oracle_read
+
+
+def _active(generated_index, filename: str, var: str) -> activezarr.Active:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return activezarr.Active(generated_index(filename), var)
+
+
+def test_packed_float32_mean_of_one_element_is_that_element(generated_dir, generated_index):
+    """Unpacked to float32 as netCDF4 does, then summed in float64: exact, not within 1e-7."""
+    path = generated_dir / "corners_packed.nc"
+    for var in ("p32_single", "p32_neg_scale", "p32_offset_only_f4"):
+        active = _active(generated_index, "corners_packed.nc", var)
+        data = oracle_read(path, var)
+        assert active.dtype == np.float32 == data.dtype
+        for i, j in np.ndindex(data.shape):
+            mean = active.mean[i, j]
+            if data.mask[i, j]:
+                assert mean.mask
+                continue
+            assert mean == np.float64(data[i, j]), (var, i, j, float(mean), data[i, j])
+        exact = np.ma.sum(data[1:3, 2:5].astype(np.float64))  # 6 terms: any order is exact
+        assert active.sum[1:3, 2:5] == exact
+
+
+def test_int64_mean_does_not_wrap(generated_dir, generated_index):
+    path = generated_dir / "corners_int64.nc"
+    for var in ("i8_near_2_62", "u8_near_2_64", "i8_negative"):
+        data = oracle_read(path, var)
+        mean = _active(generated_index, "corners_int64.nc", var).mean[...]
+        want = np.ma.mean(data, dtype=np.float64)
+        assert mean.dtype == np.float64
+        assert np.isclose(float(mean), float(want), rtol=1e-12), (var, mean, want)
+        wrapped = np.ma.sum(data, dtype=data.dtype) / data.count()  # what a naive sum gives
+        assert not np.isclose(float(wrapped), float(want), rtol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["min", "max"])
+def test_nan_anywhere_makes_extremes_nan(generated_index, op):
+    for var, sel in (
+        ("nan_late_block", ...),  # the NaN is past the first 65,536-element block
+        ("nan_late_chunk", ...),  # the NaN is in the last chunk of a zlib variable
+        ("nan_late_block", (slice(1, 2),)),
+    ):
+        result = getattr(_active(generated_index, "corners_nan.nc", var), op)[sel]
+        assert np.isnan(result), (var, op, result)
+
+
+@pytest.mark.parametrize("var", SAFECAST_VARIABLES)
+def test_refused_attributes_warn_like_netcdf4(generated_dir, generated_index, var):
+    """An attribute netCDF4 does not use is named in the same warning by activezarr."""
+    with (
+        netCDF4.Dataset(generated_dir / "corners_safecast.nc") as ds,
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        ds.variables[var][:]
+    expected = sorted({str(w.message) for w in caught if "safely cast" in str(w.message)})
+    index = generated_index("corners_safecast.nc")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        activezarr.Active(index, var)
+    got = sorted({str(w.message) for w in caught if "safely cast" in str(w.message)})
+    assert got == expected
+
+
+def test_one_element_reads_take_netcdf4s_form(generated_dir, generated_index):
+    """A 0-d masked array when unpacked, a numpy scalar when unpacked by scale/offset,
+    np.ma.masked when missing: what netCDF4-python 1.7 returns."""
+    cases = [
+        ("corners_nan.nc", "nan_late_chunk"),
+        ("corners_packed.nc", "p32_single"),
+        ("corners_safecast.nc", "mv_f4_on_f8"),
+    ]
+    for filename, var in cases:
+        active = _active(generated_index, filename, var)
+        with netCDF4.Dataset(generated_dir / filename) as ds:
+            ncvar = ds.variables[var]
+            for index in np.ndindex(ncvar.shape):
+                want = ncvar[index]
+                got = active[index]
+                assert type(got) is type(want), (var, index, type(got), type(want))
+                if want is np.ma.masked:
+                    continue
+                assert np.asarray(got).dtype == np.asarray(want).dtype
+                assert np.array_equal(np.asarray(got), np.asarray(want), equal_nan=True)
+
+
+def test_small_selection_of_contiguous_data_reads_only_its_chunks(generated_index):
+    active = _active(generated_index, "corners_contiguous.nc", "contig_big")
+    assert active.chunks == (240, 1000)  # 4.8 MB cut into 1 MB virtual chunks
+    active.mean[::499, ::301]
+    assert active.stats.chunks_local == 3  # rows 0, 499 and 998 sit in chunks 0, 2 and 4
+    active.mean(axis=0)[5:7, :]
+    assert active.stats.chunks_local == 1
+
+
+def test_record_variables_have_their_dimensions_length(generated_dir, generated_index):
+    with netCDF4.Dataset(generated_dir / "corners_records.nc") as ds:
+        length = len(ds.dimensions["time"])
+    for var in ("rec_short", "rec_short_fill", "time"):
+        active = _active(generated_index, "corners_records.nc", var)
+        assert active.shape[0] == length == 10
+        assert int(active.count[5:]) == 0  # records never written are fill, masked
+
+
+@pytest.mark.parametrize("axis", [1.5, "01", ["0"], True, np.float64(1), (0, 0.0)])
+def test_bad_axis_values_raise_selection_error(generated_index, axis):
+    active = _active(generated_index, "corners_nan.nc", "nan_rows")
+    with pytest.raises(SelectionError, match="axis"):
+        active.mean(axis=axis)[...]
+
+
+XARRAY_FILES = [
+    "corners_nan.nc",
+    "corners_int64.nc",
+    "corners_packed.nc",
+    "corners_safecast.nc",
+    "corners_nofill.nc",
+    "corners_unsigned.nc",
+    "corners_contiguous.nc",
+    "packed.nc",
+    "dtypes.nc",
+    "cf.nc",
+]
+
+
+@pytest.mark.parametrize("filename", XARRAY_FILES)
+def test_xarray_decodes_our_index_as_kerchunks(generated_dir, generated_index, filename):
+    """xarray over activezarr's index decodes every variable as over kerchunk's own index."""
+    xr = pytest.importorskip("xarray")
+    from kerchunk.hdf import SingleHdf5ToZarr
+
+    theirs = SingleHdf5ToZarr(str(generated_dir / filename), inline_threshold=0).translate()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = xr.open_dataset(str(generated_index(filename)), engine="kerchunk")
+        kerchunk = xr.open_dataset(theirs, engine="kerchunk")
+        for var in kerchunk.data_vars:
+            a, b = ours[var].values, kerchunk[var].values
+            assert a.dtype == b.dtype, (var, a.dtype, b.dtype)
+            assert np.array_equal(a, b, equal_nan=True), var
