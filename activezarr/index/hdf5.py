@@ -336,7 +336,9 @@ def _largest_divisor(n: int, limit: int) -> int:
 def contiguous_table(shape, chunks, itemsize: int, offset: int):
     """Grid coordinates, offsets and sizes of the virtual chunks of contiguous data."""
     grid = tuple(n // c for n, c in zip(shape, chunks, strict=True))
-    coords = np.indices(grid).reshape(len(grid), -1).T.astype(np.int64)
+    coords = np.indices(grid).reshape(len(grid), -1).T.astype(np.int64) if grid else None
+    if coords is None:  # a 0-d variable: one chunk
+        coords = np.zeros((1, 0), dtype=np.int64)
     nbytes = int(np.prod(chunks, dtype=np.int64)) * itemsize
     starts = np.arange(len(coords), dtype=np.uint64) * np.uint64(nbytes) + np.uint64(offset)
     return coords, starts, np.full(len(coords), nbytes, dtype=np.uint64)
