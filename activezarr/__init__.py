@@ -6,7 +6,6 @@
 """
 
 from .active import Active
-from .catalog import Catalog
 from .errors import (
     ActiveZarrError,
     ChunkReadError,
@@ -38,7 +37,12 @@ def build_index(path, out="indexes", *, storage_options=None, catalog=True, form
 
 
 def __getattr__(name: str):
-    # xarray is imported only when its integration is used, so `import activezarr` stays quick
+    # the catalog (SQLite) and xarray are imported when first used: `import activezarr` stays
+    # quick for reductions
+    if name == "Catalog":
+        from .catalog import Catalog
+
+        return Catalog
     if name == "open_dataset":
         from .xarray import open_dataset
 

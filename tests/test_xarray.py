@@ -284,7 +284,11 @@ def test_other_backends_through_the_accessor(series):
 
 
 def test_import_activezarr_does_not_import_xarray():
-    code = "import sys, activezarr; assert 'xarray' not in sys.modules; activezarr.open_dataset"
+    code = (
+        "import sys, activezarr; assert 'xarray' not in sys.modules; "
+        "assert 'activezarr.catalog' not in sys.modules; activezarr.open_dataset; "
+        "from activezarr import Catalog, open_dataset"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks/results/latest.json"
+XARRAY_RESULTS = REPO / "benchmarks/results/xarray-latest.json"
 KINDS = ("whole", "sel100", "small", "axis0", "xarray")  # reduction cases, by name prefix
 
 
@@ -30,14 +31,56 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs/images")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--xarray-results", type=Path, default=XARRAY_RESULTS)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = json.loads(args.results.read_text())["results"]
     written = [_cases(rows, args.out)]
-    curve = [r for r in rows if (r.get("extra") or {}).get("files") and r.get("median_s")]
+    curve = [r for r in rows if _curve_points(r)]
     if curve:
         written.append(_indexing_curve(curve, args.out))
+    if args.xarray_results.exists():
+        written.append(_xarray_cases(json.loads(args.xarray_results.read_text()), args.out))
     return written
+
+
+def _xarray_cases(results: dict, out: Path) -> Path:
+    """Time and peak memory of the xarray-level cases (``benchmarks/xarray_cases.py``)."""
+    rows = [r for r in results["results"] if r.get("median_s")]
+    cases = list(dict.fromkeys(r["case"].removeprefix("xarray-") for r in rows))
+    tools = list(dict.fromkeys(r["tool"] for r in rows))
+    width = 0.8 / len(tools)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), layout="constrained")
+    for i, tool in enumerate(tools):
+        mine = {r["case"].removeprefix("xarray-"): r for r in rows if r["tool"] == tool}
+        x = np.arange(len(cases)) + i * width
+        color = "C3" if tool == "activezarr" else f"C{i}"
+        for ax, key in zip(axes, ("median_s", "median_rss_mb"), strict=True):
+            values = [mine[c][key] if c in mine else np.nan for c in cases]
+            ax.bar(x, values, width, label=tool, color=color)
+    for ax, label in zip(axes, ("median time (s)", "peak memory (MB)"), strict=True):
+        ax.set_xticks(np.arange(len(cases)) + 0.4 - width / 2, cases, fontsize=8)
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=8)
+    path = out / "xarray_benchmarks.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _curve_points(row: dict) -> list[tuple[float, float]]:
+    """(files, seconds) points of a catalog indexing row: ``extra.files`` with the median,
+    or a per-1,000-file list under ``extra`` (``per_1000_s``, ``curve``)."""
+    extra = row.get("extra") or {}
+    for key in ("per_1000_s", "curve"):
+        values = extra.get(key)
+        if isinstance(values, list) and values and not isinstance(values[0], list):
+            return [(1000.0 * (i + 1), float(v)) for i, v in enumerate(values)]
+        if isinstance(values, list) and values:
+            return [(float(a), float(b)) for a, b in values]
+    if extra.get("files") and row.get("median_s"):
+        return [(float(extra["files"]), float(row["median_s"]))]
+    return []
 
 
 def _cases(rows: list[dict], out: Path) -> Path:
@@ -68,14 +111,14 @@ def _cases(rows: list[dict], out: Path) -> Path:
 
 
 def _indexing_curve(rows: list[dict], out: Path) -> Path:
-    by_tool: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    by_tool: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for row in rows:
-        by_tool[row["tool"]].append((int(row["extra"]["files"]), row["median_s"]))
+        by_tool[f"{row['case']}: {row['tool']}"] += _curve_points(row)
     fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-    for tool, points in sorted(by_tool.items()):
+    for label, points in sorted(by_tool.items()):
         files, seconds = zip(*sorted(points), strict=True)
-        ax.plot(files, seconds, "o-", label=tool)
-    ax.set(xscale="log", yscale="log", xlabel="files", ylabel="indexing time (s)")
+        ax.plot(files, seconds, "o-", label=label)
+    ax.set(xlabel="files indexed", ylabel="seconds (per point)")
     ax.legend(fontsize=8)
     path = out / "catalog_indexing.png"
     fig.savefig(path, dpi=80)
