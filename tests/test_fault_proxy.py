@@ -205,9 +205,9 @@ def test_server_killed_mid_run_falls_back(proxy_for, many_chunks):
     assert proxy.killed and breaker.is_open()
     assert stats.breaker_trips == 1 and stats.chunks_breaker > 0
     assert 0 < stats.chunks_remote < 300 and stats.chunks_local == NCHUNKS - stats.chunks_remote
-    # after the kill: at most the breaker's threshold of failures plus one per worker in flight
+    # after the kill: at most the breaker threshold of failures plus one per request in flight
     failed = stats.requests - stats.chunks_remote
-    assert failed <= breaker.threshold + active.max_workers, stats
+    assert failed <= breaker.threshold + active.backend.in_flight.maximum, stats
 
 
 def test_dead_server_goes_local_at_once(proxy_for, many_chunks):
@@ -222,7 +222,7 @@ def test_dead_server_goes_local_at_once(proxy_for, many_chunks):
         check_runs(active, many_chunks, RUNS[1:2])
         second = active.stats
     assert first.chunks_local == NCHUNKS and first.breaker_trips == 1
-    assert first.requests <= breaker.threshold + active.max_workers
+    assert first.requests <= breaker.threshold + active.backend.in_flight.maximum
     assert first.chunks_breaker >= NCHUNKS - first.requests
     assert second.requests == 0 and second.chunks_breaker == NCHUNKS
 
@@ -236,4 +236,5 @@ def test_dead_server_without_fallback_fails_fast(proxy_for, many_chunks):
     ):
         active.mean[...]
     assert proxy.url in str(info.value)
-    assert active.stats.requests <= 2 * active.max_workers
+    backend = active.backend
+    assert active.stats.requests <= backend.breaker.threshold + 2 * backend.in_flight.maximum

@@ -11,6 +11,7 @@ other codecs, rules it cannot express, 32-bit integer sums (it sums in the input
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import http.client
 import logging
 import math
@@ -34,6 +35,7 @@ from ..reduce import Partial
 from ..tls import tls_hint, tls_reason
 from .base import Backend, BlockPartial, ChunkBatch, Job
 from .breaker import CircuitBreaker, breaker_for
+from .limiter import InFlightLimit
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +183,8 @@ TRANSPORT_ERRORS = (
 )
 # 5xx and these are retried; any other status is the server's considered answer
 RETRY_STATUSES = frozenset({408, 429})
+# answers that mean "too much at once": fewer requests go in flight
+OVERLOAD_STATUSES = frozenset({429, 503})
 
 
 class BreakerOpenError(ReductionistError):
@@ -304,7 +308,11 @@ class ReductionistBackend(Backend):
         s3fs-style options: ``endpoint_url`` (or ``client_kwargs.endpoint_url``), ``key`` and
         ``secret`` (sent as Basic auth to this server only), ``anon``.
     workers : int
-        Size of the connection pool (one connection per worker thread).
+        Requests in flight at least; the bound follows latency above it (``InFlightLimit``):
+        more while round trips stay near the lowest seen, fewer when the server queues.
+    max_in_flight : int
+        The most requests in flight at once (and kept-alive connections), so that a server
+        is never flooded.
     verify : bool or str
         TLS verification of the server: True (default, the system CAs), a CA bundle path,
         or False.
@@ -334,6 +342,7 @@ class ReductionistBackend(Backend):
         *,
         storage_options: dict | None = None,
         workers: int = 16,
+        max_in_flight: int = 64,
         verify: bool | str = True,
         server_ca: str | os.PathLike | None = None,
         timeout: float = 60.0,
@@ -362,7 +371,12 @@ class ReductionistBackend(Backend):
         self.fallback = fallback
         self.allow_hosts = tuple(allow_hosts)
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(workers, 1))
+        # never fewer in flight than ``workers`` (the fixed number before the limit adapted)
+        self.in_flight = InFlightLimit(initial=workers, minimum=workers, maximum=max_in_flight)
+        self._pool: cf.ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        # one kept-alive connection per request in flight
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.in_flight.maximum)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         # passed with each request: a session-wide ``verify`` loses to REQUESTS_CA_BUNDLE /
@@ -374,6 +388,9 @@ class ReductionistBackend(Backend):
         self._checked_urls: set[str] = set()  # chunk URLs whose host check passed
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.session.close()
         if self._local is not None:
             self._local.close()
@@ -452,11 +469,11 @@ class ReductionistBackend(Backend):
 
     @property
     def max_batch_rows(self) -> int | None:
-        """One chunk per task keeps ``workers`` requests in flight; while the breaker is open
-        and chunks fall back, the local backend's larger batches are used instead."""
+        """Rows per task: each task's chunks go out concurrently within the in-flight limit.
+        While the breaker is open and chunks fall back, the local backend's batches are used."""
         if self.fallback == "local" and self.breaker.is_open():
             return None
-        return 1
+        return self.in_flight.maximum
 
     def reduce(self, job: Job, batch: ChunkBatch, stats) -> list[BlockPartial]:
         self._check_hosts(job, batch)
@@ -464,23 +481,61 @@ class ReductionistBackend(Backend):
             stats.add(chunks_breaker=len(batch))
             return self._reduce_locally(job, batch, np.arange(len(batch)), stats)
         op = self.operation(job)
-        out = []
-        for pos in range(len(batch)):
-            body = self.request_body(job, batch, pos)
-            try:
-                reply = self._post(op, body, stats)
-            except ReductionistError as exc:
-                if not self._may_fall_back(exc):
-                    raise
-                if isinstance(exc, BreakerOpenError):
-                    stats.add(chunks_breaker=1)  # never asked: the breaker was open
-                else:
-                    stats.add(fallbacks=[f"chunk {int(batch.rows[pos])}: {exc}"])
-                out += self._reduce_locally(job, batch, np.array([pos]), stats)
-                continue
-            stats.add(chunks_remote=1, bytes_requested=body["size"])
-            out.append((self._where(job, batch, pos), self._partial(job, reply)))
+        if len(batch) == 1:
+            results = [self._reduce_chunk(job, batch, 0, op, stats)]
+        else:
+            results = self._fan_out(job, batch, op, stats)
+        out, unasked = [], []
+        for pos, parts in enumerate(results):
+            if parts is None:
+                unasked.append(pos)
+            else:
+                out += parts
+        if unasked:  # the breaker opened: these chunks are reduced here, together
+            stats.add(chunks_breaker=len(unasked))
+            out += self._reduce_locally(job, batch, np.array(unasked), stats)
         return out
+
+    def _fan_out(self, job: Job, batch: ChunkBatch, op: str, stats) -> list:
+        """``_reduce_chunk`` of every row, concurrently within the in-flight limit."""
+        futures = [
+            self._requests_pool().submit(self._reduce_chunk, job, batch, pos, op, stats)
+            for pos in range(len(batch))
+        ]
+        cf.wait(futures, return_when=cf.FIRST_EXCEPTION)
+        if any(f.done() and f.exception() is not None for f in futures):
+            for f in futures:
+                f.cancel()  # not started yet: never sent
+            cf.wait(futures)
+            for f in futures:
+                if not f.cancelled() and f.exception() is not None:
+                    raise f.exception()  # the first failure, in chunk order
+        return [f.result() for f in futures]
+
+    def _requests_pool(self) -> cf.ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = cf.ThreadPoolExecutor(self.in_flight.maximum, "reductionist")
+            return self._pool
+
+    def _reduce_chunk(self, job: Job, batch: ChunkBatch, pos: int, op: str, stats):
+        """The partial of one chunk from the server, or from here when it failed there and
+        ``fallback="local"``; None when it was not sent because the breaker is open (the
+        caller reduces those together)."""
+        if self.fallback == "local" and self.breaker.is_open():
+            return None
+        body = self.request_body(job, batch, pos)
+        try:
+            reply = self._post(op, body, stats)
+        except ReductionistError as exc:
+            if not self._may_fall_back(exc):
+                raise
+            if isinstance(exc, BreakerOpenError):
+                return None
+            stats.add(fallbacks=[f"chunk {int(batch.rows[pos])}: {exc}"])
+            return self._reduce_locally(job, batch, np.array([pos]), stats)
+        stats.add(chunks_remote=1, bytes_requested=body["size"])
+        return [(self._where(job, batch, pos), self._partial(job, reply))]
 
     def _check_hosts(self, job: Job, batch: ChunkBatch) -> None:
         """``check_hosts`` for the URLs this batch names, once per URL (an index may name
@@ -530,7 +585,8 @@ class ReductionistBackend(Backend):
             attempts += 1
             stats.add(requests=1)
             try:
-                reply = self._attempt(url, op, body, stats)
+                with self.in_flight.slot() as answered:
+                    reply = self._attempt(url, op, body, stats, answered)
             except _Failure as exc:
                 failure = exc
                 if self.breaker.failure():
@@ -569,7 +625,7 @@ class ReductionistBackend(Backend):
             time.sleep(delay * (0.5 + random.random() / 2))
         return not self.breaker.is_open()
 
-    def _attempt(self, url: str, op: str, body: dict, stats) -> dict:
+    def _attempt(self, url: str, op: str, body: dict, stats, answered) -> dict:
         """One request; the reply decoded and checked. Raises ``_Failure`` for what a retry
         may cure, ``ReductionistError`` for what it cannot (4xx, TLS)."""
         try:
@@ -589,14 +645,21 @@ class ReductionistBackend(Backend):
                 server=self.server,
             ) from exc
         except TRANSPORT_ERRORS as exc:
+            if isinstance(exc, requests.exceptions.Timeout):
+                answered("overload")
             raise _Failure(transport_reason(exc, self.timeout)) from exc
         stats.add(bytes_received=len(resp.content))
         if resp.status_code == 200:
             try:
-                return check_reply(resp.content, body, op)
+                reply = check_reply(resp.content, body, op)
             except BadReply as exc:
                 raise _Failure(f"answered 200 with a bad body: {exc}") from exc
-        if resp.status_code < 500 and resp.status_code not in RETRY_STATUSES:
+            answered("ok")
+            return reply
+        if resp.status_code in OVERLOAD_STATUSES:
+            answered("overload")
+        elif resp.status_code < 500 and resp.status_code not in RETRY_STATUSES:
+            answered("ok")  # the server's considered answer
             raise self._error(resp, body)
         raise _Failure(f"answered {resp.status_code}: {answer_text(resp)}", resp.status_code)
 
