@@ -21,12 +21,17 @@ from .backends.local import LocalBackend
 from .errors import ActiveZarrError, SelectionError
 from .index.freshness import check_fresh
 from .index.load import INLINE, MISSING, VariableIndex, open_variable
+from .index.sources import is_remote
 from .missing import MissingRule, Packing, storage_dtype
-from .plan import ChunkPlan, normalize_selection, plan_chunks
-from .reduce import OPS, Accumulator, Op, ReductionSpec
+from .plan import ChunkPlan, DimSelection, normalize_selection, plan_chunks, small_pieces
+from .reduce import OPS, Accumulator, Op, ReductionSpec, reduce_block
 
 BATCH_BYTES = 16 * 2**20  # decoded bytes one batch of whole chunks may hold
 BATCH_ROWS = 64  # partly selected chunks per batch
+SMALL_CHUNKS = 8  # a selection touching at most this many chunks ...
+SMALL_VALUES = 1 << 16  # ... and values is read inline, without planning tables or threads
+SMALL_SPAN = 1 << 16  # mapped pages of a chunk read over a longer span are released after
+SMALL_DECODED = 8 * 2**20  # ... and, when compressed, at most this many decoded bytes
 
 
 @dataclass
@@ -238,6 +243,17 @@ class Active:
         self.local = LocalBackend(storage_options)
         self.backend = self._make_backend(backend, server, backend_options)
         self.stats = RunStats()
+        # derived once, used by every call
+        grid = var.grid
+        self._strides = tuple(int(np.prod(grid[d + 1 :], dtype=np.int64)) for d in range(len(grid)))
+        self._url_local = [not is_remote(u) for u in var.urls]
+        chunks = var.chunks
+        self._chunk_strides = tuple(
+            int(np.prod(chunks[d + 1 :], dtype=np.int64)) for d in range(len(chunks))
+        )
+        self._chunk_bytes = int(np.prod(var.chunks, dtype=np.int64)) * var.dtype.itemsize
+        self._specs: dict = {}
+        self._base_job = self._job(None, None)
 
     def _make_backend(self, backend, server, options) -> Backend:
         if isinstance(backend, Backend):
@@ -310,48 +326,126 @@ class Active:
         """Reduce ``selection`` with ``op`` over ``axis`` (all axes when None)."""
         if op not in OPS:
             raise ActiveZarrError(f"unknown operation {op!r}; use one of {', '.join(OPS)}")
-        plan = self._plan(selection)
-        kept_dims = [d for d, s in enumerate(plan.selection) if not s.drop]
-        axes = _normalize_axis(axis, len(kept_dims))
-        reduced = set(kept_dims) if axes is None else {kept_dims[a] for a in axes}
-        reduced |= {d for d, s in enumerate(plan.selection) if s.drop}
-        kept = tuple(d for d in range(self.ndim) if d not in reduced)
-        spec = ReductionSpec(
-            op,
-            tuple(sorted(reduced)),
-            kept,
-            self._storage_dtype,
-            flip_extremes=self.packing.active and self.packing.scale < 0,
-            packing=self.packing,
-        )
-        job = self._job(plan, spec)
-        shape = tuple(plan.selected_shape[d] for d in kept)
-        acc = Accumulator(shape, spec)
-        self.stats = RunStats()
-        for where, part in self._run(job, plan, reducing=True):
-            acc.add(where, part)
+        sel = normalize_selection(selection, self.shape, self.dimensions)
+        spec = self._spec(op, sel, axis)
+        kept = spec.kept_axes
+        values = self._small_values(sel, reducing=True)
+        if values is not None:  # a few chunks: inline, no planning tables, no thread pool
+            part = reduce_block(values, self.rule.mask(values), spec, spec.reduce_axes)
+            acc = Accumulator.of(spec, part)
+        else:
+            plan = plan_chunks(sel, self.shape, self.chunks)
+            job = self._job(plan, spec)
+            acc = Accumulator(tuple(sel[d].size for d in kept), spec)
+            self.stats = RunStats()
+            for where, part in self._run(job, plan, reducing=True):
+                acc.add(where, part)
         result = acc.finalize(self.packing, components)
-        flips = tuple(i for i, d in enumerate(kept) if plan.selection[d].reverse)
+        flips = tuple(i for i, d in enumerate(kept) if sel[d].reverse)
         if flips:
             flip = lambda a: np.flip(a, axis=flips)
             result = {k: flip(v) for k, v in result.items()} if components else flip(result)
         return result
 
+    def _spec(self, op: Op, sel: tuple[DimSelection, ...], axis) -> ReductionSpec:
+        """The reduction of ``op`` over ``axis`` of a selection (cached per distinct key)."""
+        drops = tuple(s.drop for s in sel)
+        try:
+            key = (op, drops, axis if axis is None or _is_int(axis) else tuple(axis))
+            found = self._specs.get(key)
+        except TypeError:  # not hashable or iterable: _normalize_axis says what is wrong
+            key = found = None
+        if found is not None:
+            return found
+        kept_dims = [d for d, drop in enumerate(drops) if not drop]
+        axes = _normalize_axis(axis, len(kept_dims))
+        reduced = set(kept_dims) if axes is None else {kept_dims[a] for a in axes}
+        reduced |= {d for d, drop in enumerate(drops) if drop}
+        spec = ReductionSpec(
+            op,
+            tuple(sorted(reduced)),
+            tuple(d for d in range(self.ndim) if d not in reduced),
+            self._storage_dtype,
+            flip_extremes=self.packing.active and self.packing.scale < 0,
+            packing=self.packing,
+        )
+        if key is not None:
+            self._specs[key] = spec
+        return spec
+
+    def _span(self, inner: tuple[slice, ...]) -> int:
+        """Bytes from the first to the last element of an in-chunk selection (a bound)."""
+        strides = self._chunk_strides
+        first = sum(s.start * n for s, n in zip(inner, strides, strict=True))
+        last = sum((s.stop - 1) * n for s, n in zip(inner, strides, strict=True))
+        return (last - first) * self.index.dtype.itemsize
+
+    def _small_values(self, sel: tuple[DimSelection, ...], reducing: bool) -> np.ndarray | None:
+        """The selected values (storage dtype, dropped dimensions kept, not reversed) when
+        the selection is a few chunks of local data, read inline; else None.
+
+        Sets ``stats`` as the batched path does.
+        """
+        if self._executor is not None or self.backend is not self.local:
+            return None
+        size = 1
+        for s in sel:
+            size *= s.size
+        if size > SMALL_VALUES:
+            return None
+        pieces = small_pieces(sel, self.chunks, SMALL_CHUNKS)
+        if pieces is None:
+            return None
+        var, job = self.index, self._base_job
+        strides, url_ids, local = self._strides, var.url_ids, self._url_local
+        chunks = []
+        for coords, inner, outer in pieces:
+            flat = sum(c * s for c, s in zip(coords, strides, strict=True))
+            uid = int(url_ids[flat])
+            if uid >= 0 and not local[uid]:
+                return None
+            chunks.append((flat, uid, inner, outer))
+        if job.codecs and len(chunks) * self._chunk_bytes > SMALL_DECODED:
+            return None  # enough decoding for both cores to pay
+        out = np.empty(tuple(s.size for s in sel), dtype=job.view_dtype)
+        fills = 0
+        for flat, uid, inner, outer in chunks:
+            if uid == MISSING:
+                out[outer] = self._fill
+                fills += 1
+                continue
+            if uid == INLINE:
+                chunk = self.local.chunk(job, None, 0, 0, var.inline[flat])
+            else:
+                offset, nbytes = int(var.offsets[flat]), int(var.sizes[flat])
+                chunk = self.local.chunk(job, var.urls[uid], offset, nbytes)
+                out[outer] = chunk[inner]
+                if not job.codecs and self._span(inner) > SMALL_SPAN:  # unmap what was read
+                    self.local.readers.local.release(var.urls[uid], offset, offset + nbytes)
+                continue
+            out[outer] = chunk[inner]
+        stored = len(chunks) - fills
+        counted = len(chunks) if job.fill is not None else stored
+        self.stats = RunStats(chunks_local=counted if reducing else 0, chunks_fill=fills)
+        return out.astype(self._storage_dtype, copy=False)
+
     def __getitem__(self, selection):
         """The selected values, masked and unpacked, as netCDF4-python's ``var[sel]``."""
-        plan = self._plan(selection)
-        job = self._job(plan, None)
-        out = np.empty(plan.selected_shape, dtype=job.view_dtype)
-        out[...] = self._fill
-        self.stats = RunStats()
-        batches = list(self._batches(job, plan, reducing=False))
-        self._map(lambda b: self.local.select(job, b, out), batches)
-        values = out.astype(self._storage_dtype, copy=False)
+        sel = normalize_selection(selection, self.shape, self.dimensions)
+        values = self._small_values(sel, reducing=False)
+        if values is None:
+            plan = plan_chunks(sel, self.shape, self.chunks)
+            job = self._job(plan, None)
+            out = np.empty(plan.selected_shape, dtype=job.view_dtype)
+            out[...] = self._fill
+            self.stats = RunStats()
+            batches = list(self._batches(job, plan, reducing=False))
+            self._map(lambda b: self.local.select(job, b, out), batches)
+            values = out.astype(self._storage_dtype, copy=False)
         mask = self.rule.mask(values)
         data = self.packing.decode(values)
         index = tuple(
-            0 if s.drop else (slice(None, None, -1) if s.reverse else slice(None))
-            for s in plan.selection
+            0 if s.drop else (slice(None, None, -1) if s.reverse else slice(None)) for s in sel
         )
         mask = np.zeros(data.shape, bool) if mask is None else mask
         result = np.ma.masked_array(data[(*index, ...)], mask=mask[(*index, ...)])
@@ -388,7 +482,7 @@ class Active:
         sel = normalize_selection(selection, self.shape, self.dimensions)
         return plan_chunks(sel, self.shape, self.chunks)
 
-    def _job(self, plan: ChunkPlan, spec: ReductionSpec | None) -> Job:
+    def _job(self, plan: ChunkPlan | None, spec: ReductionSpec | None) -> Job:
         var = self.index
         view = self._storage_dtype.newbyteorder(var.dtype.byteorder)
         if view.itemsize == 1:
@@ -404,7 +498,7 @@ class Active:
             rule=self.rule,
             packing=self.packing,
             spec=spec,
-            steps=tuple(int(s) for s in plan.steps),
+            steps=() if plan is None else tuple(int(s) for s in plan.steps),
             fill_value=var.fill_value,
             attrs=var.attrs,
             fill=self._valid_fill,

@@ -9,6 +9,7 @@ chunk (chunk coordinates, selection inside the chunk, position in the output) an
 
 from __future__ import annotations
 
+import itertools
 import operator
 from dataclasses import dataclass
 from typing import Any
@@ -214,3 +215,45 @@ def _signatures(per_dim: list[DimPlan], grid: np.ndarray) -> np.ndarray:
         return np.zeros(grid.shape[1], dtype=np.int64)
     per_row = tuple(c[grid[d]] for d, c in enumerate(classes))
     return np.ravel_multi_index(per_row, sizes).astype(np.int64)
+
+
+Piece = tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]
+
+
+def small_pieces(
+    selection: tuple[DimSelection, ...], chunks: tuple[int, ...], limit: int
+) -> list[Piece] | None:
+    """``(chunk coords, in-chunk slices, output slices)`` of every touched chunk, or None when
+    the selection may touch more than ``limit`` chunks.
+
+    Plain Python on purpose: for a few chunks, building the numpy tables of ``plan_chunks``
+    costs more than reading the data.
+
+    >>> small_pieces((DimSelection(3, 7, 1, 4),), (5,), 4)
+    [((0,), (slice(3, 5, 1),), (slice(0, 2, None),)), ((1,), (slice(0, 2, 1),), (slice(2, 4, None),))]
+    """
+    bound = 1
+    for s, c in zip(selection, chunks, strict=True):
+        if s.size == 0:
+            return []
+        bound *= (s.start + (s.size - 1) * s.step) // c - s.start // c + 1
+        if bound > limit:
+            return None
+    per_dim = []
+    for s, c in zip(selection, chunks, strict=True):
+        last = s.start + (s.size - 1) * s.step
+        pieces = []
+        for ci in range(s.start // c, last // c + 1):
+            base = ci * c
+            k0 = -(-(max(s.start, base) - s.start) // s.step)  # first selected index in chunk
+            k1 = (min(last, base + c - 1) - s.start) // s.step  # last one
+            if k0 > k1:
+                continue
+            first = s.start + k0 * s.step - base
+            stop = s.start + k1 * s.step - base + 1
+            pieces.append((ci, slice(first, stop, s.step), slice(k0, k1 + 1)))
+        per_dim.append(pieces)
+    return [
+        (tuple(p[0] for p in combo), tuple(p[1] for p in combo), tuple(p[2] for p in combo))
+        for combo in itertools.product(*per_dim)
+    ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.ma  # results are masked arrays: imported with activezarr, not on a first call
 
 from .missing import Packing
 
@@ -151,6 +152,14 @@ class Accumulator:
         self.min = np.full(shape, extreme_identity(dt, "min"), dtype=dt) if spec.needs_min else None
         self.max = np.full(shape, extreme_identity(dt, "max"), dtype=dt) if spec.needs_max else None
 
+    @classmethod
+    def of(cls, spec: ReductionSpec, part: Partial) -> Accumulator:
+        """An accumulator holding ``part`` alone (the whole output in one partial)."""
+        acc = cls.__new__(cls)
+        acc.spec = spec
+        acc.count, acc.sum, acc.min, acc.max = part.count, part.sum, part.min, part.max
+        return acc
+
     def add(self, where: tuple[slice, ...], part: Partial) -> None:
         """Fold ``part`` into the output block ``where``."""
         where = where or ...  # a 0-d block: index with ... to get a view, not a scalar
@@ -166,7 +175,7 @@ class Accumulator:
         """The result of ``spec.op``: a MaskedArray, or a dict of them for components."""
         op = self.spec.op
         empty = self.count == 0
-        count = np.ma.masked_array(self.count)
+        count = np.ma.masked_array(self.count) if components or op == "count" else None
         if op == "count":
             return {"count": count} if components else count
         if op in ("mean", "sum"):

@@ -181,6 +181,27 @@ class LocalBackend(Backend):
             )
         out[...] = arr.reshape(out.shape)
 
+    def chunk(self, job: Job, url: str | None, offset: int, size: int, blob=None) -> np.ndarray:
+        """One whole chunk of a local file (or the inline ``blob``) as a chunk-shaped array.
+
+        Uncompressed chunks are a view of the file's memory map (no read, no copy); others
+        are read and decoded. For the few chunks of a small selection.
+        """
+        if blob is None and not job.codecs:
+            nbytes = int(np.prod(job.chunks, dtype=np.int64)) * job.view_dtype.itemsize
+            mm = self.readers.local.mapping(url)
+            if size != nbytes or mm is None or offset + nbytes > len(mm):
+                raise ChunkReadError(
+                    f"{url}: chunk at offset {offset} of '{job.variable}' does not fit the file "
+                    "or the chunk size; the file changed since it was indexed: re-index it"
+                )
+            return np.ndarray(job.chunks, job.view_dtype, mm, offset)
+        if blob is None:
+            blob = self.readers.local.read(url, offset, size)
+        out = np.empty(job.chunks, dtype=job.view_dtype)
+        self.decode_into(job, blob, out, f"at offset {offset}")
+        return out
+
     # -- stacks of chunks ------------------------------------------------------------------
 
     def stacks(self, job: Job, batch: ChunkBatch) -> Iterator[tuple[np.ndarray, np.ndarray, tuple]]:
