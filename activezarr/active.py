@@ -19,6 +19,8 @@ import numpy as np
 from .backends.base import Backend, ChunkBatch, Job
 from .backends.local import LocalBackend
 from .errors import ActiveZarrError, SelectionError
+from .index import cache as _cache  # noqa: F401 - opened on every first call: import it now
+from .index import parquet as _parquet  # noqa: F401 - (open_variable imports them lazily)
 from .index.freshness import check_fresh
 from .index.load import INLINE, MISSING, VariableIndex, open_variable
 from .index.sources import is_remote

@@ -183,6 +183,6 @@ def build_index(
 
 def _write(target: Path, translation: Translation) -> None:
     write_atomic(target, translation.json_text())
-    for var in translation.variables:  # the binary chunk tables, for fast loading
-        cache.save(target, from_table(var, str(target)))
+    # the binary chunk tables, for fast loading
+    cache.save(target, [from_table(var, str(target)) for var in translation.variables])
     log.info("wrote %s", target)

@@ -1,20 +1,30 @@
-"""A binary sidecar of each variable's chunk table, so a large index loads in milliseconds.
+"""A binary sidecar of an index's chunk tables, so a large index opens in well under a millisecond.
 
-Parsing a kerchunk JSON index with 250,000 references costs seconds and hundreds of MB; the
-same table as three numpy arrays is 5 MB and loads at disk speed. The sidecar lives in
-``<index dir>/.activezarr-cache/<index name>/<variable>.npz`` and records the index file's
-size and modification time: when the index changes the sidecar is ignored and rewritten.
-The JSON index stays the source of truth; deleting the cache only costs time.
+Parsing a kerchunk JSON index with 250,000 references costs a second and hundreds of MB; the
+same tables as numpy arrays are 5 MB and are memory-mapped, not read. One file per index,
+``<index dir>/.activezarr-cache/<index name>/tables.azc``, holds every variable:
+
+- 16 bytes: the magic ``AZCT``, the format number (uint32) and the length of the header
+  (uint64);
+- the header, JSON: the index file's size and modification time (``stamp``) and, per
+  variable, its metadata and where its three tables (url ids, offsets, sizes) start;
+- the tables, each aligned to 64 bytes, little-endian.
+
+When the index changes (another stamp) the sidecar is ignored and rewritten. The JSON index
+stays the source of truth; deleting the cache only costs time. Nothing in the sidecar is
+executable (no pickle): numpy scalars in attributes are stored as ``{"$np": [dtype, value]}``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
+import struct
 import tempfile
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
 
 import numpy as np
 
@@ -23,11 +33,18 @@ from .refs import decode_inline, inline_bytes
 log = logging.getLogger(__name__)
 
 CACHE_DIR = ".activezarr-cache"
-FORMAT = 2
+TABLES = "tables.azc"
+MAGIC = b"AZCT"
+FORMAT = 3
+PREAMBLE = struct.Struct("<4sIQ")
+ALIGN = 64
+TABLE_DTYPES = {"url_ids": np.dtype("<i4"), "offsets": np.dtype("<u8"), "sizes": np.dtype("<u8")}
+MAP_ABOVE = 1 << 16  # tables larger than this are memory-mapped rather than read
 
 
-def cache_file(index: Path, variable: str) -> Path:
-    return index.parent / CACHE_DIR / index.name / f"{quote(variable, safe='')}.npz"
+def cache_file(index: Path, variable: str | None = None) -> Path:
+    """The sidecar of ``index`` (one file for all its variables)."""
+    return index.parent / CACHE_DIR / index.name / TABLES
 
 
 def _stamp(index: Path) -> list[int]:
@@ -35,72 +52,137 @@ def _stamp(index: Path) -> list[int]:
     return [FORMAT, st.st_size, st.st_mtime_ns]
 
 
-def save(index: Path, var) -> None:
-    """Write the sidecar of ``var`` (a ``VariableIndex``); failures only cost speed later."""
-    target = cache_file(index, var.name)
-    meta = {
-        "stamp": _stamp(index),
-        "name": var.name,
-        "shape": list(var.shape),
-        "chunks": list(var.chunks),
-        "dtype": var.dtype.str,
-        "fill_value": var.fill_value,
-        "fill_attr": var.fill_attr,
-        "no_fill": var.no_fill,
-        "codecs": var.codecs,
-        "attrs": var.attrs,
-        "dims": list(var.dims),
-        "urls": var.urls,
-        "inline": {str(k): inline_bytes(v) for k, v in var.inline.items()},
-    }
+def _encode(value: Any) -> Any:
+    if isinstance(value, np.generic | np.ndarray):
+        return {"$np": [value.dtype.str, value.tolist()]}
+    if isinstance(value, bytes):
+        return {"$bytes": inline_bytes(value)}
+    raise TypeError(f"cannot store {type(value).__name__} in the index cache")
+
+
+def _decode(obj: dict) -> Any:
+    if len(obj) == 1:
+        if "$np" in obj:
+            dtype, value = obj["$np"]
+            arr = np.asarray(value, dtype=np.dtype(dtype))
+            return arr[()] if arr.ndim == 0 else arr
+        if "$bytes" in obj:
+            return decode_inline(obj["$bytes"])
+    return obj
+
+
+def save(index: Path, variables) -> None:
+    """Write the sidecar of ``index`` holding ``variables`` (``VariableIndex`` objects).
+
+    Failures only cost speed later: they are logged, never raised.
+    """
+    target = cache_file(index)
     tmp = None
     try:
+        meta: dict[str, Any] = {"stamp": _stamp(index), "variables": {}}
+        tables, at = [], 0
+        for var in variables:
+            entry = {
+                "shape": list(var.shape),
+                "chunks": list(var.chunks),
+                "dtype": var.dtype.str,
+                "fill_value": var.fill_value,
+                "fill_attr": var.fill_attr,
+                "no_fill": var.no_fill,
+                "codecs": var.codecs,
+                "attrs": var.attrs,
+                "dims": list(var.dims),
+                "urls": var.urls,
+                "inline": {str(k): inline_bytes(v) for k, v in var.inline.items()},
+                "tables": {},
+            }
+            for field, dtype in TABLE_DTYPES.items():
+                arr = np.ascontiguousarray(getattr(var, field), dtype=dtype)
+                entry["tables"][field] = [at, arr.size]
+                tables.append((at, arr))
+                at += -(-arr.nbytes // ALIGN) * ALIGN
+            meta["variables"][var.name] = entry
+        header = json.dumps(meta, default=_encode, separators=(",", ":")).encode()
+        base = -(-(PREAMBLE.size + len(header)) // ALIGN) * ALIGN
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npz", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                url_ids=var.url_ids,
-                offsets=var.offsets,
-                sizes=var.sizes,
-            )
+            fh.write(PREAMBLE.pack(MAGIC, FORMAT, base - PREAMBLE.size))
+            fh.write(header.ljust(base - PREAMBLE.size, b" "))
+            for offset, arr in tables:
+                fh.seek(base + offset)
+                fh.write(arr.tobytes())
+            fh.truncate(base + at)
         os.replace(tmp, target)
-    except OSError as exc:
+    except (OSError, TypeError, ValueError) as exc:
         log.info("index cache not written for %s (%s)", index, exc)
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def save_document(index: Path, document: dict, first) -> None:
+    """Write the sidecar of every variable of an index document (``first`` already loaded)."""
+    from .load import list_variables, load_from_document, refs_of
+
+    variables = [first]
+    for name in list_variables(refs_of(document)):
+        if name != first.name:
+            try:
+                variables.append(load_from_document(document, name, first.source))
+            except Exception as exc:  # noqa: BLE001 - it raises again when opened itself
+                log.info("variable %s of %s not cached (%s)", name, index, exc)
+    save(index, variables)
 
 
 def load(index: Path, variable: str, source: str):
     """The cached ``VariableIndex`` of ``variable``, or None when absent or out of date."""
     from .load import VariableIndex
 
-    path = cache_file(index, variable)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(npz["meta"].tobytes())
+        with open(cache_file(index), "rb") as fh:
+            magic, version, length = PREAMBLE.unpack(fh.read(PREAMBLE.size))
+            if magic != MAGIC or version != FORMAT:
+                return None
+            meta = json.loads(fh.read(length), object_hook=_decode)
             if meta["stamp"] != _stamp(index):
                 return None
-            url_ids, offsets, sizes = npz["url_ids"], npz["offsets"], npz["sizes"]
-    except (OSError, ValueError, KeyError):
+            entry = meta["variables"].get(variable)
+            if entry is None:
+                return None
+            base = PREAMBLE.size + length
+            spans = entry["tables"]
+            total = sum(n * TABLE_DTYPES[f].itemsize for f, (_, n) in spans.items())
+            if total > MAP_ABOVE:
+                buffer = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                offset = base
+            else:
+                first = min(at for at, _ in spans.values())
+                last = max(at + n * TABLE_DTYPES[f].itemsize for f, (at, n) in spans.items())
+                fh.seek(base + first)
+                buffer = fh.read(last - first)
+                offset = -first
+            tables = {
+                field: np.frombuffer(buffer, TABLE_DTYPES[field], n, offset + at)
+                for field, (at, n) in spans.items()
+            }
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
         return None
     return VariableIndex(
-        name=meta["name"],
+        name=variable,
         source=source,
-        shape=tuple(meta["shape"]),
-        chunks=tuple(meta["chunks"]),
-        dtype=np.dtype(meta["dtype"]),
-        fill_value=meta["fill_value"],
-        fill_attr=meta["fill_attr"],
-        no_fill=meta["no_fill"],
-        codecs=meta["codecs"],
-        attrs=meta["attrs"],
-        dims=tuple(meta["dims"]),
-        urls=meta["urls"],
-        url_ids=url_ids,
-        offsets=offsets,
-        sizes=sizes,
-        inline={int(k): decode_inline(v) for k, v in meta["inline"].items()},
+        shape=tuple(entry["shape"]),
+        chunks=tuple(entry["chunks"]),
+        dtype=np.dtype(entry["dtype"]),
+        fill_value=entry["fill_value"],
+        fill_attr=entry["fill_attr"],
+        no_fill=entry["no_fill"],
+        codecs=entry["codecs"],
+        attrs=entry["attrs"],
+        dims=tuple(entry["dims"]),
+        urls=entry["urls"],
+        url_ids=tables["url_ids"],
+        offsets=tables["offsets"],
+        sizes=tables["sizes"],
+        inline={int(k): decode_inline(v) for k, v in entry["inline"].items()},
     )

@@ -275,8 +275,9 @@ def open_variable(
     found = cache.load(path, name, location) if path.exists() else None
     if found is not None:
         return found
-    var = load_from_document(read_document(location), name, location)
-    cache.save(path, var)
+    document = read_document(location)
+    var = load_from_document(document, name, location)
+    cache.save_document(path, document, var)
     return var
 
 
