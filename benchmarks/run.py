@@ -34,7 +34,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 REFERENCE = "h5py+numpy"
-REDUCERS = ("h5py+numpy", "activezarr", "netcdf4", "kerchunk+zarr", "pyactivestorage", "floor")
+REDUCERS = (
+    "h5py+numpy",
+    "activezarr",
+    "netcdf4",
+    "kerchunk+zarr",
+    "pyactivestorage",
+    "floor",
+    "floor-mmap",
+)
+WARM = ("h5py+numpy", "activezarr")
 INDEXERS = ("activezarr", "kerchunk+zarr")
 ALL_TOOLS = REDUCERS
 RTOL = {"f8": 1e-9, "f4": 1e-6}
@@ -47,7 +56,7 @@ class Case:
     """One row group of the table: an operation on one file, run by several tools."""
 
     name: str
-    kind: str  # reduce | build | load | import
+    kind: str  # reduce | warm | build | load | import
     tools: tuple[str, ...]
     label: str | None = None  # which generated file (benchmarks.data labels)
     sel: str = ":"
@@ -80,6 +89,9 @@ def build_cases() -> list[Case]:
         for sel_name, sel in SELECTIONS.items():
             about = f"mean of {label}[{sel}], float64, uncompressed"
             cases.append(Case(f"{sel_name}-{label}", "reduce", REDUCERS, label, sel, about=about))
+    for label in ("c75", "c8"):
+        about = f"mean of {label}[{SELECTIONS['small']}], 1,000 calls on one open object: median"
+        cases.append(Case(f"warm-{label}", "warm", WARM, label, SELECTIONS["small"], about=about))
     cases.append(Case("whole-z75", "reduce", REDUCERS, "z75", ":", about="zlib+shuffle f4 mean"))
     cases.append(Case("axis0-tll", "reduce", REDUCERS, "tll", ":", 0, about="time mean map of tas"))
     for label in CUBES:
@@ -194,7 +206,7 @@ def check_rows(case: Case, rows: list[Row], manifest: dict) -> None:
     if case.kind == "build":
         check_build(case, rows, manifest)
         return
-    if case.kind != "reduce":
+    if case.kind not in ("reduce", "warm"):
         return
     ref = next((r for r in rows if r.tool == REFERENCE and r.runs), None)
     if ref is None:
@@ -287,6 +299,8 @@ def format_table(rows: list[Row]) -> str:
 
 
 def fmt_s(seconds: float) -> str:
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.1f} µs"
     return (
         f"{seconds:.4f}"
         if seconds < 0.1
