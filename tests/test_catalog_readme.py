@@ -37,10 +37,20 @@ def test_readme_many_files_walkthrough(tmp_path, monkeypatch, capsys):
     namespace: dict = {}
     exec(blocks["python"][0], namespace)  # noqa: S102 - the README's own example
     assert namespace["cat"].files_read[-1].endswith("tas_11.nc")
+    assert len(namespace["hist"]) == 12  # the search
+    assert len(namespace["col"].df) == 12 * 2  # the export: one row per file and data variable
 
 
 @pytest.mark.parametrize("name", ["catalog.md"])
 def test_docs_mention_every_catalog_command(name):
     text = (README.parent / "docs" / name).read_text()
-    for command in ("catalog ls", "catalog show", "catalog verify", "catalog prune", "combine"):
+    for command in (
+        "catalog ls",
+        "catalog search",
+        "catalog show",
+        "catalog export",
+        "catalog verify",
+        "catalog prune",
+        "combine",
+    ):
         assert f"activezarr {command}" in text

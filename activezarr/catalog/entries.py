@@ -128,14 +128,15 @@ def make_entry(translation, fingerprint: dict[str, Any]) -> dict[str, Any]:
         "skipped": translation.skipped,
         "created_at": now(),
         "activezarr_version": version(),
-        "roles": roles_of(variables, _bounds_names(translation.meta)),
+        "roles": roles_of(variables, *_named_by_attributes(translation.meta)),
     }
     return with_facets(entry)
 
 
-def _bounds_names(meta: dict[str, Any]) -> set[str]:
-    """Variables named by another's ``bounds`` (or ``climatology``) attribute."""
-    names = set()
+def _named_by_attributes(meta: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """Variables named by another's ``bounds``/``climatology`` attribute, and by a
+    ``coordinates`` attribute (auxiliary coordinates such as a scalar ``height``)."""
+    bounds, auxiliary = set(), set()
     for key, attrs in meta.items():
         if not key.endswith("/.zattrs"):
             continue
@@ -143,22 +144,27 @@ def _bounds_names(meta: dict[str, Any]) -> set[str]:
             attrs = json.loads(attrs)
         for name in ("bounds", "climatology"):
             if isinstance(attrs.get(name), str):
-                names.add(attrs[name])
-    return names
+                bounds.add(attrs[name])
+        if isinstance(attrs.get("coordinates"), str):
+            auxiliary.update(attrs["coordinates"].split())
+    return bounds, auxiliary
 
 
 def roles_of(
-    variables: dict[str, dict[str, Any]], bounds: set[str] | None = None
+    variables: dict[str, dict[str, Any]],
+    bounds: set[str] | None = None,
+    auxiliary: set[str] | None = None,
 ) -> dict[str, str]:
-    """``coordinate`` (1-d along itself), ``bounds`` (of a coordinate) or ``data``.
+    """``coordinate`` (1-d along itself, or named by a ``coordinates`` attribute), ``bounds``
+    (of a coordinate) or ``data``.
 
     Without the attributes (an entry migrated from ``catalog.json``), names ending in
-    ``_bnds``/``_bounds`` are taken as bounds.
+    ``_bnds``/``_bounds`` are taken as bounds and scalars as coordinates.
     """
     roles = {}
     for name, v in variables.items():
         dims = list(v.get("dimensions") or ())
-        if dims == [name]:
+        if dims == [name] or name in (auxiliary or ()) or (bounds is None and not dims):
             roles[name] = "coordinate"
         elif name in (bounds or ()) or (
             bounds is None and name.endswith(("_bnds", "_bounds", "_bnd"))

@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -301,8 +302,7 @@ def _commit(con, pending: list[dict[str, Any]], report: IndexReport) -> None:
 def _executor(executor, jobs: int) -> Iterator[cf.Executor]:
     """The caller's executor (a dask Client becomes its executor), or local processes."""
     if executor is None:
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
-        context = multiprocessing.get_context(method)
+        context = multiprocessing.get_context(_start_method())
         pool = cf.ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_sigint)
         try:
             yield pool
@@ -313,6 +313,16 @@ def _executor(executor, jobs: int) -> Iterator[cf.Executor]:
         yield executor.get_executor(pure=False)
     else:
         yield executor
+
+
+def _start_method() -> str | None:
+    """``fork`` from a single-threaded process (quick, and the caller's script is not imported
+    again in each worker); otherwise ``forkserver``, since forking a process that runs threads
+    (an event loop, a dask client) can deadlock the child."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else None
 
 
 def _stop(pool: cf.Executor, futures) -> None:

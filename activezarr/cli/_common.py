@@ -41,6 +41,13 @@ def catalog_option(sp, select: bool = True) -> None:
         help=f"index directory holding the catalog (default: {DEFAULT_CATALOG})",
     )
     if select:
+        sp.add_argument(
+            "terms",
+            nargs="*",
+            metavar="FACET=VALUE",
+            help="only files matching these facets (source_id=IPSL* experiment_id=historical "
+            "variable_id=tas; globs, VALUE1,VALUE2 for any)",
+        )
         sp.add_argument("--path", help="only sources matching this glob")
         sp.add_argument(
             "--attr", action="append", help="only files whose global attribute NAME=VALUE"
@@ -49,10 +56,13 @@ def catalog_option(sp, select: bool = True) -> None:
 
 
 def open_catalog(args):
-    """The ``Catalog`` of ``--catalog``, narrowed by ``--path`` and ``--attr``."""
+    """The ``Catalog`` of ``--catalog``, narrowed by FACET=VALUE terms, ``--path``, ``--attr``."""
     from ..catalog import Catalog
+    from ..catalog.search import parse_terms
 
     cat = Catalog(args.catalog, storage_options=storage_options(args))
+    if getattr(args, "terms", None):
+        cat = cat.search(**parse_terms(args.terms))
     if getattr(args, "path", None) or getattr(args, "attr", None):
         cat = cat.select(path=args.path, attrs=_attrs(args.attr))
     return cat

@@ -21,7 +21,10 @@ from ._common import (
 
 
 def _span(entry) -> str:
-    """The range of the dimension most variables lead with, e.g. ``time 0..364``."""
+    """The file's time range as dates (``1850-01-16..1850-12-16``), else the range of the
+    dimension most variables lead with, e.g. ``depth 0..364``."""
+    if entry.time_start is not None:
+        return f"{entry.time_start}..{entry.time_end}"
     leading = Counter(
         v["dimensions"][0] for v in entry.variables.values() if len(v.get("dimensions") or ()) > 1
     )
@@ -42,13 +45,27 @@ def cmd_ls(args) -> int:
     for e in cat:
         size = e.fingerprint.get("size")
         names = ",".join(sorted(e.variables))
-        print(f"{e.source}\t{e.index.name}\t{size} B\t{_span(e)}\t{names}")
-    for key, record in sorted(cat.combined.items()):
+        facets = " ".join(e.facets[f] for f in SHOWN_FACETS if e.facets.get(f))
+        print(f"{e.source}\t{e.index.name}\t{size} B\t{_span(e)}\t{names}\t{facets}".rstrip())
+    narrowed = args.var or args.terms or args.path or args.attr
+    for key, record in sorted({} if narrowed else cat.combined.items()):
         print(
             f"combined {key}: {record['variable']} along {record['concat_dim']} "
             f"{record.get('shape')} from {len(record['sources'])} files"
         )
     print(f"{len(cat)} entries in {cat.path}", file=sys.stderr)
+    return 0
+
+
+# the facets that tell CMIP/CORDEX datasets apart, shown by ``ls`` when a file has them
+SHOWN_FACETS = ("source_id", "experiment_id", "member_id", "table_id", "grid_label", "domain")
+
+
+def cmd_export(args) -> int:
+    cat = open_catalog(args)
+    target = cat.to_intake_esm(args.intake_esm, name=args.name)
+    print(target)
+    print(f"{len(cat)} files exported from {cat.path}", file=sys.stderr)
     return 0
 
 
@@ -62,6 +79,9 @@ def _record(entry) -> dict:
         "attrs": entry.attrs,
         "created_at": entry.created_at,
         "activezarr_version": entry.activezarr_version,
+        "facets": entry.facets,
+        "time_start": entry.time_start,
+        "time_end": entry.time_end,
     }
 
 
@@ -157,11 +177,21 @@ def register(sub) -> None:
     cp = sub.add_parser("catalog", help="list, show, verify, prune or reduce over the catalog")
     csub = cp.add_subparsers(dest="catalog_command", required=True)
 
-    sp = csub.add_parser("ls", help="one line per indexed file")
+    for name, text in (
+        ("ls", "one line per indexed file (optionally only those matching FACET=VALUE ...)"),
+        ("search", "the files matching FACET=VALUE ... (globs; VALUE1,VALUE2 for any)"),
+    ):
+        sp = csub.add_parser(name, help=text)
+        catalog_option(sp)
+        sp.add_argument("--var", help="only files holding this variable")
+        sp.add_argument("--json", action="store_true", help="print JSON for scripts")
+        sp.set_defaults(func=cmd_ls)
+
+    sp = csub.add_parser("export", help="write an intake-esm collection of the (matching) files")
     catalog_option(sp)
-    sp.add_argument("--var", help="only files holding this variable")
-    sp.add_argument("--json", action="store_true", help="print JSON for scripts")
-    sp.set_defaults(func=cmd_ls)
+    sp.add_argument("--intake-esm", required=True, metavar="DIR", help="directory to write to")
+    sp.add_argument("--name", help="collection name (default: activezarr)")
+    sp.set_defaults(func=cmd_export)
 
     sp = csub.add_parser("show", help="the catalog entry of one source (or combined index)")
     sp.add_argument("source", help="source path or URL, index file name, or combined index")
