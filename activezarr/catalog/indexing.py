@@ -224,6 +224,48 @@ def _preferred(url: str, out: Path, format: IndexFormat) -> str:
 
 def _run(todo, targets, storage_options, format, jobs, executor, con, report, bar) -> None:
     """Index ``todo``, committing finished rows in batches; on Ctrl-C commit what finished."""
+    with _shielding() as shield:
+        _run_shielded(
+            todo, targets, storage_options, format, jobs, executor, con, report, bar, shield
+        )
+
+
+@contextlib.contextmanager
+def _shielding():
+    """Yield ``shield``: a context in which Ctrl-C waits until the context ends (so that a
+    file's row and its line in the report are added together, and a commit is not cut)."""
+    state = {"depth": 0, "pending": False}
+
+    def handler(signum, frame):
+        if state["depth"]:
+            state["pending"] = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def shield():
+        state["depth"] += 1
+        try:
+            yield
+        finally:
+            state["depth"] -= 1
+            if not state["depth"] and state["pending"]:
+                state["pending"] = False
+                raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield contextlib.nullcontext  # signals only reach the main thread
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield shield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_shielded(
+    todo, targets, storage_options, format, jobs, executor, con, report, bar, shield
+) -> None:
     pending: list[dict[str, Any]] = []
     last_commit = time.monotonic()
 
@@ -234,13 +276,15 @@ def _run(todo, targets, storage_options, format, jobs, executor, con, report, ba
             log.info("failed %s: %s", path, error)
             bar.step(f"FAILED {path}")
         else:
+            with shield():  # the row and the report agree even if Ctrl-C comes now
+                pending.append(done.entry)
+                report.indexed.append((path, targets[path]))
             log.info("indexed %s -> %s", path, targets[path])
-            pending.append(done.entry)
-            report.indexed.append((path, targets[path]))
             report.warnings += done.warnings
             bar.step(f"{path} -> {targets[path]}", done.n_chunks, done.nbytes)
         if len(pending) >= COMMIT_BATCH or time.monotonic() - last_commit >= COMMIT_EVERY_S:
-            _commit(con, pending, report)
+            with shield():
+                _commit(con, pending, report)
             last_commit = time.monotonic()
 
     try:
@@ -270,7 +314,8 @@ def _run(todo, targets, storage_options, format, jobs, executor, con, report, ba
                 _stop(pool, futures)
                 raise
     finally:
-        _commit(con, pending, report)
+        with shield():
+            _commit(con, pending, report)
 
 
 def _reason(exc: BaseException) -> str:
@@ -294,8 +339,7 @@ def _commit(con, pending: list[dict[str, Any]], report: IndexReport) -> None:
         lost = [(p, t) for p, t in report.indexed if open_source(p).url in sources]
         report.indexed = [x for x in report.indexed if x not in lost]
         report.failed += [(p, str(exc)) for p, _ in lost]
-    finally:
-        pending.clear()
+    pending.clear()
 
 
 @contextlib.contextmanager
