@@ -1,0 +1,260 @@
+"""Catalog benchmark: indexing an archive of small files, re-running over it, and searching,
+listing and exporting a catalog of a million rows.
+
+    python -m benchmarks.catalog_cases [--files N] [--rows N] [--export-rows N]
+                                       [--out benchmarks/results/catalog-latest.json]
+
+(``python -m benchmarks.run --cases 'catalog*'`` runs the same.)
+
+1. ``N`` netCDF4 files ``tas(12, 18, 36)`` float32 (zlib, one chunk per time step) with a CF
+   ``time`` axis (``days since 1850-01-01``, noleap), written once under
+   ``benchmarks/data/catalog/files-N/``.
+2. ``activezarr index`` into a fresh directory with ``--jobs 1`` and ``--jobs 2`` (one
+   process each, timed from start to exit; ``-v`` logs give the time of every 1,000th file),
+   side by side with kerchunk's loop (``SingleHdf5ToZarr(path, inline_threshold=0).translate()``
+   then ``json.dump`` per file) in one and in two processes.
+3. The same ``activezarr index`` again over the unchanged files (the fingerprint sweep).
+4. A synthetic catalog of ``--rows`` rows (100 models x 10 experiments x ... facets) written
+   straight into ``catalog.db``; timed: ``Catalog(...).search(...)`` with three facets and
+   ``activezarr catalog ls FACET=VALUE ...`` as a command (process start included), and the
+   intake-esm export of ``--export-rows`` of its rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT / "data/catalog"
+RESULTS = ROOT / "results"
+
+
+def write_files(n: int) -> list[Path]:
+    """``n`` small CF files (made once; later calls reuse them)."""
+    import netCDF4
+
+    folder = DATA / f"files-{n}"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"tas_{i:06d}.nc" for i in range(n)]
+    for i, path in enumerate(paths):
+        if path.exists():
+            continue
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.title = f"synthetic year {i}"
+            ds.createDimension("time", None)
+            ds.createDimension("lat", 18)
+            ds.createDimension("lon", 36)
+            t = ds.createVariable("time", "f8", ("time",))
+            t.units, t.calendar, t.standard_name = "days since 1850-01-01", "noleap", "time"
+            t[:] = 365.0 * i + 15.5 + 30.0 * np.arange(12)
+            ds.createVariable("lat", "f4", ("lat",))[:] = np.linspace(-85, 85, 18)
+            ds.createVariable("lon", "f4", ("lon",))[:] = np.arange(36) * 10.0
+            v = ds.createVariable(
+                "tas", "f4", ("time", "lat", "lon"), zlib=True, chunksizes=(1, 18, 36)
+            )
+            v.units = "K"
+            v[:] = (250 + 40 * np.random.default_rng(i).random((12, 18, 36))).astype("f4")
+    return paths
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT.parent)}
+
+
+def index_run(files_glob: str, out: Path, jobs: int, fresh: bool = True) -> dict:
+    """``activezarr index`` as a command; the time of every 1,000th file from its log."""
+    if fresh:
+        shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "activezarr", "-v", "index", files_glob, "--out", str(out)]
+    cmd += ["--jobs", str(jobs), "-q"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env()
+    )
+    marks, done = [], 0
+    for line in proc.stderr:
+        if "INFO: indexed " in line:
+            done += 1
+            if done % 1000 == 0:
+                marks.append(time.perf_counter() - start)
+    proc.wait()
+    total = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f"{cmd} failed with {proc.returncode}")
+    return {"seconds": total, "files": done, "per_1000": marks}
+
+
+def _kerchunk_one(args: tuple[str, str]) -> None:
+    from kerchunk.hdf import SingleHdf5ToZarr
+
+    path, out = args
+    refs = SingleHdf5ToZarr(path, inline_threshold=0).translate()
+    with open(out, "w") as fh:
+        json.dump(refs, fh)
+
+
+def kerchunk_run(paths: list[Path], out: Path, processes: int) -> dict:
+    """kerchunk's loop in ``processes`` processes (started inside the timing, like ours)."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    script = (
+        "import sys, json, multiprocessing as mp\n"
+        "from benchmarks.catalog_cases import _kerchunk_one\n"
+        "jobs = json.load(sys.stdin)\n"
+        f"n = {processes}\n"
+        "if n == 1:\n"
+        "    for j in jobs: _kerchunk_one(j)\n"
+        "else:\n"
+        "    with mp.get_context('fork').Pool(n) as pool:\n"
+        "        pool.map(_kerchunk_one, jobs, chunksize=64)\n"
+    )
+    jobs = [(str(p), str(out / f"{p.stem}.json")) for p in paths]
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", script], input=json.dumps(jobs), text=True, check=True, env=_env()
+    )
+    return {"seconds": time.perf_counter() - start, "files": len(paths)}
+
+
+def synthetic_catalog(directory: Path, rows: int) -> None:
+    """A catalog of ``rows`` CMIP6-like rows, written straight into the store."""
+    from activezarr.catalog import store
+
+    db = directory / "catalog.db"
+    if db.exists():
+        with store.opened(directory) as con:
+            if con.execute("SELECT COUNT(*) FROM files").fetchone()[0] == rows:
+                return
+        shutil.rmtree(directory)
+    variables = {
+        "tas": {"shape": [12, 18, 36], "dtype": "<f4", "chunks": [1, 18, 36],
+                "dimensions": ["time", "lat", "lon"], "n_chunks": 12, "nbytes": 20000},
+        "time": {"shape": [12], "dtype": "<f8", "chunks": [12], "dimensions": ["time"],
+                 "n_chunks": 1, "nbytes": 96},
+    }  # fmt: skip
+    roles = {"tas": "data", "time": "coordinate"}
+    with store.opened(directory, create=True) as con:
+        batch = []
+        for i in range(rows):
+            model, experiment, member = i % 100, (i // 100) % 10, (i // 1000) % 10
+            year = 1850 + i // 10000
+            source = f"/archive/M{model}/exp{experiment}/r{member}i1p1f1/tas_{i:07d}.nc"
+            batch.append(
+                {
+                    "source": source,
+                    "index": f"tas_{i:07d}.json",
+                    "fingerprint": {"size": 20000 + i, "mtime": 1.7e9 + i},
+                    "size": 20000 + i,
+                    "mtime": 1.7e9 + i,
+                    "attrs": {"title": f"file {i}"},
+                    "variables": variables,
+                    "roles": roles,
+                    "coords": {},
+                    "project": "CMIP6",
+                    "institution_id": f"I{model % 30}",
+                    "source_id": f"M{model}",
+                    "experiment_id": f"exp{experiment}",
+                    "member_id": f"r{member}i1p1f1",
+                    "table_id": "Amon",
+                    "frequency": "mon",
+                    "grid_label": "gn",
+                    "variable_id": "tas",
+                    "time_start": f"{year}-01-16",
+                    "time_end": f"{year}-12-16",
+                }
+            )
+            if len(batch) == 50_000:
+                with store.transaction(con):
+                    store.put_entries(con, batch)
+                batch = []
+        if batch:
+            with store.transaction(con):
+                store.put_entries(con, batch)
+
+
+def timed(fn, reps: int = 5) -> float:
+    best = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        best.append(time.perf_counter() - start)
+    return float(np.median(best))
+
+
+def search_cases(directory: Path, export_rows: int) -> dict:
+    from activezarr import Catalog
+
+    def search():
+        hits = Catalog(directory).search(source_id="M17", experiment_id="exp3", member_id="r5*")
+        return hits.entries
+
+    out = {"search_python_s": timed(search), "search_hits": len(search())}
+    cmd = [sys.executable, "-m", "activezarr", "catalog", "ls", "--catalog", str(directory)]
+    cmd += ["source_id=M17", "experiment_id=exp3", "member_id=r5*"]
+    out["ls_command_s"] = timed(
+        lambda: subprocess.run(cmd, capture_output=True, check=True, env=_env()), reps=3
+    )
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", "import activezarr"], check=True, env=_env(), capture_output=True
+    )
+    out["python_import_s"] = time.perf_counter() - start
+    per_experiment = len(Catalog(directory)) // 10
+    wanted = [f"exp{k}" for k in range(max(1, round(export_rows / per_experiment)))]
+    view = Catalog(directory).search(experiment_id=wanted)
+    target = DATA / "esm"
+    start = time.perf_counter()
+    view.to_intake_esm(target)
+    out["export_s"] = time.perf_counter() - start
+    out["export_rows"] = len(view)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=10_000, help="small files to index")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="synthetic catalog rows")
+    parser.add_argument("--export-rows", type=int, default=100_000)
+    parser.add_argument("--skip", nargs="*", default=[], help="index, kerchunk, search")
+    parser.add_argument("--out", type=Path, default=RESULTS / "catalog-latest.json")
+    args = parser.parse_args(argv)
+    result: dict = {"files": args.files, "rows": args.rows, "loadavg_start": os.getloadavg()}
+    paths = write_files(args.files)
+    files_glob = str(paths[0].parent / "tas_*.nc")
+    if "index" not in args.skip:
+        for jobs in (2, 1):
+            run = index_run(files_glob, DATA / f"indexes-j{jobs}", jobs)
+            result[f"activezarr_jobs{jobs}"] = run
+            print(f"activezarr index --jobs {jobs}: {run['seconds']:.1f} s", file=sys.stderr)
+        again = index_run(files_glob, DATA / "indexes-j2", 2, fresh=False)
+        result["activezarr_rerun"] = again
+        print(f"activezarr index again: {again['seconds']:.2f} s", file=sys.stderr)
+    if "kerchunk" not in args.skip:
+        for n in (2, 1):
+            run = kerchunk_run(paths, DATA / f"kerchunk-p{n}", n)
+            result[f"kerchunk_processes{n}"] = run
+            print(f"kerchunk loop, {n} processes: {run['seconds']:.1f} s", file=sys.stderr)
+    if "search" not in args.skip:
+        directory = DATA / f"synthetic-{args.rows}"
+        start = time.perf_counter()
+        synthetic_catalog(directory, args.rows)
+        result["synthetic_build_s"] = time.perf_counter() - start
+        result |= search_cases(directory, args.export_rows)
+    result["loadavg_end"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
