@@ -8,13 +8,22 @@ fill value); small inline chunks have url id ``INLINE`` and their bytes in ``inl
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+import operator
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+try:
+    import orjson
+except ImportError:  # optional (extra "fast"): the standard library parses the same JSON
+    orjson = None
 
 from ..errors import IndexLoadError
 from .refs import MEMBER, decode_inline
@@ -100,15 +109,40 @@ def _read_json(location: str, storage_options: dict | None) -> dict:
 
             fs = remote_filesystem(location.split("://", 1)[0], storage_options)
             with fs.open(location, "rb") as fh:
-                return json.load(fh)
+                return _loads(fh.read())
         with open(location.removeprefix("file://"), "rb") as fh:
-            return json.load(fh)
+            return _loads(fh.read())
     except FileNotFoundError:
         raise IndexLoadError(
             f"index {location} does not exist; build it with `activezarr index <file>`"
         ) from None
     except json.JSONDecodeError as exc:
         raise IndexLoadError(f"index {location} is not valid JSON ({exc})") from exc
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """No cyclic garbage collection while hundreds of thousands of lists are made: they
+    hold no cycles, and each collection would walk all of them again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _loads(data: bytes):
+    """Parse JSON with orjson when installed (several times faster on big indexes), falling
+    back to the standard library for what orjson refuses (NaN literals)."""
+    with _gc_paused():
+        if orjson is not None:
+            try:
+                return orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass
+        return json.loads(data)
 
 
 def _apply_templates(refs: dict, templates: dict) -> dict:
@@ -211,6 +245,10 @@ def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str):
     prefix = f"{name}/" if name else ""
     cut = len(prefix)
     ndim = max(len(grid), 1)
+    with _gc_paused():
+        fast = _plain_chunk_table(refs, prefix, grid, sep) if name else None
+    if fast is not None:
+        return fast
     keys = [
         k
         for k in refs
@@ -249,6 +287,47 @@ def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str):
         url_ids[flat[i]] = INLINE
         inline[int(flat[i])] = decode_inline(value) if isinstance(value, str) else bytes(value)
     return list(url_table), url_ids, offsets, sizes, inline
+
+
+def _plain_chunk_table(refs: dict, prefix: str, grid: tuple, sep: str):
+    """``_chunk_table`` for the common index: every chunk key of the variable is
+    ``<name>/<i>.<j>...`` and every value a ``[url, offset, size]`` list. Per-chunk work is
+    done by C loops (``map``, ``zip``, ``str.split``), which is what makes 250,000 chunks
+    load in a fraction of a second; anything else returns None (the general path)."""
+    keys = [k for k in refs if k.startswith(prefix)]
+    for meta in (".zarray", ".zattrs", ".zgroup", ".zmetadata"):
+        if prefix + meta in refs:
+            keys.remove(prefix + meta)
+    if not keys or not grid:
+        return None
+    getter = operator.itemgetter(*keys)
+    values = getter(refs) if len(keys) > 1 else (getter(refs),)
+    if set(map(type, values)) != {list} or set(map(len, values)) != {3}:
+        return None
+    cut = len(prefix)
+    text = " ".join(keys)[cut:].replace(" " + prefix, " ").replace(sep, " ")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # text that is not all numbers
+        coords = np.fromstring(text, dtype=np.int64, sep=" ")
+    if coords.size != len(keys) * len(grid) or not text.replace(" ", "").isdigit():
+        return None
+    coords = coords.reshape(len(keys), len(grid))
+    if not np.all((coords >= 0) & (coords < np.array(grid))):
+        return None
+    urls, offsets, sizes = zip(*values, strict=True)
+    table = {u: i for i, u in enumerate(dict.fromkeys(urls))}
+    flat = np.ravel_multi_index(tuple(coords.T), grid)
+    n = int(np.prod(grid, dtype=np.int64))
+    url_ids = np.full(n, MISSING, dtype=np.int32)
+    all_offsets = np.zeros(n, dtype=np.uint64)
+    all_sizes = np.zeros(n, dtype=np.uint64)
+    if len(table) == 1:
+        url_ids[flat] = 0
+    else:
+        url_ids[flat] = np.fromiter(map(table.__getitem__, urls), np.int32, len(urls))
+    all_offsets[flat] = np.array(offsets, dtype=np.uint64)
+    all_sizes[flat] = np.array(sizes, dtype=np.uint64)
+    return list(table), url_ids, all_offsets, all_sizes, {}
 
 
 def _is_chunk_suffix(suffix: str, sep: str, ndim: int) -> bool:
