@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -85,6 +86,11 @@ def _peak_mb() -> float:
     return float("nan")
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def run_one(tool: str, op: str, nc: str, index: str) -> dict:
     import xarray as xr
 
@@ -115,12 +121,13 @@ def run_one(tool: str, op: str, nc: str, index: str) -> dict:
             "monthly-climatology": lambda: da.groupby("time.month").mean(),
         }
     xr.DataArray(np.zeros(2), dims="x").mean()  # xarray's one-time imports (dask.array), untimed
+    base_mb = _rss_mb()
     start = time.perf_counter()
     result = ops[op]().compute()
     seconds = time.perf_counter() - start
     values = np.asarray(result.values, dtype=np.float64)
-    return {"op_s": seconds, "peak_mb": _peak_mb(), "checksum": float(np.nansum(values)),
-            "first": float(values.reshape(-1)[values.size // 2])}  # fmt: skip
+    return {"op_s": seconds, "peak_mb": _peak_mb(), "base_mb": base_mb,
+            "checksum": float(np.nansum(values))}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ driver
@@ -129,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--ops", nargs="*", choices=list(OPS), default=list(OPS))
+    parser.add_argument("--tools", nargs="*", choices=TOOLS, default=list(TOOLS),
+                        help="re-measure only these; other rows of --out are kept")  # fmt: skip
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -138,8 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     for path in (nc, index):  # warm page cache for every tool
         path.read_bytes()
     rows = []
-    for op in OPS:
-        for tool in TOOLS:
+    for op in args.ops:
+        for tool in args.tools:
             runs = []
             for _ in range(args.reps):
                 cmd = [sys.executable, "-m", "benchmarks.xarray_cases", "--one", tool, op,
@@ -155,15 +165,25 @@ def main(argv: list[str] | None = None) -> None:
             if runs:
                 row["median_s"] = statistics.median(r["op_s"] for r in runs)
                 row["median_rss_mb"] = statistics.median(r["peak_mb"] for r in runs)
+                row["median_op_mb"] = statistics.median(r["peak_mb"] - r["base_mb"] for r in runs)
                 row["checksum"] = runs[-1]["checksum"]
             rows.append(row)
             print(f"{op:22s} {tool:24s} {row.get('median_s', float('nan')):8.3f} s "
-                  f"{row.get('median_rss_mb', float('nan')):8.0f} MB", flush=True)  # fmt: skip
-    _check(rows)
-    meta = {"file": nc.name, "size_mb": nc.stat().st_size / 2**20, "reps": args.reps,
-            "quick": args.quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+                  f"{row.get('median_rss_mb', float('nan')):8.0f} MB peak "
+                  f"{row.get('median_op_mb', float('nan')):8.0f} MB in the operation",
+                  flush=True)  # fmt: skip
     out = args.out or ROOT / "results" / ("xarray-latest-quick.json" if args.quick
                                           else "xarray-latest.json")  # fmt: skip
+    if out.exists() and (set(args.tools) != set(TOOLS) or set(args.ops) != set(OPS)):
+        fresh = {(r["case"], r["tool"]) for r in rows}
+        kept = json.loads(out.read_text())["results"]
+        rows = [r for r in kept if (r["case"], r["tool"]) not in fresh] + rows
+        rows.sort(key=lambda r: (list(OPS).index(r["case"].removeprefix("xarray-")),
+                                 TOOLS.index(r["tool"])))  # fmt: skip
+    _check(rows)
+    meta = {"file": nc.name, "size_mb": nc.stat().st_size / 2**20, "reps": args.reps,
+            "quick": args.quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "loadavg": os.getloadavg()}  # fmt: skip
     out.write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
     print(out)
 

@@ -20,7 +20,7 @@ import xarray as xr
 from .accessor import _dims, _Reductions, result_dtype
 from .partials import Op, Partials, finish
 
-WINDOW_BYTES = 64 * 2**20  # per-time-step partials held at once
+WINDOW_BYTES = 32 * 2**20  # per-time-step partials held at once (Active holds as much again)
 
 if TYPE_CHECKING:
     from .accessor import ActiveDataArrayAccessor
