@@ -35,6 +35,9 @@ def test_benchmark_figure(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "benchmarks.png").stat().st_size > 10_000
     assert (REPO / "docs/images/benchmarks.png").is_file()
+    if (REPO / "benchmarks/results/xarray-latest.json").exists():
+        assert (tmp_path / "xarray_benchmarks.png").stat().st_size > 10_000
+        assert (REPO / "docs/images/xarray_benchmarks.png").is_file()
 
 
 def test_site_builds_strictly(tmp_path):

@@ -55,10 +55,11 @@ def _xarray_cases(results: dict, out: Path) -> Path:
         mine = {r["case"].removeprefix("xarray-"): r for r in rows if r["tool"] == tool}
         x = np.arange(len(cases)) + i * width
         color = "C3" if tool == "activezarr" else f"C{i}"
-        for ax, key in zip(axes, ("median_s", "median_rss_mb"), strict=True):
-            values = [mine[c][key] if c in mine else np.nan for c in cases]
+        for ax, key in zip(axes, ("median_s", "median_op_mb"), strict=True):
+            values = [mine[c].get(key, np.nan) if c in mine else np.nan for c in cases]
             ax.bar(x, values, width, label=tool, color=color)
-    for ax, label in zip(axes, ("median time (s)", "peak memory (MB)"), strict=True):
+    labels = ("median time (s)", "memory the operation used (MB)")
+    for ax, label in zip(axes, labels, strict=True):
         ax.set_xticks(np.arange(len(cases)) + 0.4 - width / 2, cases, fontsize=8)
         ax.set_ylabel(label)
     axes[0].legend(fontsize=8)
