@@ -24,6 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks/results/latest.json"
 XARRAY_RESULTS = REPO / "benchmarks/results/xarray-latest.json"
+CATALOG_RESULTS = REPO / "benchmarks/results/catalog-latest.json"
 KINDS = ("whole", "sel100", "small", "axis0", "xarray")  # reduction cases, by name prefix
 
 
@@ -32,11 +33,14 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--out", type=Path, default=REPO / "docs/images")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--xarray-results", type=Path, default=XARRAY_RESULTS)
+    parser.add_argument("--catalog-results", type=Path, default=CATALOG_RESULTS)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = json.loads(args.results.read_text())["results"]
     written = [_cases(rows, args.out)]
     curve = [r for r in rows if _curve_points(r)]
+    if args.catalog_results.exists():
+        curve += _catalog_rows(json.loads(args.catalog_results.read_text()))
     if curve:
         written.append(_indexing_curve(curve, args.out))
     if args.xarray_results.exists():
@@ -67,6 +71,21 @@ def _xarray_cases(results: dict, out: Path) -> Path:
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def _catalog_rows(result: dict) -> list[dict]:
+    """``benchmarks/catalog_cases.py`` runs (``{"seconds", "files", "per_1000"}`` each) as rows:
+    the cumulative time at every 1,000th file, or the end point alone."""
+    rows = []
+    for name, run in result.items():
+        if not isinstance(run, dict) or "seconds" not in run or not run.get("files"):
+            continue
+        marks = run.get("per_1000") or []
+        points = [[1000 * (i + 1), t] for i, t in enumerate(marks)] or [
+            [run["files"], run["seconds"]]
+        ]
+        rows.append({"case": "catalog index", "tool": name, "extra": {"curve": points}})
+    return rows
 
 
 def _curve_points(row: dict) -> list[tuple[float, float]]:
@@ -119,7 +138,7 @@ def _indexing_curve(rows: list[dict], out: Path) -> Path:
     for label, points in sorted(by_tool.items()):
         files, seconds = zip(*sorted(points), strict=True)
         ax.plot(files, seconds, "o-", label=label)
-    ax.set(xlabel="files indexed", ylabel="seconds (per point)")
+    ax.set(xlabel="files indexed", ylabel="seconds since the start")
     ax.legend(fontsize=8)
     path = out / "catalog_indexing.png"
     fig.savefig(path, dpi=80)
