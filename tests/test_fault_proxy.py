@@ -52,7 +52,7 @@ RUN_CHUNKS = sum(r[3] for r in RUNS)
 # per attempt: the issue's mix (5% 500s, 3% closed mid-reply, 2% slower than the timeout)
 ISSUE_RATES = {"error": 0.05, "cut_body": 0.03, "slow": 0.02}
 FAILURES = ("error", "cut_body", "cut_headers", "empty_body", "bad_cbor", "slow")
-CLIENT = {"timeout": 1.0, "retries": 5, "backoff": 0.01}
+CLIENT = {"timeout": 2.0, "retries": 5, "backoff": 0.01}
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ import threading
 import time
 from collections.abc import Callable
 
-# above the requests in flight: a load spike that times them all out is not a dead server
-DEFAULT_THRESHOLD = 32
+# twice the most requests in flight (64): a load spike that times out every request in flight
+# at once is not a dead server
+DEFAULT_THRESHOLD = 128
 DEFAULT_COOLDOWN = 30.0
 
 
