@@ -14,6 +14,9 @@
    h5py + numpy's (relative tolerance ``RTOL``); the ratio of each tool's median to
    activezarr's (``> 1``: activezarr is faster).
 4. A markdown table on stdout; JSON to ``benchmarks/results/<timestamp>.json`` and ``--out``.
+5. The xarray-level cases (``benchmarks/xarray_cases.py``: the ``.active`` accessor against
+   xarray + dask over kerchunk and xarray over netCDF4) run first, with at most 3 repetitions;
+   their results go to ``xarray-latest.json``. ``--cases 'xarray*'`` runs only them.
 """
 
 from __future__ import annotations
@@ -380,6 +383,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.list:
         for case in cases:
             print(f"{case.name:<17} {case.kind:<7} {case.about}")
+        print(f"{'xarray-cases':<17} {'xarray':<7} benchmarks/xarray_cases.py (--cases 'xarray*')")
+        return
+    if not args.cases or any(fnmatch.fnmatch("xarray-cases", p) for p in args.cases):
+        from benchmarks import xarray_cases  # accessor vs xarray + dask vs xarray netCDF4
+
+        xarray_cases.main(["--reps", str(min(args.reps, 3))] + (["--quick"] if args.quick else []))
+    if not cases:
         return
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     manifest = prepare_data(args.quick)
