@@ -225,6 +225,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rows", type=int, default=1_000_000, help="synthetic catalog rows")
     parser.add_argument("--export-rows", type=int, default=100_000)
     parser.add_argument("--skip", nargs="*", default=[], help="index, kerchunk, search")
+    parser.add_argument(
+        "--kerchunk-processes", type=int, nargs="+", default=[2, 1], help="kerchunk loop runs"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "catalog-latest.json")
     args = parser.parse_args(argv)
     result: dict = {"files": args.files, "rows": args.rows, "loadavg_start": os.getloadavg()}
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["activezarr_rerun"] = again
         print(f"activezarr index again: {again['seconds']:.2f} s", file=sys.stderr)
     if "kerchunk" not in args.skip:
-        for n in (2, 1):
+        for n in args.kerchunk_processes:
             run = kerchunk_run(paths, DATA / f"kerchunk-p{n}", n)
             result[f"kerchunk_processes{n}"] = run
             print(f"kerchunk loop, {n} processes: {run['seconds']:.1f} s", file=sys.stderr)

@@ -118,7 +118,7 @@ def index_one(
 
             write_parquet(target, translation)
         else:
-            write_index(target, translation)
+            write_index(target, translation, durable=False)  # see docs/catalog.md, Crash-safe
     entry["index"] = target.name
     return IndexedFile(
         entry,

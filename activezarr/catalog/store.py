@@ -218,18 +218,22 @@ _INSERT_FILE = (
 
 def put_entries(con: sqlite3.Connection, entries: Iterable[dict[str, Any]]) -> None:
     """Insert or replace the rows of ``entries`` (inside the caller's transaction)."""
-    for entry in entries:
-        con.execute("DELETE FROM variables WHERE source = ?", (entry["source"],))
-        con.execute(_INSERT_FILE, file_row(entry))
-        roles = entry.get("roles") or {}
-        con.executemany(
-            "INSERT INTO variables (source, name, role) VALUES (?, ?, ?)",
-            [(entry["source"], v, roles.get(v, "data")) for v in entry.get("variables") or {}],
-        )
-        con.execute(
-            "INSERT OR IGNORE INTO names (source, index_name) VALUES (?, ?)",
-            (entry["source"], entry["index"]),
-        )
+    entries = list(entries)
+    sources = [(e["source"],) for e in entries]
+    con.executemany("DELETE FROM variables WHERE source = ?", sources)
+    con.executemany(_INSERT_FILE, [file_row(e) for e in entries])
+    con.executemany(
+        "INSERT OR REPLACE INTO variables (source, name, role) VALUES (?, ?, ?)",
+        [
+            (e["source"], v, (e.get("roles") or {}).get(v, "data"))
+            for e in entries
+            for v in e.get("variables") or {}
+        ],
+    )
+    con.executemany(
+        "INSERT OR IGNORE INTO names (source, index_name) VALUES (?, ?)",
+        [(e["source"], e["index"]) for e in entries],
+    )
 
 
 def put_combined(con: sqlite3.Connection, name: str, record: dict[str, Any]) -> None:

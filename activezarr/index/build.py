@@ -181,8 +181,8 @@ def build_index(
     return target
 
 
-def _write(target: Path, translation: Translation) -> None:
-    write_atomic(target, translation.json_text())
+def _write(target: Path, translation: Translation, *, durable: bool = True) -> None:
+    write_atomic(target, translation.json_text(), durable=durable)
     # the binary chunk tables, for fast loading
     cache.save(target, [from_table(var, str(target)) for var in translation.variables])
     log.info("wrote %s", target)

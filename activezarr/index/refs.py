@@ -88,10 +88,13 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, *, durable: bool = True) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename.
 
-    A crash leaves either the old file or the new one, never half of either.
+    A crash leaves either the old file or the new one, never half of either. ``durable``
+    also flushes the file to disk before the rename (a power cut cannot lose it); indexing
+    many files turns it off, like the catalog's own commits, since an fsync per file costs
+    more than translating it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -99,8 +102,9 @@ def write_atomic(path: Path, text: str) -> None:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the mode a new file gets
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
