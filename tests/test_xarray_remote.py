@@ -65,3 +65,32 @@ def test_groupby_and_weighted_on_reductionist(remote_ds):
     got = remote_ds.tas.active.weighted(weights).mean(["lat", "lon"])
     expected = ref.tas.weighted(np.cos(np.deg2rad(ref.lat))).mean(["lat", "lon"])
     xr.testing.assert_allclose(got, expected, rtol=FLOAT32_SERVER_RTOL)
+
+
+def test_accessor_runs_on_a_dask_cluster(tmp_path, monkeypatch):
+    """``open_dataset(..., executor=client)``: chunk batches of every accessor reduction run as
+    tasks on a dask.distributed cluster, with the local answers."""
+    distributed = pytest.importorskip("distributed")
+    import activezarr.active
+    from tests.xarray_files import write_series
+
+    monkeypatch.setattr(activezarr.active, "BATCH_BYTES", 4 * 45 * 12 * 4)  # a few chunks each
+    nc = write_series(tmp_path / "tas.nc", calendar="noleap", years=2)
+    index = activezarr.build_index(nc, out=tmp_path / "indexes")
+    local = activezarr.open_dataset(index)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+        distributed.get_task_stream(client) as stream,
+    ):
+        ds = activezarr.open_dataset(index, executor=client)
+        weights = np.cos(np.deg2rad(ds.lat))
+        for reduce in (
+            lambda da: da.active.mean("time"),
+            lambda da: da.active.weighted(weights).mean(["lat", "lon"]),
+            lambda da: da.active.groupby("time.season").max(),
+        ):
+            xr.testing.assert_identical(reduce(ds.tas), reduce(local.tas))
+    assert any("run_batch" in str(t["key"]) for t in stream.data), stream.data[:3]
