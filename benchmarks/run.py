@@ -3,6 +3,9 @@
     python -m benchmarks.run [--quick] [--cases PATTERN ...] [--tools NAME ...] [--reps N]
                              [--budget SECONDS] [--out benchmarks/results/latest.json]
 
+(``--cases 'catalog*'`` runs only ``benchmarks/catalog_cases.py``: indexing many small files
+against kerchunk's loop, the re-run sweep, search and export on a million-row catalog.)
+
 (``--quick`` writes ``latest-quick.json`` unless ``--out`` says otherwise.)
 
 1. ``benchmarks.data`` (in a subprocess) generates whatever input file, activezarr index or
@@ -384,7 +387,14 @@ def main(argv: list[str] | None = None) -> None:
         for case in cases:
             print(f"{case.name:<17} {case.kind:<7} {case.about}")
         print(f"{'xarray-cases':<17} {'xarray':<7} benchmarks/xarray_cases.py (--cases 'xarray*')")
+        print(
+            f"{'catalog-cases':<17} {'catalog':<7} benchmarks/catalog_cases.py (--cases 'catalog*')"
+        )
         return
+    if not args.cases or any(fnmatch.fnmatch("catalog-cases", p) for p in args.cases):
+        from benchmarks import catalog_cases  # index many files vs kerchunk; search 1M rows
+
+        catalog_cases.main(["--files", "1000", "--rows", "100000"] if args.quick else [])
     if not args.cases or any(fnmatch.fnmatch("xarray-cases", p) for p in args.cases):
         from benchmarks import xarray_cases  # accessor vs xarray + dask vs xarray netCDF4
 

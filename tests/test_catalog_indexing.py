@@ -171,3 +171,23 @@ def test_parquet_indexes_reduce_across_files_and_prune(tmp_path, files):
     assert cat.prune() == [str(files[0])]
     assert not gone.exists() and not (out / ".activezarr-cache" / gone.name).exists()
     assert len(Catalog(out)) == 5
+
+
+def test_reduce_combine_and_verify_show_a_bar_on_a_terminal_only(tmp_path, files, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = tmp_path / "indexes"
+    index_many([str(p) for p in files], out, progress=False)
+    for stream in (io.StringIO(), Terminal()):
+        monkeypatch.setattr(sys, "stderr", stream)
+        cat = Catalog(out)
+        cat.reduce("tas", "count")
+        cat.combine(var="tas")
+        assert cat.verify() == []
+        text = stream.getvalue()
+        if stream.isatty():
+            assert text.count("6/6") >= 3, text  # a bar for each
+        else:
+            assert text == ""

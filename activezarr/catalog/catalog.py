@@ -17,6 +17,7 @@ from typing import Any, Literal
 from ..index.freshness import DB_NAME, combine_command, fingerprints, refresh_command
 from . import store
 from .facets import FACETS
+from .progress import on_terminal
 from .search import Condition, attr_condition, condition, where
 
 
@@ -277,7 +278,13 @@ class Catalog:
         """Check every entry's source fingerprint and index file, and every combined index."""
         problems = []
         entries = self.entries
-        now = fingerprints([e.source for e in entries], self.storage_options)
+        now: dict[str, Any] = {}
+        bar = on_terminal(len(entries))
+        for start in range(0, len(entries), 256):  # in parts, so that the bar moves
+            part = [e.source for e in entries[start : start + 256]]
+            now |= fingerprints(part, self.storage_options)
+            bar.step(n=len(part))
+        bar.close()
         for e in entries:
             fix = refresh_command(e.source, self.directory)
             current = now[e.source]

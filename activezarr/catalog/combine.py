@@ -24,6 +24,7 @@ from ..errors import ActiveZarrError
 from ..index.load import read_refs
 from ..index.refs import dumps_refs, write_atomic
 from .concat import Layout, _names, layout
+from .progress import on_terminal
 from .store import record_combined
 
 if TYPE_CHECKING:
@@ -52,7 +53,12 @@ def combine(catalog: Catalog, var: str, concat_dim: str = "time", out=None) -> P
     """Combine the catalog's entries holding ``var`` along ``concat_dim``; see the module."""
     lay = layout(catalog.entries, var, concat_dim)
     check_grid(lay)
-    refs = [_load(p.entry.index, catalog.storage_options) for p in lay.parts]
+    bar = on_terminal(len(lay.parts))
+    refs = []
+    for p in lay.parts:
+        refs.append(_load(p.entry.index, catalog.storage_options))
+        bar.step()
+    bar.close()
     check_encoding(lay, refs)
     values = [
         _values(lay, p, r, catalog.storage_options) for p, r in zip(lay.parts, refs, strict=True)

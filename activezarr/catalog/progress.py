@@ -68,8 +68,8 @@ class Progress:
                 leave=True,
             )
 
-    def step(self, message: str = "", chunks: int = 0, nbytes: int = 0) -> None:
-        self.done += 1
+    def step(self, message: str = "", chunks: int = 0, nbytes: int = 0, n: int = 1) -> None:
+        self.done += n
         self.chunks += chunks
         self.nbytes += nbytes
         if not self.enabled:
@@ -78,7 +78,7 @@ class Progress:
             self.bar.set_postfix_str(
                 f"{self.chunks} chunks, {size_text(self.nbytes)}", refresh=False
             )
-            self.bar.update(1)
+            self.bar.update(n)
             return
         now = time.monotonic()
         if now - self.last >= self.interval or self.done == self.total:
@@ -104,6 +104,12 @@ class Progress:
         elif self.enabled and self.done and self.done != self.total:
             self.stream.write(self.line() + "\n")  # interrupted: say where it stopped
             self.stream.flush()
+
+
+def on_terminal(total: int, what: str = "files") -> Progress:
+    """A bar for work over many files on an interactive terminal; silent anywhere else
+    (``combine``, ``catalog reduce`` and ``verify`` print their result, not a log)."""
+    return Progress(total, enabled=total > 1 and _isatty(sys.stderr), what=what)
 
 
 def _isatty(stream) -> bool:

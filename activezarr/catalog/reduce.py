@@ -22,6 +22,7 @@ from ..index.freshness import fingerprints, refresh_command
 from ..plan import DimSelection, normalize_selection
 from ..reduce import OPS
 from .concat import Layout, Part, layout, to_coordinate, window
+from .progress import on_terminal
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -163,10 +164,22 @@ def _run(tasks: list[FileTask], var: str, op: str, axes, options, jobs: int) -> 
         with Active(task.part.entry.index, var, check_stale=False, **options) as a:
             return a.reduce(op, task.selection, axes, components=True)
 
-    if len(tasks) == 1 or jobs <= 1:
-        return [one(t) for t in tasks]
-    with cf.ThreadPoolExecutor(min(jobs, len(tasks)), "activezarr-files") as pool:
-        return list(pool.map(one, tasks))
+    bar = on_terminal(len(tasks))
+    try:
+        if len(tasks) == 1 or jobs <= 1:
+            out = []
+            for t in tasks:
+                out.append(one(t))
+                bar.step()
+            return out
+        with cf.ThreadPoolExecutor(min(jobs, len(tasks)), "activezarr-files") as pool:
+            out = []
+            for partial in pool.map(one, tasks):
+                out.append(partial)
+                bar.step()
+            return out
+    finally:
+        bar.close()
 
 
 def _fold(partials: list[dict], op: str) -> dict:
