@@ -5,6 +5,7 @@ Both take a clock: the tests move it by hand, so nothing sleeps and nothing is t
 
 from __future__ import annotations
 
+import pickle
 import threading
 
 import pytest
@@ -46,6 +47,14 @@ def test_breaker_half_open_lets_one_trial_through():
     assert b.allow()
     b.success()
     assert b.allow() and not b.is_open() and b.failures == 0 and b.trips == 1
+
+
+def test_breaker_pickles_closed_with_its_settings():
+    b = CircuitBreaker(threshold=2, cooldown=5)
+    b.failure(), b.failure()
+    copy = pickle.loads(pickle.dumps(b))
+    assert b.state == "open" and copy.state == "closed"
+    assert (copy.threshold, copy.cooldown) == (2, 5) and repr(copy) == repr(b)
 
 
 def test_breakers_are_shared_per_server():

@@ -91,9 +91,21 @@ class CircuitBreaker:
                 return True
             return False
 
+    @property
+    def state(self) -> str:
+        """ "open" (requests held back) or "closed"."""
+        return "open" if self.is_open() else "closed"
+
     def __repr__(self) -> str:
-        state = "open" if self.is_open() else "closed"
-        return f"<CircuitBreaker {state}, {self._failures} consecutive failure(s)>"
+        # stable (no state): dask workers key their backends by the options' repr
+        return f"CircuitBreaker(threshold={self.threshold}, cooldown={self.cooldown:g})"
+
+    def __getstate__(self) -> dict:
+        """Pickles as a fresh, closed breaker with the same settings (for dask workers)."""
+        return {"threshold": self.threshold, "cooldown": self.cooldown}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["threshold"], state["cooldown"])
 
 
 _BREAKERS: dict[str, CircuitBreaker] = {}
