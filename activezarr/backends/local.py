@@ -20,9 +20,9 @@ import numpy as np
 from ..errors import ChunkReadError
 from ..index.load import INLINE
 from ..index.sources import is_remote
-from ..kernels import FlatReducer, reduce_all
+from ..kernels import FlatReducer, reduce_all, reduce_masked
 from ..readers import Readers, adjacent_runs
-from ..reduce import Accumulator, Partial, reduce_block
+from ..reduce import Accumulator, Partial
 from .base import Backend, BlockPartial, ChunkBatch, Job
 
 STREAM_PIECE = 1 << 20  # bytes read and reduced at a time when streaming whole chunks
@@ -347,16 +347,45 @@ class LocalBackend(Backend):
                 acc.add((), reduce_all(stack[sel], job.rule, spec))
             return [((), Partial(acc.count, acc.sum, acc.min, acc.max))]
         axes = tuple(a + 1 for a in spec.reduce_axes)
+        if self._local_raw(job, batch):
+            ranges = _contiguous_ranges(job, batch)
+            if ranges is not None:
+                return self._read_kept(job, batch, *ranges)
         out = []
         for positions, stack, sel in self.stacks(job, batch):
             data = stack[sel]
-            part = reduce_block(data, job.rule.mask(data), spec, axes)
+            part = reduce_masked(data, job.rule, spec, axes)
             for i, pos in enumerate(positions.tolist()):
                 where = tuple(
                     slice(int(batch.out_start[pos, d]), int(batch.out_stop[pos, d]))
                     for d in spec.kept_axes
                 )
                 out.append((where, _row(part, i)))
+        return out
+
+    def _read_kept(self, job: Job, batch: ChunkBatch, starts, lengths) -> list[BlockPartial]:
+        """Reductions that keep axes, over selected parts that are one byte range per chunk:
+        each part is read into the thread's buffer and reduced there (no page mapping, no
+        ``madvise``, no page faults), one output block per chunk."""
+        spec = job.spec
+        axes = tuple(a + 1 for a in spec.reduce_axes)
+        dt = job.view_dtype
+        rows = int(batch.in_stop[0][0]) - int(batch.in_start[0][0])
+        shape = (1, rows, *job.chunks[1:])
+        size = int(lengths[0])
+        buf = self._buffer(size)
+        view = memoryview(buf)[:size]
+        out = []
+        for pos in range(len(batch)):
+            url = job.urls[int(batch.url_ids[pos])]
+            self.readers.local.read_into(url, int(starts[pos]), view)
+            data = np.frombuffer(buf, dt, size // dt.itemsize).reshape(shape)
+            part = reduce_masked(data, job.rule, spec, axes)
+            where = tuple(
+                slice(int(batch.out_start[pos, d]), int(batch.out_stop[pos, d]))
+                for d in spec.kept_axes
+            )
+            out.append((where, _row(part, 0)))
         return out
 
     def _local_raw(self, job: Job, batch: ChunkBatch) -> bool:
