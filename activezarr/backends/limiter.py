@@ -2,12 +2,14 @@
 
 Latency that comes from the network (the same at any concurrency) is hidden by sending more
 requests at once; latency that comes from the server's own queue is not, and only floods it.
-``InFlightLimit`` tells them apart the way TCP Vegas does: it keeps the lowest round trip seen
-(the network and service time) and a moving average of recent ones. While the average stays
-near the lowest and the limit is (nearly) in use, the limit grows by one per reply (about a
-quarter per round trip); when the average
-climbs well above the lowest (a queue builds up at the server) it shrinks by one; a timeout or
-a "busy" answer (429, 503) cuts it by a quarter. It always stays within ``[minimum, maximum]``.
+``InFlightLimit`` tells them apart by the ratio of the lowest round trip seen (network and
+service time) to a moving average of recent ones, as Netflix's gradient limiter does: each
+reply moves the limit towards ``limit * gradient + sqrt(limit)``, where the gradient is
+``2 * lowest / average`` kept within [0.5, 1]. While round trips stay within twice the lowest
+the limit grows (about ``0.2 * sqrt(limit)`` per reply); when a queue builds up at the server
+it settles near twice the requests the network itself holds (throughput x lowest round trip).
+A timeout or a "busy" answer (429, 503) cuts it by a quarter. It always stays within
+``[minimum, maximum]``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-GROW_BELOW = 1.5  # average / lowest round trip under which more requests may go out
-SHRINK_ABOVE = 3.0  # ... over which a queue is building at the server
-SMOOTHING = 0.2  # weight of the newest round trip in the moving average
+TOLERANCE = 2.0  # average / lowest round trip accepted before the limit stops growing
+SMOOTHING = 0.2  # weight of the newest sample in the moving averages
 MIN_RTT_DRIFT = 1.001  # the lowest round trip forgets slowly (routes and servers change)
 
 
@@ -45,7 +46,7 @@ class InFlightLimit:
     ) -> None:
         self.minimum = max(1, int(minimum))
         self.maximum = max(self.minimum, int(maximum))
-        self.limit = min(self.maximum, max(self.minimum, int(initial)))
+        self._limit = float(min(self.maximum, max(self.minimum, int(initial))))
         self.in_flight = 0
         self.peak = 0  # most requests that were in flight at once
         self._clock = clock
@@ -73,19 +74,23 @@ class InFlightLimit:
 
     def _release(self, rtt: float, outcome: str | None) -> None:
         with self._cond:
-            busy = 4 * self.in_flight >= 3 * self.limit  # the limit is (nearly) in use
             self.in_flight -= 1
             if outcome == "overload":
-                self.limit = max(self.minimum, int(self.limit * 0.75))
+                self._limit *= 0.75
             elif outcome == "ok":
                 self._min_rtt = min(self._min_rtt * MIN_RTT_DRIFT, rtt)
                 avg = rtt if self._avg_rtt is None else self._avg_rtt
                 self._avg_rtt = avg = (1 - SMOOTHING) * avg + SMOOTHING * rtt
-                if avg <= GROW_BELOW * self._min_rtt and busy:
-                    self.limit = min(self.maximum, self.limit + 1)
-                elif avg > SHRINK_ABOVE * self._min_rtt:
-                    self.limit = max(self.minimum, self.limit - 1)
+                gradient = min(1.0, max(0.5, TOLERANCE * self._min_rtt / max(avg, 1e-9)))
+                target = self._limit * gradient + math.sqrt(self._limit)
+                self._limit = (1 - SMOOTHING) * self._limit + SMOOTHING * target
+            self._limit = min(float(self.maximum), max(float(self.minimum), self._limit))
             self._cond.notify_all()
+
+    @property
+    def limit(self) -> int:
+        """Requests that may be in flight now."""
+        return int(self._limit)
 
     def __repr__(self) -> str:
         return f"<InFlightLimit {self.in_flight}/{self.limit} in [{self.minimum}, {self.maximum}]>"
