@@ -202,6 +202,9 @@ class Active:
         Run chunk batches there instead of on the internal thread pool.
     check_stale : bool
         Refuse (``StaleIndexError``) when a source listed in the index's catalog changed.
+    allow_paths : sequence of str or Path
+        Directories local chunk URLs may also lie under, besides those of the sources the
+        index records (``IndexLoadError`` otherwise; see docs/api-contract.md).
 
     Examples
     --------
@@ -221,10 +224,11 @@ class Active:
         max_workers: int | None = None,
         executor: cf.Executor | None = None,
         check_stale: bool = True,
+        allow_paths: Sequence[str | os.PathLike] = (),
         **backend_options: Any,
     ) -> None:
         source = "<refs dict>" if isinstance(index, dict) else str(index)
-        self.index: VariableIndex = open_variable(index, variable, storage_options)
+        self.index: VariableIndex = open_variable(index, variable, storage_options, allow_paths)
         var = self.index
         if check_stale and not isinstance(index, dict):
             check_fresh(str(index), var.urls, storage_options)

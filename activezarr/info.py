@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .index.load import (
-    INLINE,
-    list_variables,
-    load_variable,
-    read_document,
-    refs_of,
-    variable_facts,
-)
+from .index.load import INLINE, list_variables, load_variable, read_index
 
 CF_ATTRS = (
     "_FillValue",
@@ -44,13 +37,12 @@ def _codecs(codecs: list[dict]) -> str:
 
 def describe(index, variable: str | None = None, storage_options: dict | None = None) -> str:
     """Text describing each variable (or one) of ``index``."""
-    document = read_document(index, storage_options)
-    refs = refs_of(document)
-    names = [variable] if variable else list_variables(refs)
+    doc = read_index(index, storage_options)
+    names = [variable] if variable else list_variables(doc.refs)
     lines = [f"index: {index}"]
     total = 0
     for name in names:
-        var = load_variable(refs, name, str(index), variable_facts(document).get(name))
+        var = load_variable(doc, name)
         stored = var.n_stored
         nbytes = var.stored_bytes + sum(len(b) for b in var.inline.values())
         total += nbytes

@@ -20,7 +20,8 @@ from ..errors import IndexBuildError, UnsupportedVariableError
 from . import cache
 from .hdf5 import DatasetRefs, dataset_refs, is_dimension_only, read_attrs
 from .load import from_table
-from .refs import dumps_document, meta_text, ref_item, variables_member, write_atomic
+from .member import Member
+from .refs import dumps_document, meta_text, ref_item, write_atomic
 from .sources import Source, open_source
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,17 @@ class Translation:
     meta: dict[str, Any]
     variables: list[DatasetRefs]
     skipped: list[str] = field(default_factory=list)
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # the source's, before reading
+
+    @property
+    def member(self) -> Member:
+        """The ``activezarr`` member: the source's fingerprint and the attribute types."""
+        return Member(
+            sources={self.source.url: self.fingerprint},
+            attribute_types={v.name: v.attr_types for v in self.variables if v.attr_types},
+            variables={v.name: v.extra for v in self.variables},
+            present=True,
+        )
 
     def refs_for(self, *names: str) -> dict[str, Any]:
         """Metadata of everything plus the chunk references of ``names`` only."""
@@ -61,7 +73,7 @@ class Translation:
         lines = [ref_item(k, v) for k, v in self.meta.items() if k not in own]
         for var in self.variables:
             lines += var.json_items()
-        return dumps_document(lines, variables_member({v.name: v.extra for v in self.variables}))
+        return dumps_document(lines, self.member.to_json())
 
 
 def check_signature(head: bytes, name: str) -> None:
@@ -78,9 +90,12 @@ def check_signature(head: bytes, name: str) -> None:
 def translate(source: Source) -> Translation:
     """kerchunk references for every numeric variable of ``source``."""
     check_signature(source.head(8), source.display)
+    fingerprint = source.fingerprint()
     try:
         with source.open() as fh, h5py.File(fh, "r") as h5:
-            return _translate_file(h5, source)
+            translation = _translate_file(h5, source)
+            translation.fingerprint = fingerprint
+            return translation
     except (OSError, ValueError) as exc:
         if isinstance(exc, IndexBuildError):
             raise
@@ -184,5 +199,9 @@ def build_index(
 def _write(target: Path, translation: Translation, *, durable: bool = True) -> None:
     write_atomic(target, translation.json_text(), durable=durable)
     # the binary chunk tables, for fast loading
-    cache.save(target, [from_table(var, str(target)) for var in translation.variables])
+    cache.save(
+        target,
+        [from_table(var, str(target)) for var in translation.variables],
+        translation.member,
+    )
     log.info("wrote %s", target)

@@ -10,6 +10,9 @@ same tables as numpy arrays are 5 MB and are memory-mapped, not read. One file p
   variable, its metadata and where its three tables (url ids, offsets, sizes) start;
 - the tables, each aligned to 64 bytes, little-endian.
 
+The header also keeps the index's ``activezarr`` member (recorded sources) and each variable's
+attribute types. A sidecar is input like the index beside it: whatever it holds goes through
+the same checks as the JSON (``validate.py``), and one that fails them is ignored.
 When the index changes (another stamp) the sidecar is ignored and rewritten. The JSON index
 stays the source of truth; deleting the cache only costs time. Nothing in the sidecar is
 executable (no pickle): numpy scalars in attributes are stored as ``{"$np": [dtype, value]}``.
@@ -28,14 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from .refs import decode_inline, inline_bytes
+from .refs import decode_inline, inline_bytes, json_attr
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR = ".activezarr-cache"
 TABLES = "tables.azc"
 MAGIC = b"AZCT"
-FORMAT = 3
+FORMAT = 4  # 4: the activezarr member, attribute types, checked on load
 PREAMBLE = struct.Struct("<4sIQ")
 ALIGN = 64
 TABLE_DTYPES = {"url_ids": np.dtype("<i4"), "offsets": np.dtype("<u8"), "sizes": np.dtype("<u8")}
@@ -71,15 +74,20 @@ def _decode(obj: dict) -> Any:
     return obj
 
 
-def save(index: Path, variables) -> None:
-    """Write the sidecar of ``index`` holding ``variables`` (``VariableIndex`` objects).
+def save(index: Path, variables, member=None) -> None:
+    """Write the sidecar of ``index`` holding ``variables`` (``VariableIndex`` objects) and
+    the index's ``activezarr`` member.
 
     Failures only cost speed later: they are logged, never raised.
     """
     target = cache_file(index)
     tmp = None
     try:
-        meta: dict[str, Any] = {"stamp": _stamp(index), "variables": {}}
+        meta: dict[str, Any] = {
+            "stamp": _stamp(index),
+            "member": member.to_json() if member is not None and member.present else None,
+            "variables": {},
+        }
         tables, at = [], 0
         for var in variables:
             entry = {
@@ -90,7 +98,8 @@ def save(index: Path, variables) -> None:
                 "fill_attr": var.fill_attr,
                 "no_fill": var.no_fill,
                 "codecs": var.codecs,
-                "attrs": var.attrs,
+                "attrs": {k: json_attr(v) for k, v in var.attrs.items()},
+                "attribute_types": var.attribute_types,
                 "dims": list(var.dims),
                 "urls": var.urls,
                 "inline": {str(k): inline_bytes(v) for k, v in var.inline.items()},
@@ -121,28 +130,30 @@ def save(index: Path, variables) -> None:
             Path(tmp).unlink(missing_ok=True)
 
 
-def save_document(index: Path, document: dict, first) -> None:
-    """Write the sidecar of every variable of an index document (``first`` already loaded)."""
-    from .load import list_variables, load_from_document, refs_of
+def save_document(index: Path, document, first) -> None:
+    """Write the sidecar of every variable of an index document (an ``IndexDocument``;
+    ``first`` already loaded). Variables that fail their checks are left out: opening them
+    reads the JSON and raises again."""
+    from .load import list_variables, load_variable
 
     variables = [first]
-    for name in list_variables(refs_of(document)):
+    for name in list_variables(document.refs):
         if name != first.name:
             try:
-                variables.append(load_from_document(document, name, first.source))
+                variables.append(load_variable(document, name, check=False))
             except Exception as exc:  # noqa: BLE001 - it raises again when opened itself
                 log.info("variable %s of %s not cached (%s)", name, index, exc)
-    save(index, variables)
+    save(index, variables, document.member)
 
 
 def load(index: Path, variable: str, source: str):
-    """The cached ``VariableIndex`` of ``variable``, or None when absent or out of date."""
-    from .load import VariableIndex
-
+    """``(VariableIndex, Member)`` of ``variable`` from the sidecar, or None when absent, out of
+    date or failing the checks. The caller still checks the chunk table against the sources
+    (``load.check_variable``)."""
     try:
         with open(cache_file(index), "rb") as fh:
             magic, version, length = PREAMBLE.unpack(fh.read(PREAMBLE.size))
-            if magic != MAGIC or version != FORMAT:
+            if magic != MAGIC or version != FORMAT or length > 2**31:
                 return None
             meta = json.loads(fh.read(length), object_hook=_decode)
             if meta["stamp"] != _stamp(index):
@@ -166,23 +177,53 @@ def load(index: Path, variable: str, source: str):
                 field: np.frombuffer(buffer, TABLE_DTYPES[field], n, offset + at)
                 for field, (at, n) in spans.items()
             }
-    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return _from_entry(variable, source, meta, entry, tables)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as exc:
+        log.info("index cache of %s ignored (%s)", index, exc)
         return None
-    return VariableIndex(
-        name=variable,
+
+
+def _from_entry(name: str, source: str, meta: dict, entry: dict, tables: dict):
+    from .load import VariableIndex, chunk_grid, fill_fields
+    from .member import parse_member, typed_attrs
+    from .validate import parse_zarray, parse_zattrs
+
+    where = f"index cache of {source}"
+    checked = parse_zarray(
+        {
+            "shape": entry["shape"],
+            "chunks": entry["chunks"],
+            "dtype": entry["dtype"],
+            "fill_value": entry["fill_value"],
+            "filters": entry["codecs"],
+            "compressor": None,
+        },
+        where,
+    )
+    n = int(np.prod(chunk_grid(checked.shape, checked.chunks), dtype=np.int64))
+    if any(tables[f].shape != (n,) for f in TABLE_DTYPES):
+        raise ValueError("chunk table does not match the grid")
+    member = parse_member(meta["member"], where)
+    types = entry["attribute_types"]
+    parse_member({"format": 1, "attribute_types": {name: types}}, where)
+    attrs = parse_zattrs(entry["attrs"], len(checked.shape), where, types)
+    facts = {"fill": entry["fill_value"], "_FillValue": entry["fill_attr"]}
+    facts["no_fill"] = entry["no_fill"]
+    var = VariableIndex(
+        name=name,
         source=source,
-        shape=tuple(entry["shape"]),
-        chunks=tuple(entry["chunks"]),
-        dtype=np.dtype(entry["dtype"]),
-        fill_value=entry["fill_value"],
-        fill_attr=entry["fill_attr"],
-        no_fill=entry["no_fill"],
-        codecs=entry["codecs"],
-        attrs=entry["attrs"],
-        dims=tuple(entry["dims"]),
-        urls=entry["urls"],
+        shape=checked.shape,
+        chunks=checked.chunks,
+        dtype=checked.dtype,
+        codecs=checked.codecs,
+        attrs=typed_attrs(attrs, types, where),
+        dims=tuple(str(d) for d in entry["dims"]),
+        urls=[str(u) for u in entry["urls"]],
         url_ids=tables["url_ids"],
         offsets=tables["offsets"],
         sizes=tables["sizes"],
         inline={int(k): decode_inline(v) for k, v in entry["inline"].items()},
+        attribute_types=types,
+        **fill_fields(None, facts, checked.dtype, where),
     )
+    return var, member

@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from ..errors import UnsupportedVariableError
+from .member import type_name
 from .refs import encode_fill_value, inline_bytes, json_attr, meta_text, ref_item
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class DatasetRefs:
     attrs: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # activezarr's own facts (fills)
     growable: list[str | None] = field(default_factory=list)  # unlimited axes: their scale
+    attr_types: dict[str, str] = field(default_factory=dict)  # attribute -> HDF5 type
 
     def grow(self, lengths: dict[str, int]) -> None:
         """Extend unlimited axes to their netCDF dimension's length (``lengths`` by scale).
@@ -177,15 +179,26 @@ def dimension_names(scales: list[str | None]) -> list[str]:
 
 def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     """Attributes as JSON values, without HDF5/netCDF bookkeeping."""
-    out = {}
+    return read_typed_attrs(obj)[0]
+
+
+def read_typed_attrs(obj: h5py.HLObject) -> tuple[dict[str, Any], dict[str, str]]:
+    """Attributes as JSON values, and the HDF5 type of each (see ``member.type_name``)."""
+    out: dict[str, Any] = {}
+    types: dict[str, str] = {}
     for key in obj.attrs:
         if key in HIDDEN_ATTRS:
             continue
         try:
             out[key] = json_attr(obj.attrs[key])
+            name = type_name(obj.attrs.get_id(key).dtype)
         except (OSError, TypeError, ValueError) as exc:
             log.warning("attribute %s of %s not indexed: %s", key, obj.name, exc)
-    return out
+            out.pop(key, None)
+            continue
+        if name is not None:
+            types[key] = name
+    return out, types
 
 
 def is_dimension_only(dset: h5py.Dataset) -> bool:
@@ -262,7 +275,7 @@ def dataset_refs(dset: h5py.Dataset, url: str, where: str) -> DatasetRefs:
         raise UnsupportedVariableError(f"{where} is a virtual dataset; skipped")
     scales = dimension_scales(dset)
     dims = dimension_names(scales)
-    attrs = read_attrs(dset)
+    attrs, attr_types = read_typed_attrs(dset)
     attrs["_ARRAY_DIMENSIONS"] = dims
     zarray = {
         "chunks": list(chunks),
@@ -290,6 +303,7 @@ def dataset_refs(dset: h5py.Dataset, url: str, where: str) -> DatasetRefs:
         attrs,
         fill_facts(dset),
         [key if dset.maxshape[i] is None else None for i, key in enumerate(scales)],
+        attr_types,
     )
 
 

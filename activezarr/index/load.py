@@ -8,29 +8,43 @@ fill value); small inline chunks have url id ``INLINE`` and their bytes in ``inl
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import gc
 import json
-import operator
+import math
+import os
 import re
-import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import IndexLoadError
+
 try:
     import orjson
 except ImportError:  # optional (extra "fast"): the standard library parses the same JSON
     orjson = None
-
-from ..errors import IndexLoadError
-from .refs import MEMBER, decode_inline
-from .sources import is_remote
+from .member import Member, parse_member, typed_attrs
+from .refs import decode_inline
+from .sources import is_remote, local_path
+from .validate import (
+    ArrayMeta,
+    check_table,
+    confine,
+    normalize_local,
+    parse_fill_value,
+    parse_zarray,
+    parse_zattrs,
+)
 
 MISSING = -1
 INLINE = -2
+MAX_INDEX_BYTES = 2**30  # a JSON index beyond 1 GiB (~9M references) must be parquet
+MAX_GEN_REFS = 10_000_000
 
 
 def chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
@@ -47,7 +61,7 @@ class VariableIndex:
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
     dtype: np.dtype
-    fill_value: Any  # what unwritten chunks read as (zarr JSON spelling; None: netCDF default)
+    fill_value: Any
     codecs: list[dict]  # numcodecs configs in encode order (filters, then compressor)
     attrs: dict[str, Any]
     dims: tuple[str, ...]
@@ -58,6 +72,8 @@ class VariableIndex:
     inline: dict[int, bytes] = field(default_factory=dict)
     fill_attr: Any = None  # the file's _FillValue attribute (JSON spelling), None if it has none
     no_fill: bool = False  # created without fill: byte variables do not mask the default fill
+    attribute_types: dict[str, str] = field(default_factory=dict)  # attr -> recorded type
+    sources: dict[str, dict] = field(default_factory=dict)  # recorded fingerprints of urls
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -76,48 +92,162 @@ class VariableIndex:
         return int(self.sizes[self.url_ids >= 0].sum())
 
 
-def read_document(index: str | Path | dict, storage_options: dict | None = None) -> dict:
-    """The whole index document (file, URL or dict): ``refs`` and any top-level members."""
-    return index if isinstance(index, dict) else _read_json(str(index), storage_options)
+@dataclass
+class IndexDocument:
+    """A parsed index: its flat references, the ``activezarr`` member and where it came from.
+
+    ``kind`` is "file" (a local index file), "remote" (an index URL) or "dict" (a reference
+    dict built by the caller).
+    """
+
+    location: str
+    refs: dict[str, Any]
+    member: Member
+    kind: str
+
+    def roots(
+        self, allow_paths: Sequence[str | os.PathLike] = (), urls: Sequence[str] = ()
+    ) -> list[str] | None:
+        """Directories local chunk URLs may lie under (None: not confined, see ``confine``).
+
+        The allowed paths, plus the directories of the sources the index records; an index
+        that records none (plain kerchunk, parquet) may read under its own directory and those
+        of the sources the catalog beside it lists; a dict without recorded sources is the
+        caller's own and is not confined unless ``allow_paths`` is given.
+        """
+        roots = [os.path.abspath(os.fspath(p)) for p in allow_paths]
+        recorded = [u for u in self.member.sources if not is_remote(u)]
+        roots += [os.path.dirname(local_path(u)) for u in recorded]
+        if self.member.sources:
+            return roots
+        if self.kind == "file":
+            index = os.path.abspath(local_path(self.location))
+            return roots + [os.path.dirname(index)] + catalog_source_dirs(index, list(urls))
+        if self.kind == "dict" and not roots:
+            return None
+        return roots
 
 
-def variable_facts(document: dict) -> dict[str, dict]:
-    """activezarr's per-variable facts from the index's own member ({} for plain kerchunk)."""
-    member = document.get(MEMBER) if isinstance(document, dict) else None
-    variables = member.get("variables") if isinstance(member, dict) else None
-    return variables if isinstance(variables, dict) else {}
+def catalog_source_dirs(index: str, urls: list[str]) -> list[str]:
+    """Directories of those of ``urls`` that the catalog beside ``index`` records for it."""
+    from .freshness import _recorded
+
+    try:
+        recorded, _ = _recorded(Path(index).parent, Path(index).name, list(urls))
+    except (OSError, ValueError, KeyError, TypeError):  # no readable catalog: none recorded
+        return []
+    return [os.path.dirname(local_path(u)) for u in recorded if not is_remote(u)]
+
+
+def read_index(
+    index: str | os.PathLike | dict, storage_options: dict | None = None
+) -> IndexDocument:
+    """Parse an index (file, URL or dict) into an ``IndexDocument``, checking its structure.
+
+    Version 1 ``templates`` are substituted into URLs and ``gen`` entries expanded (see
+    ``expand_gen``); anything malformed raises ``IndexLoadError``.
+    """
+    if isinstance(index, dict):
+        location, kind, data = "<refs dict>", "dict", index
+    else:
+        location = os.fspath(index)
+        kind = "remote" if is_remote(location) else "file"
+        data = _read_json(location, storage_options)
+    if not isinstance(data, dict):
+        raise IndexLoadError(f"index {location} is not a JSON object of references")
+    version = data.get("version")
+    if version is None and not isinstance(data.get("refs"), dict):
+        # version 0: the object is the references
+        return IndexDocument(location, _checked_refs(data, location), Member(), kind)
+    if version not in (1, None) or isinstance(version, bool):
+        raise IndexLoadError(
+            f"index {location} has version {version!r:.40}; activezarr reads kerchunk "
+            "reference sets of version 0 and 1"
+        )
+    refs = data.get("refs")
+    if not isinstance(refs, dict):
+        raise IndexLoadError(f"index {location}: 'refs' must be an object of references")
+    member = parse_member(data.get("activezarr"), f"index {location}")
+    templates = data.get("templates") or {}
+    if not isinstance(templates, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in templates.items()
+    ):
+        raise IndexLoadError(f"index {location}: 'templates' must map names to strings")
+    if data.get("gen"):
+        refs = {**refs, **expand_gen(data["gen"], templates, f"index {location}")}
+    if templates:
+        refs = _apply_templates(refs, templates, location)
+    return IndexDocument(location, _checked_refs(refs, location), member, kind)
+
+
+def _checked_refs(refs: dict, location: str) -> dict:
+    bad = next((k for k in refs if not isinstance(k, str) or not k), None)
+    if bad is not None:
+        raise IndexLoadError(f"index {location}: reference key {bad!r:.60} is not a name")
+    return refs
 
 
 def read_refs(index: str | Path | dict, storage_options: dict | None = None) -> dict[str, Any]:
     """The flat key → value reference mapping of an index (file, URL or dict)."""
-    return refs_of(read_document(index, storage_options))
+    return read_index(index, storage_options).refs
 
 
-def refs_of(data: dict) -> dict[str, Any]:
-    """The flat reference mapping of an index document (templates applied)."""
-    refs = data.get("refs", data) if data.get("version") == 1 or "refs" in data else data
-    templates = data.get("templates") if isinstance(data, dict) else None
-    if templates:
-        refs = _apply_templates(refs, templates)
-    return refs
+def read_document(index: str | Path | dict, storage_options: dict | None = None) -> IndexDocument:
+    """Alias of ``read_index`` (the parsed document: refs and the activezarr member)."""
+    return read_index(index, storage_options)
 
 
-def _read_json(location: str, storage_options: dict | None) -> dict:
+def refs_of(document: IndexDocument) -> dict[str, Any]:
+    """The flat reference mapping of a parsed document."""
+    return document.refs
+
+
+def variable_facts(document: Any) -> dict[str, dict]:
+    """Per-variable fill facts of an index's member: a parsed document, or a raw JSON object
+    holding an ``activezarr`` key (a parquet index's ``.zmetadata``); {} for plain kerchunk."""
+    if isinstance(document, IndexDocument):
+        return document.member.variables
+    if isinstance(document, dict):
+        return parse_member(document.get("activezarr"), "index metadata").variables
+    return {}
+
+
+def load_from_document(document: IndexDocument, name: str, source: str = "") -> VariableIndex:
+    """Variable ``name`` of a parsed document (``read_document``), facts included."""
+    return load_variable(document, name)
+
+
+def _read_json(location: str, storage_options: dict | None) -> Any:
     try:
         if is_remote(location):
             from .sources import remote_filesystem
 
             fs = remote_filesystem(location.split("://", 1)[0], storage_options)
             with fs.open(location, "rb") as fh:
-                return _loads(fh.read())
-        with open(location.removeprefix("file://"), "rb") as fh:
-            return _loads(fh.read())
+                text = fh.read(MAX_INDEX_BYTES + 1)
+        else:
+            with open(local_path(location), "rb") as fh:
+                text = fh.read(MAX_INDEX_BYTES + 1)
+        if len(text) > MAX_INDEX_BYTES:
+            raise IndexLoadError(
+                f"index {location} is larger than {MAX_INDEX_BYTES:,} bytes; write large "
+                "indexes as parquet (`activezarr index --format parquet`)"
+            )
+        return _loads(text)
     except FileNotFoundError:
         raise IndexLoadError(
             f"index {location} does not exist; build it with `activezarr index <file>`"
         ) from None
-    except json.JSONDecodeError as exc:
-        raise IndexLoadError(f"index {location} is not valid JSON ({exc})") from exc
+    except IsADirectoryError:
+        raise IndexLoadError(f"index {location} is a directory, not an index file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IndexLoadError(f"index {location} is not valid JSON ({exc})") from None
+    except (RecursionError, ValueError, MemoryError) as exc:
+        raise IndexLoadError(
+            f"index {location} cannot be parsed ({type(exc).__name__}: {exc})"
+        ) from None
+    except OSError as exc:
+        raise IndexLoadError(f"index {location} cannot be read ({exc})") from exc
 
 
 @contextlib.contextmanager
@@ -135,7 +265,8 @@ def _gc_paused():
 
 def _loads(data: bytes):
     """Parse JSON with orjson when installed (several times faster on big indexes), falling
-    back to the standard library for what orjson refuses (NaN literals)."""
+    back to the standard library for what orjson refuses (NaN literals, huge integers, deep
+    nesting: the standard library then parses or raises what ``_read_json`` reports)."""
     with _gc_paused():
         if orjson is not None:
             try:
@@ -145,25 +276,48 @@ def _loads(data: bytes):
         return json.loads(data)
 
 
-def _apply_templates(refs: dict, templates: dict) -> dict:
-    pattern = re.compile(r"{{\s*(\w+)\s*}}")
+TEMPLATE = re.compile(r"{{\s*(\w+)\s*}}")
 
-    def expand(url: str) -> str:
-        return pattern.sub(lambda m: templates.get(m.group(1), m.group(0)), url)
+
+def _apply_templates(refs: dict, templates: dict, location: str) -> dict:
+    """``{{name}}`` in reference URLs replaced by ``templates[name]`` (fsspec's simple form)."""
+
+    def expand(key: str, url: Any) -> Any:
+        if not isinstance(url, str) or "{{" not in url:
+            return url
+        out = TEMPLATE.sub(lambda m: templates.get(m.group(1), m.group(0)), url)
+        if "{{" in out:
+            raise IndexLoadError(
+                f"index {location}: reference {key!r}: URL {url!r:.80} uses a template that "
+                "is not defined or not a plain {{name}}"
+            )
+        return out
 
     return {
-        k: [expand(v[0]), *v[1:]] if isinstance(v, list) and v and "{{" in v[0] else v
-        for k, v in refs.items()
+        k: [expand(k, v[0]), *v[1:]] if isinstance(v, list) and v else v for k, v in refs.items()
     }
 
 
-def _meta(refs: dict, key: str) -> dict | None:
+def expand_gen(gen: Any, templates: dict[str, str], where: str) -> dict[str, list]:
+    """The references a version 1 ``gen`` list describes (see ``generators.py``)."""
+    from .generators import expand
+
+    return expand(gen, templates, where, MAX_GEN_REFS)
+
+
+def _meta(refs: dict, key: str, where: str) -> Any:
+    """A decoded metadata value (JSON text, inline bytes or an object), or None if absent."""
     value = refs.get(key)
-    if value is None:
-        return None
-    if isinstance(value, str | bytes):
-        return json.loads(decode_inline(value) if isinstance(value, str) else value)
-    return value
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        if isinstance(value, str):
+            value = decode_inline(value)
+        if isinstance(value, bytes):
+            return json.loads(value)
+    except (ValueError, RecursionError, binascii.Error) as exc:
+        raise IndexLoadError(f"{where}: {key} is not valid JSON ({exc})") from None
+    raise IndexLoadError(f"{where}: {key} must be JSON text or an object, not {value!r:.60}")
 
 
 def list_variables(refs: dict) -> list[str]:
@@ -173,71 +327,128 @@ def list_variables(refs: dict) -> list[str]:
     )
 
 
-def variable_from_meta(
-    refs: dict, name: str, source: str = "<refs>", facts: dict | None = None
-) -> VariableIndex:
-    """A ``VariableIndex`` from metadata alone: every chunk still marked missing.
-
-    ``facts`` (the index's own member for this variable) tells the stored fill, the
-    ``_FillValue`` attribute and no-fill apart; without it (plain kerchunk) the ``.zarray``
-    fill value is the ``_FillValue`` and unwritten chunks hold it (or netCDF's default).
-    """
-    zarray = _meta(refs, f"{name}/.zarray")
+def _array_meta(refs: dict, name: str, source: str) -> tuple[ArrayMeta, dict[str, Any]]:
+    key = f"{name}/.zarray" if name else ".zarray"
+    zarray = _meta(refs, key, f"index {source}")
     if zarray is None:
         known = ", ".join(list_variables(refs)) or "none"
         raise IndexLoadError(f"variable '{name}' is not in index {source} (variables: {known})")
-    attrs = _meta(refs, f"{name}/.zattrs") or {}
-    shape = tuple(zarray["shape"])
-    chunks = tuple(zarray["chunks"]) if shape else ()
-    codecs = list(zarray.get("filters") or [])
-    if zarray.get("compressor"):
-        codecs.append(zarray["compressor"])
-    grid = chunk_grid(shape, chunks)
-    n = int(np.prod(grid, dtype=np.int64))
+    meta = parse_zarray(zarray, f"index {source}: {key}")
+    attrs_key = f"{name}/.zattrs" if name else ".zattrs"
+    attrs = _meta(refs, attrs_key, f"index {source}") or {}
+    attrs = parse_zattrs(attrs, len(meta.shape), f"index {source}: {attrs_key}")
+    return meta, attrs
+
+
+def variable_from_meta(
+    refs: dict,
+    name: str,
+    source: str = "<refs>",
+    facts: dict | None = None,
+    member: Member | None = None,
+) -> VariableIndex:
+    """A ``VariableIndex`` from metadata alone: every chunk still marked missing.
+
+    ``member`` is the index's ``activezarr`` member (attribute types; fill facts); ``facts``,
+    when given, are this variable's fill facts instead of the member's. The facts tell the
+    stored fill, the ``_FillValue`` attribute and no-fill apart; without them (plain kerchunk)
+    the ``.zarray`` fill value is the ``_FillValue`` and unwritten chunks hold it (or netCDF's
+    default).
+    """
+    meta, attrs = _array_meta(refs, name, source)
+    types = (member.attribute_types.get(name) if member else None) or {}
+    if facts is None and member is not None:
+        facts = member.variables.get(name)
+    where = f"index {source}: variable '{name}'"
+    n = math.prod(chunk_grid(meta.shape, meta.chunks))
     return VariableIndex(
         name=name,
         source=source,
-        shape=shape,
-        chunks=chunks,
-        dtype=np.dtype(zarray["dtype"]),
-        codecs=codecs,
-        attrs=attrs,
+        shape=meta.shape,
+        chunks=meta.chunks,
+        dtype=meta.dtype,
+        codecs=meta.codecs,
+        attrs=typed_attrs(attrs, types, where),
         dims=tuple(attrs.get("_ARRAY_DIMENSIONS") or ()),
         urls=[],
         url_ids=np.full(n, MISSING, dtype=np.int32),
         offsets=np.zeros(n, dtype=np.uint64),
         sizes=np.zeros(n, dtype=np.uint64),
-        **fill_fields(zarray.get("fill_value"), facts),
+        attribute_types=dict(types),
+        **fill_fields(meta.fill_value, facts, meta.dtype, where),
     )
 
 
-def fill_fields(zarr_fill: Any, facts: dict | None) -> dict[str, Any]:
+def fill_fields(zarr_fill: Any, facts: Any, dtype: np.dtype, where: str) -> dict[str, Any]:
     """``fill_value`` / ``fill_attr`` / ``no_fill`` of a variable, from our facts if any."""
-    if not isinstance(facts, dict) or "fill" not in facts:
+    if facts is None:
         return {"fill_value": zarr_fill, "fill_attr": zarr_fill, "no_fill": False}
+    if not isinstance(facts, dict) or "fill" not in facts:
+        raise IndexLoadError(f"{where}: activezarr.variables entry must hold 'fill'")
+    no_fill = facts.get("no_fill", False)
+    if not isinstance(no_fill, bool):
+        raise IndexLoadError(f"{where}: activezarr no_fill {no_fill!r:.40} is not true/false")
+    attr = facts.get("_FillValue")
+    if attr is not None and not (
+        isinstance(attr, int | float | str) and not isinstance(attr, bool)
+    ):
+        raise IndexLoadError(f"{where}: activezarr _FillValue {attr!r:.40} is not a value")
     return {
-        "fill_value": facts["fill"],
-        "fill_attr": facts.get("_FillValue"),
-        "no_fill": bool(facts.get("no_fill", False)),
+        "fill_value": parse_fill_value(facts["fill"], dtype, f"{where}: activezarr fill"),
+        "fill_attr": attr,
+        "no_fill": no_fill,
     }
 
 
 def load_variable(
-    refs: dict, name: str, source: str = "<refs>", facts: dict | None = None
+    refs: dict | IndexDocument,
+    name: str,
+    source: str = "<refs>",
+    check: bool = True,
+    **confinement,
 ) -> VariableIndex:
-    """Load the metadata and chunk table of variable ``name``."""
-    var = variable_from_meta(refs, name, source, facts)
-    zarray = _meta(refs, f"{name}/.zarray")
-    var.urls, var.url_ids, var.offsets, var.sizes, var.inline = _chunk_table(
-        refs, name, var.shape, var.chunks, zarray.get("dimension_separator") or "."
-    )
+    """Load and check the metadata and chunk table of variable ``name``.
+
+    ``refs`` is a flat reference dict or an ``IndexDocument`` (which brings the attribute
+    types, the recorded sources and the confinement of local chunk URLs); ``confinement``
+    is ``allow_paths=[...]`` (see ``IndexDocument.roots``). ``check=False`` leaves the chunk
+    table unchecked against the sources (the binary cache checks it when it is opened).
+    """
+    doc = refs if isinstance(refs, IndexDocument) else IndexDocument(source, refs, Member(), "dict")
+    var = variable_from_meta(doc.refs, name, doc.location, member=doc.member)
+    sep = _array_meta(doc.refs, name, doc.location)[0].separator
+    with _gc_paused():
+        table = _chunk_table(doc.refs, name, var.shape, var.chunks, sep, doc.location)
+    var.urls, var.url_ids, var.offsets, var.sizes, var.inline = table
+    if check:
+        check_variable(var, doc, **confinement)
     return var
 
 
-def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str):
+def check_variable(
+    var: VariableIndex, doc: IndexDocument, allow_paths: Sequence[str | os.PathLike] = ()
+) -> None:
+    """Chunk URLs confined and the chunk table inside its sources (see ``validate.py``)."""
+    where = f"index {doc.location}: variable '{var.name}'"
+    roots = doc.roots(allow_paths, var.urls)
+    sizes = {}
+    if roots is not None:
+        sizes = confine(var.urls, roots, where)
+    else:
+        for url in var.urls:
+            if not is_remote(url):
+                normalize_local(url, where)
+    var.sources = {u: fp for u, fp in doc.member.sources.items() if u in var.urls}
+    for url, fp in var.sources.items():
+        if isinstance(fp.get("size"), int) and not isinstance(fp.get("size"), bool):
+            sizes.setdefault(url, fp["size"])
+    check_table(var, where, sizes)
+
+
+def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str, location: str):
     """Vectorised: chunk keys are parsed as one string, references as flat lists."""
     grid = chunk_grid(shape, chunks)
-    n = int(np.prod(grid, dtype=np.int64))
+    n = math.prod(grid)
     url_ids = np.full(n, MISSING, dtype=np.int32)
     offsets = np.zeros(n, dtype=np.uint64)
     sizes = np.zeros(n, dtype=np.uint64)
@@ -245,10 +456,6 @@ def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str):
     prefix = f"{name}/" if name else ""
     cut = len(prefix)
     ndim = max(len(grid), 1)
-    with _gc_paused():
-        fast = _plain_chunk_table(refs, prefix, grid, sep) if name else None
-    if fast is not None:
-        return fast
     keys = [
         k
         for k in refs
@@ -258,111 +465,121 @@ def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str):
     ]
     if not keys:
         return [], url_ids, offsets, sizes, inline
-    text = " ".join(k[cut:] for k in keys).replace(sep, " ")
-    try:
-        coords = np.array(text.split(), dtype=np.int64).reshape(len(keys), ndim)
-    except ValueError:
-        keys = [k for k in keys if _is_chunk_suffix(k[cut:], sep, ndim)]
-        text = " ".join(k[cut:] for k in keys).replace(sep, " ")
-        coords = np.array(text.split(), dtype=np.int64).reshape(len(keys), ndim)
-    inside = np.all((coords >= 0) & (coords < np.array(grid or (1,))), axis=1)
-    flat = np.ravel_multi_index(tuple(coords.T), grid) if grid else np.zeros(len(keys), np.int64)
+    where = f"index {location}: variable '{name}'"
+    text = "\n".join(k[cut:] for k in keys)
+    number = "(?:0|[1-9][0-9]{0,17})"
+    if not re.fullmatch(f"(?:{number}(?:{re.escape(sep)}{number}){{{ndim - 1}}}\n?)*", text):
+        bad = next(k for k in keys if not _is_chunk_suffix(k[cut:], sep, ndim))
+        raise IndexLoadError(
+            f"{where}: key {bad!r:.80} is not a chunk key ({ndim} chunk numbers joined by {sep!r})"
+        )
+    coords = np.array(text.replace(sep, "\n").split(), dtype=np.int64).reshape(len(keys), ndim)
+    inside = np.all(coords < np.array(grid or (1,)), axis=1)
+    if grid:
+        flat = np.zeros(len(keys), np.int64)
+        flat[inside] = np.ravel_multi_index(tuple(coords[inside].T), grid)
+    else:
+        flat = np.zeros(len(keys), np.int64)
     values = [refs[k] for k in keys]
     is_ref = np.array([isinstance(v, list) for v in values], dtype=bool) & inside
-    refs_at = np.flatnonzero(is_ref)
+    refs_at = np.flatnonzero(is_ref).tolist()
     url_table: dict[str, int] = {}
-    ids = np.array(
-        [url_table.setdefault(values[i][0], len(url_table)) for i in refs_at.tolist()],
-        dtype=np.int32,
-    )
-    url_ids[flat[refs_at]] = ids
-    whole = [i for i in refs_at.tolist() if len(values[i]) < 3]
-    if whole:  # [url] alone: the whole file (size 0 = to the end)
-        for i in whole:
-            values[i] = [values[i][0], 0, 0]
-    offsets[flat[refs_at]] = np.array([values[i][1] for i in refs_at.tolist()], dtype=np.uint64)
-    sizes[flat[refs_at]] = np.array([values[i][2] for i in refs_at.tolist()], dtype=np.uint64)
+    triples = []
+    for i in refs_at:
+        ref = values[i]
+        if len(ref) == 1:
+            ref = [ref[0], 0, 0]  # [url] alone: the whole file (size 0 = to the end)
+        if len(ref) != 3 or not isinstance(ref[0], str) or not ref[0]:
+            raise IndexLoadError(f"{where}: {keys[i]} is {ref!r:.80}, not [url, offset, length]")
+        triples.append(ref)
+    ids = np.array([url_table.setdefault(t[0], len(url_table)) for t in triples], dtype=np.int32)
+    numbers = [t[1] for t in triples] + [t[2] for t in triples]
+    if not all(type(x) is int for x in numbers):
+        k = next(i for i, t in zip(refs_at, triples, strict=True) if not _ints(t[1], t[2]))
+        raise IndexLoadError(
+            f"{where}: {keys[k]} is {values[k]!r:.80}: offset and length must be integers"
+        )
+    try:
+        table = np.array(numbers, dtype=np.int64).reshape(2, -1)
+    except OverflowError:
+        table = np.full((2, 1), -1, np.int64)
+    if (table < 0).any():
+        raise IndexLoadError(f"{where}: a chunk offset or length is negative or beyond 2**63")
+    sel = flat[refs_at]
+    url_ids[sel] = ids
+    offsets[sel] = table[0].astype(np.uint64)
+    sizes[sel] = table[1].astype(np.uint64)
     for i in np.flatnonzero(~is_ref & inside).tolist():
         value = values[i]
+        if not isinstance(value, str):
+            raise IndexLoadError(
+                f"{where}: {keys[i]} is {value!r:.60}, not a reference or inline data"
+            )
+        try:
+            data = decode_inline(value)
+        except (binascii.Error, ValueError) as exc:
+            raise IndexLoadError(f"{where}: {keys[i]} has bad base64 data ({exc})") from None
         url_ids[flat[i]] = INLINE
-        inline[int(flat[i])] = decode_inline(value) if isinstance(value, str) else bytes(value)
+        inline[int(flat[i])] = data
     return list(url_table), url_ids, offsets, sizes, inline
 
 
-def _plain_chunk_table(refs: dict, prefix: str, grid: tuple, sep: str):
-    """``_chunk_table`` for the common index: every chunk key of the variable is
-    ``<name>/<i>.<j>...`` and every value a ``[url, offset, size]`` list. Per-chunk work is
-    done by C loops (``map``, ``zip``, ``str.split``), which is what makes 250,000 chunks
-    load in a fraction of a second; anything else returns None (the general path)."""
-    keys = [k for k in refs if k.startswith(prefix)]
-    for meta in (".zarray", ".zattrs", ".zgroup", ".zmetadata"):
-        if prefix + meta in refs:
-            keys.remove(prefix + meta)
-    if not keys or not grid:
-        return None
-    getter = operator.itemgetter(*keys)
-    values = getter(refs) if len(keys) > 1 else (getter(refs),)
-    if set(map(type, values)) != {list} or set(map(len, values)) != {3}:
-        return None
-    cut = len(prefix)
-    text = " ".join(keys)[cut:].replace(" " + prefix, " ").replace(sep, " ")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # text that is not all numbers
-        coords = np.fromstring(text, dtype=np.int64, sep=" ")
-    if coords.size != len(keys) * len(grid) or not text.replace(" ", "").isdigit():
-        return None
-    coords = coords.reshape(len(keys), len(grid))
-    if not np.all((coords >= 0) & (coords < np.array(grid))):
-        return None
-    urls, offsets, sizes = zip(*values, strict=True)
-    table = {u: i for i, u in enumerate(dict.fromkeys(urls))}
-    flat = np.ravel_multi_index(tuple(coords.T), grid)
-    n = int(np.prod(grid, dtype=np.int64))
-    url_ids = np.full(n, MISSING, dtype=np.int32)
-    all_offsets = np.zeros(n, dtype=np.uint64)
-    all_sizes = np.zeros(n, dtype=np.uint64)
-    if len(table) == 1:
-        url_ids[flat] = 0
-    else:
-        url_ids[flat] = np.fromiter(map(table.__getitem__, urls), np.int32, len(urls))
-    all_offsets[flat] = np.array(offsets, dtype=np.uint64)
-    all_sizes[flat] = np.array(sizes, dtype=np.uint64)
-    return list(table), url_ids, all_offsets, all_sizes, {}
+def _ints(*values) -> bool:
+    return all(type(v) is int for v in values)
 
 
 def _is_chunk_suffix(suffix: str, sep: str, ndim: int) -> bool:
     parts = suffix.split(sep)
-    return len(parts) == ndim and all(p.isdigit() for p in parts)
+    return len(parts) == ndim and all(re.fullmatch("0|[1-9][0-9]{0,17}", p) for p in parts)
 
 
 def open_variable(
-    index: str | Path | dict, name: str, storage_options: dict | None = None
+    index: str | Path | dict,
+    name: str,
+    storage_options: dict | None = None,
+    allow_paths: Sequence[str | os.PathLike] = (),
 ) -> VariableIndex:
-    """Load variable ``name`` of an index, through the binary cache for local index files."""
+    """Load variable ``name`` of an index, through the binary cache for local index files.
+
+    Whatever the route (JSON, parquet, the cache), the result is checked (``check_variable``).
+    """
     if isinstance(index, dict):
-        return load_from_document(index, name, "<refs dict>")
-    location = str(index)
+        return load_variable(read_index(index), name, allow_paths=allow_paths)
+    location = os.fspath(index)
     if is_remote(location):
-        return load_from_document(read_document(location, storage_options), name, location)
+        return load_variable(read_index(location, storage_options), name, allow_paths=allow_paths)
     from .parquet import is_parquet, load_parquet_variable
 
     if is_parquet(location):
-        return load_parquet_variable(location, name)
+        var = load_parquet_variable(location, name)
+        member = _parquet_member(location)
+        types = member.attribute_types.get(name) or {}
+        var.attrs = typed_attrs(var.attrs, types, f"index {location}: variable '{name}'")
+        var.attribute_types = dict(types)
+        check_variable(var, IndexDocument(location, {}, member, "file"), allow_paths)
+        return var
     from . import cache
 
-    path = Path(location.removeprefix("file://"))
-    found = cache.load(path, name, location) if path.exists() else None
+    path = Path(local_path(location))
+    found = cache.load(path, name, location) if path.is_file() else None
     if found is not None:
-        return found
-    document = read_document(location)
-    var = load_from_document(document, name, location)
-    cache.save_document(path, document, var)
+        var, member = found
+        check_variable(var, IndexDocument(location, {}, member, "file"), allow_paths)
+        return var
+    doc = read_index(location)
+    var = load_variable(doc, name, allow_paths=allow_paths)
+    cache.save_document(path, doc, var)
     return var
 
 
-def load_from_document(document: dict, name: str, source: str) -> VariableIndex:
-    """Variable ``name`` of a whole index document (``read_document``), facts included."""
-    return load_variable(refs_of(document), name, source, variable_facts(document).get(name))
+def _parquet_member(location: str) -> Member:
+    """The ``activezarr`` member of a parquet index (a key of its ``.zmetadata``), if any."""
+    from .parquet import read_metadata
+
+    meta = read_metadata(location)
+    if not isinstance(meta, dict):
+        raise IndexLoadError(f"parquet index {location}: .zmetadata is not a JSON object")
+    return parse_member(meta.get("activezarr"), f"parquet index {location}")
 
 
 def from_table(ds, source: str) -> VariableIndex:
@@ -386,6 +603,7 @@ def from_table(ds, source: str) -> VariableIndex:
         url_ids[flat_id] = INLINE
         inline[flat_id] = decode_inline(value)
     codecs = list(zarray.get("filters") or [])
+    types = dict(ds.attr_types)
     return VariableIndex(
         name=ds.name,
         source=source,
@@ -393,12 +611,13 @@ def from_table(ds, source: str) -> VariableIndex:
         chunks=tuple(ds.chunks),
         dtype=np.dtype(zarray["dtype"]),
         codecs=codecs,
-        attrs=attrs,
+        attrs=typed_attrs(attrs, types, f"{source}: variable '{ds.name}'"),
         dims=tuple(attrs.get("_ARRAY_DIMENSIONS") or ()),
         urls=[ds.url] if len(ds.offsets) else [],
         url_ids=url_ids,
         offsets=offsets,
         sizes=sizes,
         inline=inline,
-        **fill_fields(zarray.get("fill_value"), ds.extra),
+        attribute_types=types,
+        **fill_fields(zarray.get("fill_value"), ds.extra or None, np.dtype(zarray["dtype"]), ""),
     )

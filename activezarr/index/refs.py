@@ -126,11 +126,6 @@ def dumps_document(items: list[str], member: dict[str, Any] | None = None) -> st
     return '{"version":1,"refs":{\n' + ",\n".join(items) + tail + "}\n"
 
 
-def variables_member(variables: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The index's own member: per-variable facts kerchunk's metadata cannot hold."""
-    return {"format": 1, "variables": variables}
-
-
 def dumps_refs(refs: dict[str, Any], member: dict[str, Any] | None = None) -> str:
     """Serialise a reference dict as kerchunk version 1 JSON (compact, one key per line)."""
     return dumps_document([ref_item(k, v) for k, v in refs.items()], member)
