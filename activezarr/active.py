@@ -21,7 +21,7 @@ from .backends.local import LocalBackend
 from .errors import ActiveZarrError, SelectionError
 from .index import cache as _cache  # noqa: F401 - opened on every first call: import it now
 from .index import parquet as _parquet  # noqa: F401 - (open_variable imports them lazily)
-from .index.freshness import check_fresh
+from .index.freshness import check_variable_fresh
 from .index.load import INLINE, MISSING, VariableIndex, open_variable
 from .index.sources import is_remote
 from .missing import MissingRule, Packing, storage_dtype
@@ -201,7 +201,9 @@ class Active:
     executor : concurrent.futures.Executor, optional
         Run chunk batches there instead of on the internal thread pool.
     check_stale : bool
-        Refuse (``StaleIndexError``) when a source listed in the index's catalog changed.
+        Refuse (``StaleIndexError``) when a source changed since it was indexed: the
+        fingerprints the index records (size, mtime or ETag, a digest of its first and last
+        4 KB), else those of the catalog beside it.
     allow_paths : sequence of str or Path
         Directories local chunk URLs may also lie under, besides those of the sources the
         index records (``IndexLoadError`` otherwise; see docs/api-contract.md).
@@ -230,8 +232,8 @@ class Active:
         source = "<refs dict>" if isinstance(index, dict) else str(index)
         self.index: VariableIndex = open_variable(index, variable, storage_options, allow_paths)
         var = self.index
-        if check_stale and not isinstance(index, dict):
-            check_fresh(str(index), var.urls, storage_options)
+        if check_stale:
+            check_variable_fresh(source, var, storage_options)
         self.variable = variable
         self.source = source
         self.storage_options = storage_options

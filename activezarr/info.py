@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .index.freshness import check_variable_fresh
 from .index.load import INLINE, list_variables, load_variable, read_index
 
 CF_ATTRS = (
@@ -35,14 +36,24 @@ def _codecs(codecs: list[dict]) -> str:
     )
 
 
-def describe(index, variable: str | None = None, storage_options: dict | None = None) -> str:
-    """Text describing each variable (or one) of ``index``."""
+def describe(
+    index,
+    variable: str | None = None,
+    storage_options: dict | None = None,
+    *,
+    check_stale: bool = True,
+    allow_paths=(),
+) -> str:
+    """Text describing each variable (or one) of ``index``; ``StaleIndexError`` when a source
+    changed since it was indexed (unless ``check_stale=False``)."""
     doc = read_index(index, storage_options)
     names = [variable] if variable else list_variables(doc.refs)
     lines = [f"index: {index}"]
     total = 0
     for name in names:
-        var = load_variable(doc, name)
+        var = load_variable(doc, name, allow_paths=allow_paths)
+        if check_stale:
+            check_variable_fresh(doc.location, var, storage_options)
         stored = var.n_stored
         nbytes = var.stored_bytes + sum(len(b) for b in var.inline.values())
         total += nbytes

@@ -21,6 +21,22 @@ def remote_options(sp) -> None:
     sp.add_argument("--profile", help="AWS profile name for S3 credentials")
 
 
+def index_options(sp) -> None:
+    """``--no-check-stale`` and ``--allow-path`` for commands that open an index."""
+    sp.add_argument(
+        "--no-check-stale",
+        action="store_true",
+        help="do not check that the sources are unchanged since indexing",
+    )
+    sp.add_argument(
+        "--allow-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also let the index read local files under DIR (repeatable)",
+    )
+
+
 def storage_options(args) -> dict | None:
     """The fsspec options the remote options of ``args`` give."""
     options = json.loads(args.storage_options) if getattr(args, "storage_options", None) else {}

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import sys
 
-from ._common import remote_options, storage_options
+from ._common import index_options, remote_options, storage_options
 
 
 def cmd_info(args) -> int:
     from ..info import describe
 
-    print(describe(args.index, args.variable, storage_options=storage_options(args)))
+    text = describe(
+        args.index,
+        args.variable,
+        storage_options=storage_options(args),
+        check_stale=not args.no_check_stale,
+        allow_paths=args.allow_path,
+    )
+    print(text)
     return 0
 
 
@@ -49,6 +56,7 @@ def register(sub) -> None:
     sp.add_argument("index")
     sp.add_argument("variable", nargs="?")
     remote_options(sp)
+    index_options(sp)
     sp.set_defaults(func=cmd_info)
 
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from ._common import (
+    index_options,
     parse_axis,
     parse_selection,
     remote_options,
@@ -24,6 +25,8 @@ def cmd_reduce(args) -> int:
         options = {"backend": "reductionist", "server": args.server}
         if args.server_ca:
             options["server_ca"] = args.server_ca
+    options["check_stale"] = not args.no_check_stale
+    options["allow_paths"] = args.allow_path
     with Active(args.index, args.variable, storage_options=storage_options(args), **options) as a:
         selection = parse_selection(args.select)
         axis = parse_axis(args.axis)
@@ -63,4 +66,5 @@ def register(sub) -> None:
     )
     sp.add_argument("--json", action="store_true", help="print JSON for scripts")
     remote_options(sp)
+    index_options(sp)
     sp.set_defaults(func=cmd_reduce)

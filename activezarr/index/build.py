@@ -90,7 +90,7 @@ def check_signature(head: bytes, name: str) -> None:
 def translate(source: Source) -> Translation:
     """kerchunk references for every numeric variable of ``source``."""
     check_signature(source.head(8), source.display)
-    fingerprint = source.fingerprint()
+    fingerprint = source.recorded_fingerprint()
     try:
         with source.open() as fh, h5py.File(fh, "r") as h5:
             translation = _translate_file(h5, source)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StaleIndexError
-from .sources import is_remote, open_source
+from .sources import SAMPLE_BYTES, is_remote, open_source
 
 DB_NAME = "catalog.db"
 LEGACY_NAME = "catalog.json"
@@ -154,3 +155,98 @@ def fingerprints(urls: list[str], storage_options: dict | None = None) -> dict[s
         with cf.ThreadPoolExecutor(min(16, len(remote))) as pool:
             out.update(zip(remote, pool.map(probe, remote), strict=True))
     return out
+
+
+# -- the fingerprints an index records itself (its ``activezarr`` member) ---------------------
+
+# Local sources: the digest of a file whose size, mtime, ctime and inode did not change is reused
+# within the process; remote ones are checked again after ``REMOTE_CHECK_TTL`` seconds.
+_digests: dict[tuple, str] = {}
+_remote_records: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+
+
+def current_record(url: str, storage_options: dict | None, sample: int) -> dict[str, Any]:
+    """The fingerprint of ``url`` now, with the digest of its first and last ``sample`` bytes."""
+    source = open_source(url, storage_options)
+    if not source.remote:
+        st = os.stat(source.url)
+        key = (source.url, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, sample)
+        with _recent_lock:
+            digest = _digests.get(key)
+        if digest is None:
+            digest = source.content_digest(st.st_size, sample)
+            with _recent_lock:
+                _digests[key] = digest
+        return {"size": st.st_size, "mtime": st.st_mtime, "sha256": digest, "sample": sample}
+    options = json.dumps(storage_options or {}, sort_keys=True, default=str)
+    now = time.monotonic()
+    with _recent_lock:
+        hit = _remote_records.get((url, options))
+    if hit is not None and now - hit[0] < REMOTE_CHECK_TTL and hit[1].get("sample") == sample:
+        return hit[1]
+    source.filesystem().invalidate_cache(url)
+    fingerprint = source.fingerprint()
+    record = {
+        **fingerprint,
+        "sha256": source.content_digest(fingerprint["size"], sample),
+        "sample": sample,
+    }
+    with _recent_lock:
+        _remote_records[(url, options)] = (now, record)
+    return record
+
+
+def _differences(was: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    out = []
+    for key, what in (("size", "size"), ("mtime", "mtime"), ("etag", "ETag")):
+        if key in was and was[key] != now.get(key):
+            out.append(f"{what} was {was[key]}, now {now.get(key)}")
+    if "sha256" in was and was["sha256"] != now.get("sha256"):
+        out.append(f"the first and last {was.get('sample', SAMPLE_BYTES)} bytes differ")
+    return out
+
+
+def check_recorded(index: str, recorded: dict[str, dict], storage_options: dict | None) -> None:
+    """Raise ``StaleIndexError`` when a source the index records (``recorded``: URL →
+    fingerprint from its ``activezarr`` member) changed: one stat or HEAD and two small reads
+    per source, remote ones in parallel."""
+
+    def probe(item):
+        url, was = item
+        try:
+            sample = was.get("sample", SAMPLE_BYTES)
+            if not isinstance(sample, int) or not 0 < sample <= 2**20:
+                sample = SAMPLE_BYTES
+            return url, was, current_record(url, storage_options, sample)
+        except Exception as exc:  # noqa: BLE001 - reported below, with the source named
+            return url, was, exc
+
+    items = list(recorded.items())
+    remote = [i for i in items if is_remote(i[0])]
+    results = [probe(i) for i in items if not is_remote(i[0])]
+    if remote:
+        with cf.ThreadPoolExecutor(min(16, len(remote))) as pool:
+            results += list(pool.map(probe, remote))
+    directory = Path(index).parent if "://" not in index and index != "<refs dict>" else None
+    for url, was, now in results:
+        out = directory if directory is not None else "DIR"
+        refresh = f"refresh with `{refresh_command(url, out)}`"
+        if isinstance(now, Exception):
+            raise StaleIndexError(
+                f"{url}, indexed into {index}, cannot be checked ({type(now).__name__}: "
+                f"{now}); {refresh}, or pass check_stale=False (--no-check-stale)"
+            ) from now
+        changed = _differences(was, now)
+        if changed:
+            raise StaleIndexError(
+                f"{url} changed since it was indexed into {index} ({'; '.join(changed)}); {refresh}"
+            )
+
+
+def check_variable_fresh(index: str, var, storage_options: dict | None = None) -> None:
+    """Check the sources of ``var`` (a ``VariableIndex``): against the fingerprints its index
+    records when it has them, else against the catalog beside the index (``check_fresh``)."""
+    if var.sources:
+        check_recorded(index, var.sources, storage_options)
+    elif index != "<refs dict>":
+        check_fresh(index, var.urls, storage_options)

@@ -61,7 +61,7 @@ def inline_bytes(data: bytes) -> str:
 def decode_inline(value: str) -> bytes:
     """The bytes of an inline reference value (``base64:`` prefix, else UTF-8 text)."""
     if value.startswith("base64:"):
-        return base64.b64decode(value[7:])
+        return base64.b64decode(value[7:], validate=True)
     return value.encode("utf-8")
 
 

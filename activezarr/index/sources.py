@@ -1,7 +1,8 @@
 """Where a source file lives (local path, s3://, http(s)://) and how to open and fingerprint it.
 
 A fingerprint is what tells whether a file changed since it was indexed: size and mtime for
-local files, size and ETag (or Last-Modified) for remote objects.
+local files, size and ETag (or Last-Modified) for remote objects; the one an index records
+adds the SHA-256 of the first and last ``SAMPLE_BYTES`` of the file (``recorded_fingerprint``).
 
 One ``storage_options`` dict serves every protocol an index names: ``remote_filesystem`` gives
 each fsspec filesystem only the options it understands (S3 credentials and endpoint never
@@ -12,6 +13,7 @@ takes, so that HTTPS sources with a private CA can be named in JSON (``--storage
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import ssl
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from ..errors import ActiveZarrError, IndexBuildError
+
+SAMPLE_BYTES = 4096  # the content check hashes this many bytes at each end of a source
 from ..tls import tls_hint, tls_reason
 
 
@@ -196,6 +200,42 @@ class Source:
             raise IndexBuildError(remote_failure(self.display, exc, self.storage_options)) from exc
         etag = info.get("ETag") or info.get("etag") or info.get("LastModified")
         return {"size": info.get("size"), "etag": str(etag) if etag is not None else None}
+
+    def content_digest(self, size: int, sample: int = SAMPLE_BYTES) -> str:
+        """SHA-256 of the first and last ``sample`` bytes of the file (``size`` bytes long).
+
+        The start holds the HDF5 superblock and root objects; the end, whatever was written
+        last. Two small reads, wherever the file lives.
+        """
+        head_end = min(size, sample)
+        tail_start = max(head_end, size - sample)
+        try:
+            if not self.remote:
+                with open(self.url, "rb") as fh:
+                    head = fh.read(head_end)
+                    fh.seek(tail_start)
+                    tail = fh.read(size - tail_start)
+            else:
+                fs = self.filesystem()
+                head = fs.cat_file(self.url, start=0, end=head_end) if head_end else b""
+                tail = (
+                    fs.cat_file(self.url, start=tail_start, end=size) if size > tail_start else b""
+                )
+        except ActiveZarrError:
+            raise
+        except Exception as exc:
+            raise IndexBuildError(remote_failure(self.display, exc)) from exc
+        digest = hashlib.sha256(head)
+        digest.update(tail)
+        return digest.hexdigest()
+
+    def recorded_fingerprint(self) -> dict[str, Any]:
+        """What an index records of its source: ``fingerprint()`` plus the content digest."""
+        fingerprint = self.fingerprint()
+        size = fingerprint.get("size")
+        if not isinstance(size, int):
+            return fingerprint
+        return {**fingerprint, "sha256": self.content_digest(size), "sample": SAMPLE_BYTES}
 
 
 def open_source(path: str | Path, storage_options: dict | None = None) -> Source:

@@ -154,7 +154,7 @@ def parse_fill_value(value: Any, dtype: np.dtype, where: str) -> Any:
     ok = (
         (dtype.kind == "b" and isinstance(value, bool))
         or (dtype.kind in "iu" and _int(value))
-        or (dtype.kind == "f" and (value in NON_FINITE or isinstance(value, int | float)))
+        or (dtype.kind == "f" and (_is_number(value) and not isinstance(value, list)))
     )
     if not ok or isinstance(value, bool) != (dtype.kind == "b"):
         raise IndexLoadError(f"{where}: fill_value {value!r:.60} is not a value of {dtype}")
@@ -191,7 +191,9 @@ def _is_number(value: Any) -> bool:
         return np.asarray(value).dtype.kind in "iuf" and np.size(value) >= 1
     if isinstance(value, list):
         return len(value) >= 1 and all(_is_number(v) for v in value)
-    return (isinstance(value, int | float) and not isinstance(value, bool)) or (value in NON_FINITE)
+    return (isinstance(value, int | float) and not isinstance(value, bool)) or (
+        isinstance(value, str) and value in NON_FINITE
+    )
 
 
 def check_table(var, where: str, source_sizes: dict[str, int]) -> None:

@@ -1,0 +1,128 @@
+"""Stale indexes: each index records its sources' fingerprints and is checked wherever it is.
+
+* the fingerprint (size, mtime, SHA-256 of the first and last 4 KB) lives in the index's
+  ``activezarr`` member, so an index copied away from its catalog, or opened as a file:// URL
+  or as a dict, is still checked, by ``Active`` and by ``activezarr info``/``reduce``;
+* a source rewritten with the same size and mtime but other bytes is caught by the digest;
+* ``check_stale=False`` / ``--no-check-stale`` skip the check;
+* the message names the source and the command that refreshes the index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+
+import activezarr
+from activezarr import StaleIndexError
+
+ROOT = Path(__file__).parents[1]
+
+
+def write_source(path: Path, order: tuple[str, str] = ("a", "b")) -> Path:
+    """Two variables; ``order`` decides which is written first (and so where chunks sit)."""
+    values = {"a": np.full((50, 40), 99.94, "f8"), "b": np.full((50, 40), -4999.49, "f8")}
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("y", 50)
+        ds.createDimension("x", 40)
+        for name in order:
+            ds.createVariable(name, "f8", ("y", "x"), chunksizes=(10, 40))[:] = values[name]
+    return path
+
+
+@pytest.fixture
+def indexed(tmp_path):
+    (tmp_path / "src").mkdir()
+    source = write_source(tmp_path / "src" / "data.nc")
+    index = activezarr.build_index(source, out=tmp_path / "idx")
+    copied = tmp_path / "elsewhere" / "copy.json"  # no catalog beside it
+    copied.parent.mkdir()
+    shutil.copy(index, copied)
+    return source, index, copied
+
+
+def rewrite_same_name(source: Path) -> None:
+    stat = source.stat()
+    source.unlink()
+    write_source(source, order=("b", "a"))
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even the mtime is restored
+
+
+def test_copied_index_is_checked_without_a_catalog(indexed):
+    source, _, copied = indexed
+    with activezarr.Active(copied, "a") as a:
+        assert float(a.mean[...]) == pytest.approx(99.94)
+    rewrite_same_name(source)
+    with pytest.raises(StaleIndexError) as info:
+        activezarr.Active(copied, "a")
+    message = str(info.value)
+    assert str(source) in message and "activezarr index" in message and "--force" in message
+
+
+@pytest.mark.parametrize("form", ["file_url", "dict"])
+def test_other_forms_of_the_index_are_checked(indexed, form):
+    source, index, _ = indexed
+    rewrite_same_name(source)
+    target = f"file://{index}" if form == "file_url" else json.loads(index.read_text())
+    with pytest.raises(StaleIndexError, match="data.nc"):
+        activezarr.Active(target, "a")
+
+
+def test_same_size_and_mtime_other_bytes_is_caught_by_the_digest(indexed):
+    source, _, copied = indexed
+    stat = source.stat()
+    data = bytearray(source.read_bytes())
+    data[-1] ^= 0xFF  # in the last 4 KB
+    source.write_bytes(bytes(data))
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert source.stat().st_size == stat.st_size
+    with pytest.raises(StaleIndexError, match="bytes differ"):
+        activezarr.Active(copied, "a")
+
+
+def test_check_stale_false_skips_the_check(indexed):
+    source, _, copied = indexed
+    source.touch()  # a new mtime
+    os.utime(source, (1, 1))
+    with pytest.raises(StaleIndexError, match="mtime"):
+        activezarr.Active(copied, "a")
+    with activezarr.Active(copied, "a", check_stale=False) as a:
+        assert float(a.mean[...]) == pytest.approx(99.94)
+
+
+def test_removed_source_is_reported(indexed):
+    source, _, copied = indexed
+    source.unlink()
+    with pytest.raises(StaleIndexError, match="cannot be checked"):
+        activezarr.Active(copied, "a")
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "activezarr", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_cli_info_and_reduce_check_and_can_skip(indexed):
+    source, _, copied = indexed
+    rewrite_same_name(source)
+    for argv in (["info", str(copied)], ["reduce", str(copied), "a", "--op", "mean"]):
+        done = _cli(*argv)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert "changed since it was indexed" in done.stderr and "--force" in done.stderr
+        skipped = _cli(*argv, "--no-check-stale")
+        assert skipped.returncode == 0, skipped.stderr
