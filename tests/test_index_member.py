@@ -161,3 +161,17 @@ def test_json_scale_factor_that_is_not_a_number_is_refused(typed_index):
     index.write_text(json.dumps(doc))
     with pytest.raises(activezarr.IndexLoadError, match="scale_factor"):
         activezarr.Active(index, "v", allow_paths=[typed_index.parent.parent])
+
+
+def test_string_scale_factor_in_the_file_is_not_an_index_error(tmp_path):
+    """A typed string attribute is the file's own: netCDF4 leaves the data packed (warning)."""
+    path = tmp_path / "s.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 3)
+        v = ds.createVariable("v", "i2", ("x",))
+        v.set_auto_maskandscale(False)
+        v[:] = np.array([1, 2, 3], dtype="i2")
+        v.scale_factor = "abc"
+    index = activezarr.build_index(path, out=tmp_path / "idx")
+    var = open_variable(index, "v")
+    assert var.attrs["scale_factor"] == "abc" and var.attribute_types["scale_factor"] == "str"

@@ -327,7 +327,9 @@ def list_variables(refs: dict) -> list[str]:
     )
 
 
-def _array_meta(refs: dict, name: str, source: str) -> tuple[ArrayMeta, dict[str, Any]]:
+def _array_meta(
+    refs: dict, name: str, source: str, types: dict[str, str] | None = None
+) -> tuple[ArrayMeta, dict[str, Any]]:
     key = f"{name}/.zarray" if name else ".zarray"
     zarray = _meta(refs, key, f"index {source}")
     if zarray is None:
@@ -336,7 +338,7 @@ def _array_meta(refs: dict, name: str, source: str) -> tuple[ArrayMeta, dict[str
     meta = parse_zarray(zarray, f"index {source}: {key}")
     attrs_key = f"{name}/.zattrs" if name else ".zattrs"
     attrs = _meta(refs, attrs_key, f"index {source}") or {}
-    attrs = parse_zattrs(attrs, len(meta.shape), f"index {source}: {attrs_key}")
+    attrs = parse_zattrs(attrs, len(meta.shape), f"index {source}: {attrs_key}", types)
     return meta, attrs
 
 
@@ -355,8 +357,8 @@ def variable_from_meta(
     the ``.zarray`` fill value is the ``_FillValue`` and unwritten chunks hold it (or netCDF's
     default).
     """
-    meta, attrs = _array_meta(refs, name, source)
     types = (member.attribute_types.get(name) if member else None) or {}
+    meta, attrs = _array_meta(refs, name, source, types)
     if facts is None and member is not None:
         facts = member.variables.get(name)
     where = f"index {source}: variable '{name}'"
@@ -483,18 +485,24 @@ def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str, l
     values = [refs[k] for k in keys]
     is_ref = np.array([isinstance(v, list) for v in values], dtype=bool) & inside
     refs_at = np.flatnonzero(is_ref).tolist()
+    triples = [values[i] for i in refs_at]
+    if set(map(len, triples)) - {3}:  # [url] alone is the whole file (size 0 = to the end)
+        triples = [[t[0], 0, 0] if len(t) == 1 else t for t in triples]
+        bad = next((i for i, t in zip(refs_at, triples, strict=True) if len(t) != 3), None)
+        if bad is not None:
+            raise IndexLoadError(
+                f"{where}: {keys[bad]} is {values[bad]!r:.80}, not [url, offset, length]"
+            )
+    columns = list(zip(*triples, strict=True)) if triples else [(), (), ()]
+    if set(map(type, columns[0])) - {str} or "" in columns[0]:
+        k = next(
+            i for i, t in zip(refs_at, triples, strict=True) if type(t[0]) is not str or not t[0]
+        )
+        raise IndexLoadError(f"{where}: {keys[k]} is {values[k]!r:.80}: the URL must be a string")
     url_table: dict[str, int] = {}
-    triples = []
-    for i in refs_at:
-        ref = values[i]
-        if len(ref) == 1:
-            ref = [ref[0], 0, 0]  # [url] alone: the whole file (size 0 = to the end)
-        if len(ref) != 3 or not isinstance(ref[0], str) or not ref[0]:
-            raise IndexLoadError(f"{where}: {keys[i]} is {ref!r:.80}, not [url, offset, length]")
-        triples.append(ref)
-    ids = np.array([url_table.setdefault(t[0], len(url_table)) for t in triples], dtype=np.int32)
-    numbers = [t[1] for t in triples] + [t[2] for t in triples]
-    if not all(type(x) is int for x in numbers):
+    ids = np.array([url_table.setdefault(u, len(url_table)) for u in columns[0]], dtype=np.int32)
+    numbers = columns[1] + columns[2]
+    if set(map(type, numbers)) - {int}:
         k = next(i for i, t in zip(refs_at, triples, strict=True) if not _ints(t[1], t[2]))
         raise IndexLoadError(
             f"{where}: {keys[k]} is {values[k]!r:.80}: offset and length must be integers"

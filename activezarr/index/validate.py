@@ -165,8 +165,15 @@ def parse_fill_value(value: Any, dtype: np.dtype, where: str) -> Any:
     return value
 
 
-def parse_zattrs(value: Any, ndim: int, where: str) -> dict[str, Any]:
-    """Check a decoded ``.zattrs`` object of an array with ``ndim`` dimensions."""
+def parse_zattrs(
+    value: Any, ndim: int, where: str, types: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Check a decoded ``.zattrs`` object of an array with ``ndim`` dimensions.
+
+    Without a recorded type, ``scale_factor`` and ``add_offset`` must be numbers (a string
+    there is more likely damage than a file's string attribute); attributes with a recorded
+    type are checked against it instead (``member.typed_attrs``).
+    """
     if not isinstance(value, dict):
         raise IndexLoadError(f"{where} must be a JSON object")
     dims = value.get("_ARRAY_DIMENSIONS")
@@ -179,7 +186,7 @@ def parse_zattrs(value: Any, ndim: int, where: str) -> dict[str, Any]:
             f"{where}: _ARRAY_DIMENSIONS {dims!r:.80} must be {ndim} dimension names"
         )
     for key in NUMBER_ATTRS:
-        if key in value and not _is_number(value[key]):
+        if key in value and key not in (types or {}) and not _is_number(value[key]):
             raise IndexLoadError(
                 f"{where}: {key} {value[key]!r:.60} is not a number (CF packing needs one)"
             )
