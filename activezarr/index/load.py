@@ -13,8 +13,10 @@ import contextlib
 import gc
 import json
 import math
+import operator
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -448,7 +450,11 @@ def check_variable(
 
 
 def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str, location: str):
-    """Vectorised: chunk keys are parsed as one string, references as flat lists."""
+    """The chunk table of one variable, every key and reference checked.
+
+    Per-chunk work runs in C loops (``itemgetter``, ``map``, ``zip``, ``str`` methods,
+    ``np.fromstring``): keys are checked and parsed as one string, references as columns.
+    """
     grid = chunk_grid(shape, chunks)
     n = math.prod(grid)
     url_ids = np.full(n, MISSING, dtype=np.int32)
@@ -458,34 +464,34 @@ def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str, l
     prefix = f"{name}/" if name else ""
     cut = len(prefix)
     ndim = max(len(grid), 1)
-    keys = [
-        k
-        for k in refs
-        if k.startswith(prefix)
-        and k[cut : cut + 1] not in (".", "")
-        and (sep == "/" or "/" not in k[cut:])
-    ]
+    keys = [k for k in refs if k.startswith(prefix)]
+    if name:
+        for meta in (".zarray", ".zattrs", ".zgroup", ".zmetadata"):
+            if prefix + meta in refs:
+                keys.remove(prefix + meta)
+    else:  # the root array: its chunk keys have no "/"; other arrays' keys do
+        keys = [k for k in keys if "/" not in k and not k.startswith(".")]
     if not keys:
         return [], url_ids, offsets, sizes, inline
     where = f"index {location}: variable '{name}'"
-    text = "\n".join(k[cut:] for k in keys)
-    number = "(?:0|[1-9][0-9]{0,17})"
-    if not re.fullmatch(f"(?:{number}(?:{re.escape(sep)}{number}){{{ndim - 1}}}\n?)*", text):
+    coords = _chunk_coords(keys, cut, sep, ndim)
+    if coords is None:
         bad = next(k for k in keys if not _is_chunk_suffix(k[cut:], sep, ndim))
         raise IndexLoadError(
             f"{where}: key {bad!r:.80} is not a chunk key ({ndim} chunk numbers joined by {sep!r})"
         )
-    coords = np.array(text.replace(sep, "\n").split(), dtype=np.int64).reshape(len(keys), ndim)
     inside = np.all(coords < np.array(grid or (1,)), axis=1)
+    flat = np.zeros(len(keys), np.int64)
     if grid:
-        flat = np.zeros(len(keys), np.int64)
         flat[inside] = np.ravel_multi_index(tuple(coords[inside].T), grid)
+    getter = operator.itemgetter(*keys)
+    values = list(getter(refs)) if len(keys) > 1 else [getter(refs)]
+    if set(map(type, values)) == {list}:
+        is_ref = inside
     else:
-        flat = np.zeros(len(keys), np.int64)
-    values = [refs[k] for k in keys]
-    is_ref = np.array([isinstance(v, list) for v in values], dtype=bool) & inside
-    refs_at = np.flatnonzero(is_ref).tolist()
-    triples = [values[i] for i in refs_at]
+        is_ref = np.fromiter(map(list.__instancecheck__, values), bool, len(values)) & inside
+    refs_at = np.flatnonzero(is_ref)
+    triples = values if len(refs_at) == len(values) else [values[i] for i in refs_at.tolist()]
     if set(map(len, triples)) - {3}:  # [url] alone is the whole file (size 0 = to the end)
         triples = [[t[0], 0, 0] if len(t) == 1 else t for t in triples]
         bad = next((i for i, t in zip(refs_at, triples, strict=True) if len(t) != 3), None)
@@ -499,8 +505,11 @@ def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str, l
             i for i, t in zip(refs_at, triples, strict=True) if type(t[0]) is not str or not t[0]
         )
         raise IndexLoadError(f"{where}: {keys[k]} is {values[k]!r:.80}: the URL must be a string")
-    url_table: dict[str, int] = {}
-    ids = np.array([url_table.setdefault(u, len(url_table)) for u in columns[0]], dtype=np.int32)
+    url_table = {u: i for i, u in enumerate(dict.fromkeys(columns[0]))}
+    if len(url_table) == 1:
+        ids = np.zeros(len(columns[0]), np.int32)
+    else:
+        ids = np.fromiter(map(url_table.__getitem__, columns[0]), np.int32, len(columns[0]))
     numbers = columns[1] + columns[2]
     if set(map(type, numbers)) - {int}:
         k = next(i for i, t in zip(refs_at, triples, strict=True) if not _ints(t[1], t[2]))
@@ -530,6 +539,35 @@ def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str, l
         url_ids[flat[i]] = INLINE
         inline[int(flat[i])] = data
     return list(url_table), url_ids, offsets, sizes, inline
+
+
+def _chunk_coords(keys: list[str], cut: int, sep: str, ndim: int) -> np.ndarray | None:
+    """Chunk coordinates of ``keys`` (each a common prefix of ``cut`` characters, then
+    ``ndim`` canonical integers joined by ``sep``), or None when any key is not one.
+
+    Checked on the joined text and by C loops over the keys, not key by key in Python.
+    """
+    text = " ".join(keys)
+    if text.count(" ") != len(keys) - 1:
+        return None  # a key with a space
+    prefix = keys[0][:cut]
+    if set(map(operator.methodcaller("count", sep), keys)) != {prefix.count(sep) + ndim - 1}:
+        return None  # a key with another number of parts
+    body = text[cut:].replace(" " + prefix, " ") if prefix else text
+    digits = body.replace(" ", "").replace(sep, "")
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    numbers = " " + body.replace(sep, " ")
+    if "  " in numbers or numbers.endswith(" ") or re.search(" 0[0-9]", numbers):
+        return None  # an empty part ("0..1") or a leading zero ("01", not the key zarr asks)
+    if re.search(r"[0-9]{19}", numbers):
+        return None  # beyond int64
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        coords = np.fromstring(numbers, dtype=np.int64, sep=" ")
+    if coords.size != len(keys) * ndim:
+        return None
+    return coords.reshape(len(keys), ndim)
 
 
 def _ints(*values) -> bool:
