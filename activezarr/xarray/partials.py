@@ -10,7 +10,9 @@ nothing valid was seen), the same rules as ``Active``'s own results.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -50,16 +52,34 @@ def selection_partials(active: Active, sel: LazySelection, reduced: set[str], op
     out = [i for i in kept if sel.dims[i] not in reduced]
     axis = tuple(k for k, i in enumerate(kept) if sel.dims[i] in reduced)
     out_shape = tuple(_selected_len(sel.entries[i], shape[i]) for i in out)
-    acc = _Accumulator(op, out_shape)
-    active_op = _ACTIVE_OP[op]
+    tasks = []  # (where in the output, selection): one Active reduction each
     for combo in itertools.product(*pieces):
         if any(stop == start for i, (_, start, stop) in enumerate(combo) if i in kept):
             continue  # an empty piece adds nothing
         where = tuple(slice(combo[i][1], combo[i][2]) for i in out)
         selection = tuple(p[0] for p in combo)
         for piece in _bounded(selection, active, [i for i in kept if i not in out]):
-            acc.add(where, active.reduce(active_op, piece, axis, components=True))
+            tasks.append((where, piece))
+    acc = _Accumulator(op, out_shape)
+    for where, part in zip((w for w, _ in tasks), _reduce_all(active, op, tasks, axis)):
+        acc.add(where, part)
     return Partials(op, tuple(sel.dims[i] for i in out), acc.count, acc.value)
+
+
+def _reduce_all(active: Active, op: Op, tasks: list, axis) -> Iterator[dict]:
+    """``Active.reduce`` of every task's selection, in order. Several run side by side: a
+    small selection (one batch of chunks) is reduced in the calling thread, so runs of a
+    label list or of a time group would otherwise use one core."""
+
+    def one(task):
+        return active.reduce(_ACTIVE_OP[op], task[1], axis, components=True)
+
+    workers = min(len(tasks), active.max_workers)
+    if workers <= 1:
+        yield from map(one, tasks)
+        return
+    with cf.ThreadPoolExecutor(workers, "activezarr-runs") as pool:
+        yield from pool.map(one, tasks)
 
 
 def _bounded(selection: tuple, active: Active, reduced: list[int]) -> list[tuple]:
