@@ -23,7 +23,7 @@ from ..errors import SelectionError
 from .selection import MAX_RUN_PRODUCT, LazySelection, runs
 
 Op = Literal["mean", "sum", "min", "max", "count"]
-PARTIALS_BYTES = 16 * 2**20  # per-chunk partials one Active call may hold before combining
+PARTIALS_BYTES = 8 * 2**20  # per-chunk partials one Active call may hold (two run at once)
 _ACTIVE_OP = {"mean": "sum", "sum": "sum", "min": "min", "max": "max", "count": "count"}
 
 
