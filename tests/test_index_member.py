@@ -175,3 +175,30 @@ def test_string_scale_factor_in_the_file_is_not_an_index_error(tmp_path):
     index = activezarr.build_index(path, out=tmp_path / "idx")
     var = open_variable(index, "v")
     assert var.attrs["scale_factor"] == "abc" and var.attribute_types["scale_factor"] == "str"
+
+
+def test_combined_index_keeps_attribute_types(tmp_path):
+    """A combined index carries the files' attribute types: float64 packing stays float64."""
+    paths = []
+    for i in range(2):
+        path = tmp_path / "data" / f"p_{i}.nc"
+        path.parent.mkdir(exist_ok=True)
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("time", 4)
+            t = ds.createVariable("time", "f8", ("time",))
+            t.units = "days since 2000-01-01"
+            t[:] = np.arange(4) + 4 * i
+            v = ds.createVariable("v", "i2", ("time",), chunksizes=(2,), fill_value=-1)
+            v.scale_factor = np.float64(0.5)
+            v.set_auto_maskandscale(False)
+            v[:] = np.arange(4, dtype="i2")
+        activezarr.build_index(path, out=tmp_path / "idx")
+        paths.append(path)
+    combined = activezarr.Catalog(tmp_path / "idx").combine(var="v", concat_dim="time")
+    assert json.loads(Path(combined).read_text())["activezarr"]["attribute_types"]["v"] == {
+        "scale_factor": "<f8"
+    }
+    with activezarr.Active(combined, "v") as active:
+        assert active.attrs["scale_factor"].dtype == np.float64
+        assert active[...].dtype == np.float64
+        assert float(active.sum[...]) == 2 * 0.5 * (0 + 1 + 2 + 3)

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ActiveZarrError
-from ..index.load import read_refs
+from ..index.load import read_index
+from ..index.member import combined_member
 from ..index.refs import dumps_refs, write_atomic
 from .concat import Layout, _names, layout
 from .progress import on_terminal
@@ -54,9 +55,9 @@ def combine(catalog: Catalog, var: str, concat_dim: str = "time", out=None) -> P
     lay = layout(catalog.entries, var, concat_dim)
     check_grid(lay)
     bar = on_terminal(len(lay.parts))
-    refs = []
+    refs, members = [], []
     for p in lay.parts:
-        refs.append(_load(p.entry.index, catalog.storage_options))
+        refs.append(_load(p.entry.index, catalog.storage_options, members))
         bar.step()
     bar.close()
     check_encoding(lay, refs)
@@ -66,7 +67,9 @@ def combine(catalog: Catalog, var: str, concat_dim: str = "time", out=None) -> P
     check_overlap(lay, values)
     combined = _mzz(lay, [_keep(r, lay) for r in refs], values, catalog.storage_options)
     target = Path(out) if out is not None else catalog.directory / default_name(var, concat_dim)
-    write_atomic(target, dumps_refs(combined))
+    names = {lay.variable, *lay.dims}
+    member = combined_member(members, names)  # attribute types and fills of the first file
+    write_atomic(target, dumps_refs(combined, member.to_json() if member else None))
     log.info("combined %d files of %s along %s into %s", len(lay.parts), var, concat_dim, target)
     if target.resolve().parent == catalog.directory.resolve():
         record_combined(
@@ -126,13 +129,15 @@ def check_grid(lay: Layout) -> None:
         )
 
 
-def _load(index: Path, storage_options: dict | None) -> dict[str, Any]:
+def _load(index: Path, storage_options: dict | None, members: list) -> dict[str, Any]:
     if index.is_dir():
         raise ActiveZarrError(
             f"{index} is a parquet index: combine writes JSON and reads JSON indexes only; "
             "re-index as JSON or use Catalog.reduce, which reads any index"
         )
-    refs = read_refs(str(index), storage_options)
+    document = read_index(str(index), storage_options)
+    members.append(document.member)
+    refs = document.refs
     return {k: json.loads(v) if k.endswith((".zarray", ".zattrs", ".zgroup")) and isinstance(
         v, str) else v for k, v in refs.items()}  # fmt: skip
 

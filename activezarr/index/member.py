@@ -167,3 +167,18 @@ def _number(value: Any, dtype: np.dtype, where: str) -> Any:
     elif isinstance(value, int | float) and not isinstance(value, bool):
         return value
     raise IndexLoadError(f"{where} is {value!r:.60}, which is not a value of type {dtype.str}")
+
+
+def combined_member(members: list[Member], names: set[str]) -> Member | None:
+    """The member of an index combined from ``members``' indexes: the attribute types and fill
+    facts of the variables ``names`` (the files agree on them: ``catalog.combine`` checks),
+    and no sources, so that staleness and confinement go through the catalog's combined
+    record, which knows how to rebuild it. None when no part has a member."""
+    first = next((m for m in members if m.present), None)
+    if first is None:
+        return None
+    return Member(
+        attribute_types={n: t for n, t in first.attribute_types.items() if n in names},
+        variables={n: f for n, f in first.variables.items() if n in names},
+        present=True,
+    )
