@@ -212,6 +212,8 @@ def check_table(var, where: str, source_sizes: dict[str, int]) -> None:
     from .load import INLINE
 
     ids = var.url_ids
+    if len(var.urls) == 1 and _passes_plain(var, source_sizes.get(var.urls[0])):
+        return  # every check below holds; found with a few reductions and no copies
     if ids.size and (ids.min() < INLINE or ids.max() >= len(var.urls)):
         raise IndexLoadError(f"{where}: chunk table names URLs the index does not list")
     stored = ids >= 0
@@ -251,6 +253,26 @@ def check_table(var, where: str, source_sizes: dict[str, int]) -> None:
                 f"{where}: a chunk at offset {int(offsets[mine][k]):,} with length "
                 f"{int(sizes[mine][k]):,} ends beyond {url} ({size:,} bytes)"
             )
+
+
+def _passes_plain(var, size: int | None) -> bool:
+    """True when a table whose chunks are all stored in its one source passes ``check_table``
+    (the common case: a 250k-chunk table is checked in about a millisecond). False says only
+    "not proven here": ``check_table`` then runs every check and names what fails."""
+    ids, offsets, sizes = var.url_ids, var.offsets, var.sizes
+    if not ids.size or ids.min() != 0 or ids.max() != 0:
+        return False
+    lo, hi = int(sizes.min()), int(sizes.max())
+    if int(offsets.max()) >= 2**62 or hi >= 2**62 or lo == 0:
+        return False
+    chunk_bytes = math.prod(var.chunks) * var.dtype.itemsize
+    if not var.codecs:
+        if lo != chunk_bytes or hi != chunk_bytes:
+            return False
+        return size is None or int(offsets.max()) + chunk_bytes <= size
+    if hi > MAX_CHUNK_BYTES:
+        return False
+    return size is None or int((offsets + sizes).max()) <= size
 
 
 def normalize_local(url: str, where: str) -> str:
