@@ -239,3 +239,25 @@ def build_contiguous(path: Path) -> None:
         v.scale_factor = np.float32(0.5)
         v.valid_min = np.int16(-20000)
         put_raw(v, ints(rng_for("contig_big_i2"), (2000, 1200), "i2"))
+
+
+# ---------------------------------------------------------------------- attribute types
+@generated("corners_types.nc", "p64_binary_fraction", "pint_scale", "p64_on_i4", "pf32_on_i4")
+def build_attribute_types(path: Path) -> None:
+    """The decoded dtype follows the attributes' types (kept in the index's own member):
+    float64 0.5/10.0 on int16 decode to float64 although they fit float32; an int16
+    scale_factor on int16 stays int16; float32 attributes on int32 decode to float64."""
+    with netCDF4.Dataset(path, "w") as ds:
+        dims = _dims(ds, t=4, x=9)
+        specs = {
+            "p64_binary_fraction": ("i2", np.float64(0.5), np.float64(10.0)),
+            "pint_scale": ("i2", np.int16(2), None),
+            "p64_on_i4": ("i4", np.float64(0.25), np.float64(-3.0)),
+            "pf32_on_i4": ("i4", np.float32(0.125), None),
+        }
+        for name, (code, scale, offset) in specs.items():
+            v = ds.createVariable(name, code, dims, chunksizes=(2, 5))
+            v.scale_factor = scale
+            if offset is not None:
+                v.add_offset = offset
+            put_raw(v, ints(rng_for(name), (4, 9), code, -1000, 1000))

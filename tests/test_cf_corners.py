@@ -45,6 +45,19 @@ def test_packed_float32_mean_of_one_element_is_that_element(generated_dir, gener
         assert active.sum[1:3, 2:5] == exact
 
 
+def test_decoded_dtype_follows_the_attributes_types(generated_dir, generated_index):
+    """float64 attributes that fit float32 still decode to float64; an int16 scale_factor
+    keeps int16; float32 attributes on int32 give float64 (numpy's promotion, as netCDF4)."""
+    path = generated_dir / "corners_types.nc"
+    with netCDF4.Dataset(path) as ds:
+        for var in ("p64_binary_fraction", "pint_scale", "p64_on_i4", "pf32_on_i4"):
+            want = ds.variables[var][:].dtype
+            active = _active(generated_index, "corners_types.nc", var)
+            assert active.dtype == want, (var, active.dtype, want)
+            assert active[:].dtype == want
+            assert active.max[...].dtype == want
+
+
 def test_int64_mean_does_not_wrap(generated_dir, generated_index):
     path = generated_dir / "corners_int64.nc"
     for var in ("i8_near_2_62", "u8_near_2_64", "i8_negative"):
@@ -134,6 +147,7 @@ def test_bad_axis_values_raise_selection_error(generated_index, axis):
 
 
 XARRAY_FILES = [
+    "corners_types.nc",  # an integer scale_factor on integers: xarray once failed on it
     "corners_nan.nc",
     "corners_int64.nc",
     "corners_packed.nc",
