@@ -205,9 +205,10 @@ def test_server_killed_mid_run_falls_back(proxy_for, many_chunks):
     assert proxy.killed and breaker.is_open()
     assert stats.breaker_trips == 1 and stats.chunks_breaker > 0
     assert 0 < stats.chunks_remote < 300 and stats.chunks_local == NCHUNKS - stats.chunks_remote
-    # after the kill: at most the breaker threshold of failures plus one per request in flight
+    # after the kill: the requests in flight when it came (their late successes may restart the
+    # count), the breaker's threshold of failures in a row, and those in flight when it opened
     failed = stats.requests - stats.chunks_remote
-    assert failed <= breaker.threshold + active.backend.in_flight.maximum, stats
+    assert failed <= breaker.threshold + 2 * active.backend.in_flight.maximum, stats
 
 
 def test_dead_server_goes_local_at_once(proxy_for, many_chunks):

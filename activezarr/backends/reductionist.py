@@ -576,16 +576,15 @@ class ReductionistBackend(Backend):
         failure: _Failure | None = None
         attempts = 0
         for attempt in range(self.retries + 1):
-            if attempt:
-                if not self._sleep_before_retry(attempt):
-                    break  # the breaker opened meanwhile: stop asking this server
-                stats.add(retries=1)
-            if not self.breaker.allow():
-                break
-            attempts += 1
-            stats.add(requests=1)
+            if attempt and not self._sleep_before_retry(attempt):
+                break  # the breaker opened meanwhile: stop asking this server
             try:
                 with self.in_flight.slot() as answered:
+                    # asked once a slot is free: the breaker may have opened while waiting
+                    if not self.breaker.allow():
+                        break
+                    attempts += 1
+                    stats.add(requests=1, retries=1 if attempt else 0)
                     reply = self._attempt(url, op, body, stats, answered)
             except _Failure as exc:
                 failure = exc
