@@ -7,7 +7,9 @@ on a thread pool or any ``concurrent.futures.Executor``, and combines the partia
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
+import itertools
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -94,6 +96,23 @@ def _normalize_axis(axis, ndim: int) -> tuple[int, ...] | None:
     if len(set(out)) != len(out):
         raise SelectionError(f"axis {axis} repeats a dimension")
     return tuple(sorted(out))
+
+
+IN_FLIGHT = 64  # batches submitted ahead to an external executor (a dask cluster)
+
+
+def _ordered_window(pool: cf.Executor, call, items: Sequence, window: int) -> Iterator:
+    """Results of ``pool.submit(*call(item))`` in item order, at most ``window`` submitted
+    ahead of the one being read: results wait to be folded, not the whole selection's."""
+    pending: collections.deque = collections.deque()
+    items = iter(items)
+    for item in itertools.islice(items, window):
+        pending.append(pool.submit(*call(item)))
+    while pending:
+        result = pending.popleft().result()
+        for item in itertools.islice(items, 1):
+            pending.append(pool.submit(*call(item)))
+        yield result
 
 
 def _is_int(value) -> bool:
@@ -563,20 +582,27 @@ class Active:
             inline=inline,
         )
 
-    def _run(self, job: Job, plan: ChunkPlan, reducing: bool):
-        """Every ``(block, partial)`` of the plan, from the backend or the local fallback."""
+    def _run(self, job: Job, plan: ChunkPlan, reducing: bool) -> Iterator[tuple]:
+        """Every ``(block, partial)`` of the plan, from the backend or the local fallback.
+
+        Partials are yielded batch by batch as they are ready (in batch order, so sums add
+        in the same order every run) and folded by the caller at once: memory holds the
+        partials of the batches in flight, not one partial per chunk of the whole selection.
+        """
         batches = list(self._batches(job, plan, reducing))
         if self._executor is not None and len(batches) > 1:
             config = self._config
-            futures = [self._executor.submit(run_batch, config, job, b) for b in batches]
-            outcomes = [f.result() for f in futures]
+            outcomes = _ordered_window(
+                self._executor, lambda b: (run_batch, config, job, b), batches, IN_FLIGHT
+            )
+        elif len(batches) > 1:
+            fn = lambda b: (dispatch, self.backend, self.local, job, b)
+            outcomes = _ordered_window(self._pool(), fn, batches, 2 * self.max_workers)
         else:
-            outcomes = self._map(lambda b: dispatch(self.backend, self.local, job, b), batches)
-        parts = []
+            outcomes = (dispatch(self.backend, self.local, job, b) for b in batches)
         for batch_parts, counts in outcomes:
-            parts += batch_parts
             self.stats.add(**counts)
-        return parts
+            yield from batch_parts
 
     def _pool(self) -> cf.Executor:
         if self._executor is not None:
