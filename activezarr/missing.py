@@ -68,7 +68,7 @@ def safe_cast(attrs: dict, name: str, dtype: np.dtype) -> np.ndarray | None:
     if cast is None or not _same_values(att, cast):
         warnings.warn(SAFECAST_WARNING % name, stacklevel=3)
         return None
-    return cast
+    return cast if cast.size else None  # an empty attribute marks nothing
 
 
 def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
@@ -134,7 +134,8 @@ class MissingRule:
         if fill is None and not (no_fill and native.itemsize == 1):
             fill = _default_fill_mask(native, sdt)
         vmin, vmax = _valid_bounds(cf, native)
-        return cls(None if fill is None else fill.reshape(()), mvals, view(vmin), view(vmax))
+        fill = None if fill is None else fill.reshape(-1)[:1].reshape(())
+        return cls(fill, mvals, view(_one(vmin)), view(_one(vmax)))
 
     def equality_values(self) -> list[np.ndarray]:
         """Every value that marks an element as missing by equality (NaN included)."""
@@ -191,6 +192,11 @@ def _decode_json_float(value: Any) -> Any:
 
 
 CF_MISSING_ATTRS = ("missing_value", "valid_range", "valid_min", "valid_max")
+
+
+def _one(bound: np.ndarray | None) -> np.ndarray | None:
+    """A bound of one value; a vector ``valid_min``/``valid_max`` bounds nothing."""
+    return bound.reshape(()) if bound is not None and bound.size == 1 else None
 
 
 def _default_fill_mask(native: np.dtype, sdt: np.dtype) -> np.ndarray | None:
@@ -280,11 +286,14 @@ def _attr_scalar(value: Any, raw: np.dtype) -> np.generic | None:
     """
     if value is None:
         return None
-    if isinstance(value, np.ndarray | list | tuple):
-        flat = np.asarray(value).reshape(-1)
-        if flat.size != 1:
+    if isinstance(value, list | tuple):
+        if len(value) != 1:
             raise ValueError("not one number")
-        value = flat[0] if isinstance(value, np.ndarray) else flat[0].item()
+        value = value[0]
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise ValueError("not one number")
+        value = value.reshape(-1)[0]
     if isinstance(value, np.generic):
         if value.dtype.kind not in "iuf":
             raise ValueError("not a number")

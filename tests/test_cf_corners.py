@@ -14,9 +14,12 @@ import warnings
 import netCDF4
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import activezarr
 from activezarr.errors import SelectionError
+from activezarr.missing import MissingRule, Packing, storage_dtype
 from tests.fixtures_data import generated_dir, generated_index  # noqa: F401
 from tests.generate_corners import SAFECAST_VARIABLES
 from tests.oracle import oracle_read
@@ -176,3 +179,35 @@ def test_xarray_decodes_our_index_as_kerchunks(generated_dir, generated_index, f
             a, b = ours[var].values, kerchunk[var].values
             assert a.dtype == b.dtype, (var, a.dtype, b.dtype)
             assert np.array_equal(a, b, equal_nan=True), var
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+CF_NAMES = ("_FillValue", "missing_value", "valid_min", "valid_max", "valid_range")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    dtype=st.sampled_from(["i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f4", "f8", ">f8"]),
+    attrs=st.dictionaries(
+        st.sampled_from([*CF_NAMES, "scale_factor", "add_offset", "_Unsigned"]), JSON_VALUES
+    ),
+    no_fill=st.booleans(),
+)
+def test_any_attribute_values_give_a_rule_never_a_crash(dtype, attrs, no_fill):
+    """Whatever an index says an attribute is, the CF rules decide (use it or ignore it with
+    netCDF4's warning) without raising."""
+    raw = np.dtype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rule = MissingRule.from_metadata(raw, attrs.get("_FillValue"), attrs, no_fill)
+        packing = Packing.from_attrs(attrs, raw)
+        rule.mask(np.zeros(3, storage_dtype(raw, attrs)))
+        packing.decode(np.zeros(3, storage_dtype(raw, attrs)))
