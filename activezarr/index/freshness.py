@@ -40,11 +40,36 @@ def combine_command(directory: Path, record: dict[str, Any]) -> str:
     )
 
 
+_RECORDED: dict[tuple, tuple[dict, dict | None]] = {}  # per process, by catalog state
+
+
 def _recorded(directory: Path, name: str, urls: list[str]) -> tuple[dict, dict | None]:
-    """``({url: fingerprint}, combined record or None)`` for index ``name`` of ``directory``."""
+    """``({url: fingerprint}, combined record or None)`` for index ``name`` of ``directory``.
+
+    Read once per state of the catalog (its database and write-ahead log unchanged): opening
+    an index asks twice (confinement and freshness), and a process may open it often.
+    """
     db = directory / DB_NAME
     if not db.exists():
         return _recorded_legacy(directory, name, urls)
+    key = (str(db), _stamp(db), _stamp(db.with_name(db.name + "-wal")), name, tuple(urls))
+    found = _RECORDED.get(key)
+    if found is None:
+        if len(_RECORDED) > 256:
+            _RECORDED.clear()
+        found = _RECORDED[key] = _query_recorded(db, name, urls)
+    return found
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _query_recorded(db: Path, name: str, urls: list[str]) -> tuple[dict, dict | None]:
     con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
     try:
         row = con.execute("SELECT record FROM combined WHERE name = ?", (name,)).fetchone()
