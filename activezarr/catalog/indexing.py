@@ -128,6 +128,26 @@ def index_one(
     )
 
 
+def index_batch(
+    paths: list[str], targets: list[Path], storage_options: dict | None, format: IndexFormat
+) -> list[tuple[str, IndexedFile | None, str | None]]:
+    """``index_one`` over several files in one task: ``(path, result, None)`` or
+    ``(path, None, reason)`` for each (one task per file would leave the workers waiting on a
+    busy parent for their next file)."""
+    out = []
+    for path, target in zip(paths, targets, strict=True):
+        try:
+            out.append((path, index_one(path, target, storage_options, format), None))
+        except Exception as exc:  # noqa: BLE001 - reported in the summary
+            out.append((path, None, _reason(exc)))
+    return out
+
+
+def batch_size(files: int, workers: int) -> int:
+    """Files per task: up to 32, and at least 8 tasks per worker so that they finish together."""
+    return max(1, min(32, files // (8 * max(1, workers))))
+
+
 def _ignore_sigint() -> None:
     """Workers leave Ctrl-C to the parent, which stops them when it decides to."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -298,19 +318,23 @@ def _run_shielded(
                 except Exception as exc:  # noqa: BLE001 - reported in the summary
                     finished(path, None, _reason(exc))
             return
+        size = batch_size(len(todo), jobs)
+        batches = [todo[i : i + size] for i in range(0, len(todo), size)]
         with _executor(executor, jobs) as pool:
             futures = {
-                pool.submit(index_one, p, targets[p], storage_options, format): p for p in todo
+                pool.submit(index_batch, b, [targets[p] for p in b], storage_options, format): b
+                for b in batches
             }
             try:
                 for fut in cf.as_completed(futures):
                     try:
-                        done, error = fut.result(), None
+                        results = fut.result()
                     except Exception as exc:  # noqa: BLE001 - reported in the summary
-                        done, error = None, _reason(exc)
-                    finished(futures[fut], done, error)
+                        results = [(p, None, _reason(exc)) for p in futures[fut]]
+                    for path, done, error in results:
+                        finished(path, done, error)
             except KeyboardInterrupt:
-                report.cancelled = sum(1 for f in futures if not f.done())
+                report.cancelled = sum(len(b) for f, b in futures.items() if not f.done())
                 _stop(pool, futures)
                 raise
     finally:
