@@ -539,6 +539,7 @@ class Active:
         """
         var = self.index
         flat = plan.flat_chunk_ids(var.grid)
+        var.load_chunks(flat)
         url_ids = var.url_ids[flat] if flat.size else np.zeros(0, np.int32)
         stored = url_ids != MISSING
         self.stats.add(chunks_fill=int((~stored).sum()))

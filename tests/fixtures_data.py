@@ -13,12 +13,19 @@ from tests.generate import GENERATED_CASES, GENERATED_FILES, write_all
 
 REAL_DIR = Path(__file__).parents[2] / "shared/data/real"
 
+# Tests that read the project's real files skip, naming the folder, when the repository is
+# checked out without ../shared beside it; everything else runs on generated files.
+needs_real_files = pytest.mark.skipif(
+    not REAL_DIR.is_dir(), reason=f"{REAL_DIR} is missing (the shared real netCDF files)"
+)
+
 __all__ = [
     "GENERATED_CASES",
     "GENERATED_FILES",
     "REAL_DIR",
     "generated_dir",
     "generated_index",
+    "needs_real_files",
     "real_index",
 ]
 

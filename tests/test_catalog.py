@@ -19,9 +19,10 @@ from activezarr import Active, ActiveZarrError, Catalog, StaleIndexError
 from activezarr.catalog.indexing import index_many
 from activezarr.cli import main
 from tests.catalog_files import UNITS, oracle_concat, oracle_time, write_month, write_series
+from tests.fixtures_data import needs_real_files
 from tests.oracle import OPS, assert_same, reduce_masked
 
-REAL_DIR = Path(__file__).resolve().parents[2] / "shared/data/real"
+REAL_DIR = Path(__file__).resolve().parents[2] / "shared/data/real"  # = fixtures_data's
 
 CASES = [  # (id, selection of the concatenation, axis)
     ("all", (), None),
@@ -392,6 +393,7 @@ def test_catalog_ls_show_and_reduce_commands(mixed, capsys):
 # ------------------------------------------------------------------------------ real files
 
 
+@needs_real_files
 def test_real_files_catalog(tmp_path):
     report = index_many([str(REAL_DIR / "*.nc")], tmp_path, progress=False)
     assert [Path(p).name for p, _ in report.failed] == ["emac.nc"]  # netCDF3

@@ -154,7 +154,7 @@ def test_s3_glob_etag_fingerprints_combine_and_reduce(moto_server, tmp_path, cap
 
 
 def test_parquet_indexes_reduce_across_files_and_prune(tmp_path, files):
-    pytest.importorskip("fastparquet")
+    pytest.importorskip("pyarrow")
     out = tmp_path / "indexes"
     report = index_many([str(p) for p in files], out, format="parquet", progress=False)
     assert not report.failed

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import requests
 
+from tests.servers.conftest_fixtures import require_nginx
 from tests.servers.nginx import start_nginx
 from tests.servers.reductionist import start_reductionist
 from tests.servers.s3 import make_bucket, upload
@@ -459,6 +460,7 @@ def test_https_source_requires_trusted_ca(https_objects):
 
 
 def test_basic_auth_is_forwarded_to_https_source(reductionist_server, tls_certificate, tmp_path):
+    require_nginx()
     (tmp_path / "d.bin").write_bytes(D.tobytes())
     with start_nginx(tmp_path, certificate=tls_certificate, basic_auth=("reader", "pw")) as web:
         body = https_body(f"{web.url}/d.bin", "int32")

@@ -31,6 +31,7 @@ from tests.remote_fixtures import (  # noqa: F401
     s3_store,
     ssl_context,
 )
+from tests.servers.conftest_fixtures import require_nginx
 from tests.servers.nginx import start_nginx
 from tests.servers.reductionist import start_reductionist
 
@@ -141,6 +142,7 @@ def test_https_index_refs_keep_the_remote_url(remote_data):
 @pytest.fixture(scope="module")
 def plain_http(remote_data, tmp_path_factory):
     """nginx over plain HTTP serving remote.nc."""
+    require_nginx(tls=False)
     root = tmp_path_factory.mktemp("plain-http")
     shutil.copyfile(remote_data.local_path("gen", REMOTE_FILE), root / REMOTE_FILE)
     handle = start_nginx(root, tls=False)

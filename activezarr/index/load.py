@@ -17,7 +17,7 @@ import operator
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,17 @@ class VariableIndex:
     no_fill: bool = False  # created without fill: byte variables do not mask the default fill
     attribute_types: dict[str, str] = field(default_factory=dict)  # attr -> recorded type
     sources: dict[str, dict] = field(default_factory=dict)  # recorded fingerprints of urls
+    # Fills rows of the table on demand (parquet indexes); None once the table is complete.
+    loader: Callable[[np.ndarray | None], None] | None = field(default=None, repr=False)
+
+    def load_chunks(self, flat: np.ndarray | None = None) -> None:
+        """Make the chunk table hold the rows of the flat chunk ids ``flat`` (all when None).
+
+        A no-op for indexes loaded whole (JSON, the binary cache); parquet indexes read the
+        row groups that hold these chunks the first time they are asked for.
+        """
+        if self.loader is not None:
+            self.loader(flat)
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -87,10 +98,12 @@ class VariableIndex:
 
     @property
     def n_stored(self) -> int:
+        self.load_chunks()
         return int(np.count_nonzero(self.url_ids != MISSING))
 
     @property
     def stored_bytes(self) -> int:
+        self.load_chunks()
         return int(self.sizes[self.url_ids >= 0].sum())
 
 

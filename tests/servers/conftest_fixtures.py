@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.servers.nginx import make_certificate, start_nginx
+from tests.servers.nginx import make_certificate, missing_openssl, missing_tools, start_nginx
 from tests.servers.reductionist import start_reductionist
 from tests.servers.s3 import start_moto
 
@@ -20,8 +20,17 @@ __all__ = [
     "nginx_server",
     "reductionist",
     "reductionist_server",
+    "require_nginx",
     "tls_certificate",
 ]
+
+
+def require_nginx(tls: bool = True) -> None:
+    """Skip the calling test when nginx (and openssl, for TLS) is not installed: CI installs
+    both (``.ci/run``); a machine with only Python runs everything else."""
+    reason = missing_tools(tls)
+    if reason:
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -43,13 +52,18 @@ def moto_auth_server():
 @pytest.fixture(scope="session")
 def tls_certificate(tmp_path_factory):
     """Self-signed certificate for 127.0.0.1/localhost; ``.cert`` is also the CA bundle."""
+    reason = missing_openssl()
+    if reason:
+        pytest.skip(reason)
     return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")
-def reductionist_server(tls_certificate):
-    """The Reductionist test server (plain HTTP), trusting tls_certificate for https sources."""
-    handle = start_reductionist(https_verify=tls_certificate.cert)
+def reductionist_server(request):
+    """The Reductionist test server (plain HTTP), trusting tls_certificate for https sources
+    (without openssl there is no certificate, and no https source to trust)."""
+    cert = None if missing_openssl() else request.getfixturevalue("tls_certificate").cert
+    handle = start_reductionist(https_verify=cert)
     yield handle
     handle.stop()
 
@@ -72,6 +86,7 @@ def reductionist(reductionist_server):
 @pytest.fixture(scope="session")
 def nginx_server(tmp_path_factory, tls_certificate):
     """nginx over HTTPS serving an empty temp dir: copy files into ``nginx_server.root``."""
+    require_nginx()
     handle = start_nginx(tmp_path_factory.mktemp("nginx-root"), certificate=tls_certificate)
     yield handle
     handle.stop()

@@ -23,6 +23,7 @@ from typing import Self
 START_TIMEOUT = 15.0
 PORT_ATTEMPTS = 5
 INSTALL_HINT = "apt-get update && apt-get install -y nginx-light (or nginx)"
+OPENSSL_HINT = "apt-get update && apt-get install -y openssl"
 
 
 @dataclass
@@ -60,14 +61,35 @@ class NginxHandle:
         self.stop()
 
 
-def find_nginx() -> str:
-    """Path of the nginx binary; RuntimeError with an install hint when absent."""
-    path = shutil.which("nginx") or (
+def nginx_path() -> str | None:
+    """Path of the nginx binary (on PATH, or Debian's /usr/sbin/nginx), None when absent."""
+    return shutil.which("nginx") or (
         "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
     )
+
+
+def find_nginx() -> str:
+    """Path of the nginx binary; RuntimeError with an install hint when absent."""
+    path = nginx_path()
     if path is None:
         raise RuntimeError(f"nginx is not installed; install it with: {INSTALL_HINT}")
     return path
+
+
+def missing_tools(tls: bool = True) -> str | None:
+    """Why nginx (with a self-signed certificate when ``tls``) cannot run here, or None."""
+    if nginx_path() is None:
+        return f"needs the nginx package ({INSTALL_HINT})"
+    if tls:
+        return missing_openssl()
+    return None
+
+
+def missing_openssl() -> str | None:
+    """Why test certificates cannot be made here (no openssl binary), or None."""
+    if shutil.which("openssl") is None:
+        return f"needs the openssl package ({OPENSSL_HINT})"
+    return None
 
 
 def make_certificate(directory: str | Path) -> Certificate:
