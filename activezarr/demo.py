@@ -54,8 +54,9 @@ def direct(path: Path, selection) -> np.ma.MaskedArray:
     return np.ma.masked_equal(data, FILL)
 
 
-def run_demo(out: Path) -> None:
-    sample = write_sample(out / "sample" / "demo_tas.nc")
+def run_demo(out: Path, data: Path = Path("data")) -> None:
+    """Write ``data/demo_tas.nc``, index it into ``out`` (data and indexes kept apart)."""
+    sample = write_sample(data / "demo_tas.nc")
     index = build_index(sample, out)
     print(f"wrote {sample}\nindexed -> {index}\n")
     selection = (slice(0, 12), slice(None), slice(10, 20))
