@@ -23,6 +23,7 @@ from .backends.local import LocalBackend
 from .errors import ActiveZarrError, SelectionError
 from .index import cache as _cache  # noqa: F401 - opened on every first call: import it now
 from .index import parquet as _parquet  # noqa: F401 - (open_variable imports them lazily)
+from .index.auto import ensure_index, is_source_file
 from .index.freshness import check_variable_fresh
 from .index.load import INLINE, MISSING, VariableIndex, open_variable
 from .index.sources import is_remote
@@ -205,7 +206,10 @@ class Active:
     Parameters
     ----------
     index : str, Path or dict
-        Path or URL of a kerchunk JSON index, or a reference dict.
+        Path or URL of a kerchunk JSON index (or parquet reference directory), or a
+        reference dict. A local netCDF4/HDF5 file is indexed on first use into
+        ``activezarr.index.auto.index_cache_dir()`` (``$ACTIVEZARR_INDEX_DIR``, default
+        ``~/.cache/activezarr/indexes``) and that index is reused while the file is unchanged.
     variable : str
         Variable name (``group/name`` inside groups).
     backend : {"local", "reductionist"}
@@ -248,6 +252,8 @@ class Active:
         allow_paths: Sequence[str | os.PathLike] = (),
         **backend_options: Any,
     ) -> None:
+        if not isinstance(index, dict) and is_source_file(index):
+            index, _ = ensure_index(index, storage_options=storage_options)
         source = "<refs dict>" if isinstance(index, dict) else str(index)
         self.index: VariableIndex = open_variable(index, variable, storage_options, allow_paths)
         var = self.index

@@ -1,4 +1,9 @@
-"""``activezarr info``: a readable description of the variables of an index."""
+"""``activezarr info``: a readable description of the variables of an index.
+
+What a scientist checks first comes first: dimensions, units, names, the time range as dates;
+then the storage (chunks, codecs, bytes). A fill value the file does not set is labelled as
+netCDF's default. Sizes are decimal (kB, MB, GB), as everywhere in the command line.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import numpy as np
 
 from .index.freshness import check_variable_fresh
 from .index.load import INLINE, list_variables, load_variable, read_index
+from .missing import default_fill
 
+NAME_ATTRS = ("units", "long_name", "standard_name", "calendar")
 CF_ATTRS = (
-    "_FillValue",
     "missing_value",
     "valid_min",
     "valid_max",
@@ -16,16 +22,16 @@ CF_ATTRS = (
     "scale_factor",
     "add_offset",
     "_Unsigned",
-    "units",
 )
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
+def size_text(n: float) -> str:
+    """Bytes in decimal units: ``1.2 MB``."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
 
 
 def _codecs(codecs: list[dict]) -> str:
@@ -34,6 +40,66 @@ def _codecs(codecs: list[dict]) -> str:
     return " -> ".join(
         c["id"] + "".join(f" {k}={v}" for k, v in c.items() if k != "id") for c in codecs
     )
+
+
+def _fill_text(var) -> str | None:
+    """The file's ``_FillValue``, or the value unwritten elements hold when it sets none."""
+    if var.fill_attr is not None:
+        return str(var.fill_attr)
+    if var.fill_value is None or var.no_fill:
+        return None
+    default = default_fill(var.dtype)
+    try:
+        is_default = default is not None and float(var.fill_value) == float(default)
+    except (TypeError, ValueError):
+        is_default = False
+    if is_default:
+        return f"none set; netCDF's default fill value for {var.dtype} applies ({var.fill_value})"
+    return f"none set; unwritten elements hold {var.fill_value}"
+
+
+def _loader(index, storage_options, allow_paths):
+    """(variable names, load(name) -> VariableIndex, location) for a JSON or parquet index."""
+    location = str(index)
+    if not isinstance(index, dict) and "://" not in location:
+        from .index.parquet import is_parquet, load_parquet_variable, read_metadata
+
+        if is_parquet(location):
+            names = list_variables(read_metadata(location)["metadata"])
+            return names, lambda name: load_parquet_variable(location, name), location
+    doc = read_index(index, storage_options)
+    return (
+        list_variables(doc.refs),
+        lambda name: load_variable(doc, name, allow_paths=allow_paths),
+        doc.location,
+    )
+
+
+def time_range(index, name: str, var, storage_options=None) -> str | None:
+    """``first .. last`` of a coordinate with "UNITS since DATE" units, as dates."""
+    units = var.attrs.get("units")
+    if not isinstance(units, str) or " since " not in units or len(var.shape) != 1:
+        return None
+    if not var.shape[0]:
+        return "empty"
+    from .active import Active
+
+    try:
+        with Active(index, name, storage_options=storage_options, check_stale=False) as a:
+            ends = np.ma.concatenate([np.ma.atleast_1d(a[0]), np.ma.atleast_1d(a[-1])])
+    except Exception:  # noqa: BLE001 - a description, not a reduction: show what we can
+        return None
+    if np.ma.count_masked(ends):
+        return None
+    calendar = str(var.attrs.get("calendar") or "standard")
+    try:
+        import cftime
+
+        dates = cftime.num2date(ends.data, units, calendar)
+        first, last = (d.isoformat().removesuffix("T00:00:00") for d in dates)
+    except Exception:  # noqa: BLE001 - cftime absent or a calendar it does not know
+        return f"{ends[0]} .. {ends[-1]} {units}"
+    return f"{first} .. {last} ({var.shape[0]} steps, calendar {calendar})"
 
 
 def describe(
@@ -46,29 +112,53 @@ def describe(
 ) -> str:
     """Text describing each variable (or one) of ``index``; ``StaleIndexError`` when a source
     changed since it was indexed (unless ``check_stale=False``)."""
-    doc = read_index(index, storage_options)
-    names = [variable] if variable else list_variables(doc.refs)
+    names, load, location = _loader(index, storage_options, allow_paths)
+    if variable:
+        names = [variable]
     lines = [f"index: {index}"]
     total = 0
-    for name in names:
-        var = load_variable(doc, name, allow_paths=allow_paths)
+    loaded = {name: load(name) for name in names}
+    ranges: dict[str, str | None] = {}
+
+    def range_of(dim: str) -> str | None:
+        if dim not in ranges:
+            try:
+                coord = loaded[dim] if dim in loaded else load(dim)
+            except Exception:  # noqa: BLE001 - no coordinate variable of that name
+                ranges[dim] = None
+            else:
+                ranges[dim] = time_range(index, dim, coord, storage_options)
+        return ranges[dim]
+
+    for name, var in loaded.items():
         if check_stale:
-            check_variable_fresh(doc.location, var, storage_options)
+            check_variable_fresh(location, var, storage_options)
         stored = var.n_stored
         nbytes = var.stored_bytes + sum(len(b) for b in var.inline.values())
         total += nbytes
         dims = ", ".join(f"{d}={n}" for d, n in zip(var.dims, var.shape, strict=False))
+        lines.append(f"{name}({dims})")
+        for key in NAME_ATTRS:
+            if key in var.attrs:
+                lines.append(f"  {key}: {var.attrs[key]}")
+        for dim in var.dims:
+            span = range_of(dim)
+            if span:
+                lines.append(f"  {dim}: {span}")
+        fill = _fill_text(var)
+        if fill:
+            lines.append(f"  _FillValue: {fill}")
         cf = {k: var.attrs[k] for k in CF_ATTRS if k in var.attrs}
-        if var.fill_attr is not None:
-            cf.setdefault("_FillValue", var.fill_attr)
+        if cf:
+            lines.append(f"  CF attributes: {cf}")
+        inline = int(np.count_nonzero(var.url_ids == INLINE)) if var.inline else 0
         lines += [
-            f"{name}({dims})",
             f"  shape {var.shape}  dtype {var.dtype}  chunks {var.chunks}",
             f"  chunks: {var.n_chunks} ({stored} stored, {var.n_chunks - stored} fill"
-            + (f", {int(np.count_nonzero(var.url_ids == INLINE))} inline)" if var.inline else ")"),
+            + (f", {inline} inline)" if inline else ")"),
             f"  codecs: {_codecs(var.codecs)}",
-            f"  CF attributes: {cf if cf else 'none'}",
-            f"  stored bytes: {_size(nbytes)}",
+            f"  stored bytes: {size_text(nbytes)}",
         ]
-    lines.append(f"total stored bytes: {_size(total)}")
+    if not variable:
+        lines.append(f"total stored bytes: {size_text(total)} in {len(loaded)} variables")
     return "\n".join(lines)

@@ -43,7 +43,10 @@ DECODING_ATTRS = (
     "valid_max",
     "valid_range",
 )
-USE_REDUCE = "; Catalog.reduce(var=..., op=...) reduces such files one by one without combining"
+USE_REDUCE = (
+    "; `activezarr catalog reduce --var VAR --op OP` (Catalog.reduce in Python) reduces such "
+    "files one by one without combining"
+)
 
 
 def default_name(var: str, dim: str) -> str:

@@ -103,15 +103,16 @@ def _windows(lay: Layout, where: dict, storage_options) -> list[tuple[Part, int,
     if unknown:
         raise ActiveZarrError(
             f"where can only restrict the concatenated dimension '{lay.dim}', not "
-            f"{sorted(unknown)}; use selection= with indices for other dimensions"
+            f"{sorted(unknown)}; select other dimensions by index with --select (selection= in "
+            "Python)"
         )
     if lay.dim not in where:
         return [(p, 0, p.length) for p in lay.parts]
     bounds = where[lay.dim]
     if not isinstance(bounds, slice) or bounds.step is not None:
         raise ActiveZarrError(
-            f"where={{'{lay.dim}': ...}} takes slice(first, last) of coordinate values, "
-            f"both included, without a step; got {bounds!r}"
+            f"--where {lay.dim}=FIRST..LAST (where={{'{lay.dim}': slice(first, last)}} in "
+            f"Python) takes coordinate values, both included, without a step; got {bounds!r}"
         )
     lo = -np.inf if bounds.start is None else to_coordinate(bounds.start, lay.units, lay.calendar)
     hi = np.inf if bounds.stop is None else to_coordinate(bounds.stop, lay.units, lay.calendar)

@@ -2,6 +2,7 @@
 
 One module per command group (``index``, ``info``/``versions``, ``reduce``, ``demo``,
 ``catalog ...``, ``combine``); each registers its subcommands here. Nothing imports the CLI.
+Every error ends as one line on stderr and exit status 1 (2 for a malformed command line).
 """
 
 from __future__ import annotations
@@ -9,36 +10,54 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 
 from . import catalog, combine, demo, index, info, reduce
-from ._common import run
+from ._common import FORMATTER, run, verbose_parent
+from ._inputs import join_negative_values
+
+EPILOG = """\
+examples:
+  activezarr demo                                        # a sample file, indexed and reduced
+  activezarr index data/*.nc                             # indexes/<name>.json + the catalog
+  activezarr info indexes/tas.json tas                   # shape, chunks, units, time range
+  activezarr reduce indexes/tas.json tas --op mean --select "0:12,:,10:20"
+
+`activezarr COMMAND -h` shows each command's options and examples."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="activezarr",
         description="Index netCDF4/HDF5 files once, then reduce them where the data lives.",
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress and details")
-    sub = p.add_subparsers(dest="command", required=True)
-    index.register(sub)
-    info.register(sub)
-    reduce.register(sub)
-    demo.register(sub)
-    catalog.register(sub)
-    combine.register(sub)
-    info.register_versions(sub)
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress and details (default: off)"
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parents = [verbose_parent()]
+    index.register(sub, parents)
+    info.register(sub, parents)
+    reduce.register(sub, parents)
+    demo.register(sub, parents)
+    catalog.register(sub, parents)
+    combine.register(sub, parents)
+    info.register_versions(sub, parents)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run ``activezarr`` with ``argv`` (default: the process's arguments); return the exit code."""
+    argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2), already printed
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s: %(message)s",
     )
-    warnings.simplefilter("default")
     return run(args.func, args)
 
 

@@ -3,6 +3,7 @@ and the one place where errors become one line on stderr and an exit code."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -11,14 +12,40 @@ import numpy as np
 from ..errors import ActiveZarrError
 
 DEFAULT_CATALOG = "indexes"
+# Descriptions and epilogs (examples) are printed as written.
+FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def verbose_parent() -> argparse.ArgumentParser:
+    """``-v`` on every subcommand too (``activezarr reduce -v ...``), not only before it."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log progress and details to stderr (default: off)",
+    )
+    return parent
 
 
 def remote_options(sp) -> None:
     """``--storage-options``, ``--endpoint-url``, ``--anon``, ``--profile``."""
-    sp.add_argument("--storage-options", help="fsspec storage options as JSON")
-    sp.add_argument("--endpoint-url", help="S3 endpoint URL (S3-compatible stores)")
-    sp.add_argument("--anon", action="store_true", help="anonymous S3 access")
-    sp.add_argument("--profile", help="AWS profile name for S3 credentials")
+    from ._inputs import json_object
+
+    g = sp.add_argument_group("remote data (S3, HTTPS)")
+    g.add_argument(
+        "--storage-options",
+        type=json_object,
+        metavar="JSON",
+        help='fsspec options as a JSON object, e.g. \'{"anon": true}\' or \'{"ssl": "ca.pem"}\' '
+        "(default: none)",
+    )
+    g.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint URL (default: AWS)")
+    g.add_argument("--anon", action="store_true", help="anonymous S3 access (default: off)")
+    g.add_argument(
+        "--profile", metavar="NAME", help="AWS profile for S3 credentials (default: AWS_* env)"
+    )
 
 
 def index_options(sp) -> None:
@@ -26,20 +53,21 @@ def index_options(sp) -> None:
     sp.add_argument(
         "--no-check-stale",
         action="store_true",
-        help="do not check that the sources are unchanged since indexing",
+        help="do not check that the sources are unchanged since indexing (default: check)",
     )
     sp.add_argument(
         "--allow-path",
         action="append",
         default=[],
         metavar="DIR",
-        help="also let the index read local files under DIR (repeatable)",
+        help="also let the index read local files under DIR; repeatable (default: only under "
+        "the directories of the index's own sources)",
     )
 
 
 def storage_options(args) -> dict | None:
     """The fsspec options the remote options of ``args`` give."""
-    options = json.loads(args.storage_options) if getattr(args, "storage_options", None) else {}
+    options = dict(getattr(args, "storage_options", None) or {})
     if getattr(args, "endpoint_url", None):
         options.setdefault("client_kwargs", {})["endpoint_url"] = args.endpoint_url
     if getattr(args, "anon", False):
@@ -54,6 +82,7 @@ def catalog_option(sp, select: bool = True) -> None:
     sp.add_argument(
         "--catalog",
         default=DEFAULT_CATALOG,
+        metavar="DIR",
         help=f"index directory holding the catalog (default: {DEFAULT_CATALOG})",
     )
     if select:
@@ -62,11 +91,19 @@ def catalog_option(sp, select: bool = True) -> None:
             nargs="*",
             metavar="FACET=VALUE",
             help="only files matching these facets (source_id=IPSL* experiment_id=historical "
-            "variable_id=tas; globs, VALUE1,VALUE2 for any)",
+            "variable_id=tas; globs, VALUE1,VALUE2 for any; default: all)",
         )
-        sp.add_argument("--path", help="only sources matching this glob")
         sp.add_argument(
-            "--attr", action="append", help="only files whose global attribute NAME=VALUE"
+            "--path",
+            metavar="GLOB",
+            help="only sources matching this glob, as typed or as absolute paths (default: all)",
+        )
+        sp.add_argument(
+            "--attr",
+            action="append",
+            metavar="NAME=VALUE",
+            help="only files whose global attribute NAME matches VALUE (a glob); repeatable "
+            "(default: all)",
         )
     remote_options(sp)
 
@@ -75,7 +112,9 @@ def open_catalog(args):
     """The ``Catalog`` of ``--catalog``, narrowed by FACET=VALUE terms, ``--path``, ``--attr``."""
     from ..catalog import Catalog
     from ..catalog.search import parse_terms
+    from ._inputs import check_catalog
 
+    check_catalog(args.catalog)
     cat = Catalog(args.catalog, storage_options=storage_options(args))
     if getattr(args, "terms", None):
         cat = cat.search(**parse_terms(args.terms))
@@ -133,13 +172,46 @@ def parse_axis(text: str | None):
     return values[0] if len(values) == 1 else tuple(values)
 
 
+# Non-finite floats in --json output: JSON has no NaN or Infinity, so they are these strings.
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _json_number(x):
+    if isinstance(x, float) and not np.isfinite(x):
+        return NON_FINITE[str(x)]
+    return x
+
+
 def to_jsonable(value):
-    """A (masked) array as JSON: numbers, with null for masked elements."""
+    """A (masked) array as strict JSON: numbers, ``null`` where masked, and the strings
+    ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` for non-finite values."""
     arr = np.ma.asarray(value)
+    values = np.asarray(arr.data).reshape(-1).tolist()
+    masked = np.ma.getmaskarray(arr).reshape(-1).tolist()
+    flat = [None if m else _json_number(v) for v, m in zip(values, masked, strict=True)]
     if arr.ndim == 0:
-        return None if arr.mask is not np.ma.nomask and bool(arr.mask) else arr.item()
-    filled = arr.astype(object).filled(None) if np.ma.is_masked(arr) else arr.data.astype(object)
-    return filled.tolist()
+        return flat[0]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(arr.shape).tolist()
+
+
+def dumps(payload: dict) -> str:
+    """Strict JSON (``allow_nan=False``): what ``--json`` prints."""
+    return json.dumps(payload, allow_nan=False)
+
+
+def describe_value(op: str, name: str, value, count, where: str = "") -> str:
+    """The text form of a result: says so when no valid value was seen."""
+    count = np.asarray(count)
+    label = f"{op} of {name}{where}"
+    if count.ndim == 0:
+        if int(count) == 0:
+            return f"{label}: no valid value in the selection (count 0)\ncount: 0"
+        return f"{label}: {np.ma.asarray(value).item()}\ncount: {int(count)}"
+    empty = int(np.count_nonzero(count == 0))
+    note = f" ({empty} of {count.size} cells have no valid value: shown as --)" if empty else ""
+    return f"{label}{note}:\n{value}\ncount:\n{count}"
 
 
 def value_of(op: str, parts: dict):
@@ -153,9 +225,18 @@ def value_of(op: str, parts: dict):
 
 
 def run(func, args) -> int:
-    """Run a command; an ``ActiveZarrError`` is one line on stderr and exit code 1."""
+    """Run a command: every error is one line on stderr; exit 1 (2 for a usage error).
+
+    The specific messages come from the checks in ``_inputs`` and the library's own errors;
+    the last ``except`` turns anything unforeseen into one line too (the traceback with -v).
+    """
+    from ._inputs import UsageError
+
     try:
         return func(args)
+    except UsageError as exc:
+        print(f"activezarr: error: {exc}", file=sys.stderr)
+        return 2
     except ActiveZarrError as exc:
         print(f"activezarr: error: {exc}", file=sys.stderr)
         return 1
@@ -165,3 +246,18 @@ def run(func, args) -> int:
     except BrokenPipeError:  # output piped into head and the like
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"activezarr: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last guard: one line, not a traceback
+        if getattr(args, "verbose", False):
+            import traceback
+
+            traceback.print_exc()
+        print(
+            f"activezarr: error: unexpected {type(exc).__name__}: {exc} (a bug: please report "
+            "it with the command and the output of `activezarr versions`; -v shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1

@@ -5,19 +5,42 @@ Thin commands over ``Catalog``: parse, call, print; problems go to stderr and se
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import sys
 from collections import Counter
 
 from ..errors import ActiveZarrError
 from ._common import (
+    FORMATTER,
     catalog_option,
+    describe_value,
+    dumps,
     open_catalog,
     parse_axis,
     parse_selection,
     to_jsonable,
     value_of,
 )
+from ._inputs import server_url
+
+EPILOG = """\
+examples:
+  activezarr catalog ls                                   # the catalog of indexes/
+  activezarr catalog ls --catalog idx --var tas
+  activezarr catalog verify                               # exit 1 if a file changed, with the fix
+  activezarr catalog reduce --var tas --op mean --where time=2000-01-01..2000-12-31"""
+
+REDUCE_EPILOG = """\
+examples:
+  activezarr catalog reduce --var tas --op mean
+  activezarr catalog reduce --var tas --op max --axis 0 --where time=1850-01-01..1899-12-31
+  activezarr catalog reduce --var pr --op sum --path "*ssp585*" --json
+
+Only the files whose recorded range of the --where dimension overlaps it are read. Files need
+not share a chunk grid. --json prints strict JSON (null where no valid value; "NaN",
+"Infinity", "-Infinity" for non-finite results)."""
 
 
 def _span(entry) -> str:
@@ -126,98 +149,237 @@ def _where(text: str | None) -> dict | None:
         return None
     name, sep, span = text.partition("=")
     first, dots, last = span.partition("..")
-    if not sep or not dots:
+    if not sep or not dots or not name:
         raise ActiveZarrError(f"bad --where {text!r}; use DIM=FIRST..LAST, e.g. time=0..365")
-    return {name: slice(_number(first), _number(last))}
+    return {name: slice(_bound(first, text), _bound(last, text))}
 
 
-def _number(text: str):
+_DATE = re.compile(
+    r"^(-?\d{1,6})(?:-(\d{1,2})(?:-(\d{1,2}))?)?(?:[T ](\d{1,2})(?::(\d{1,2}))?(?::(\d{1,2}(?:\.\d*)?))?)?$"
+)
+
+
+def _bound(text: str, where: str):
+    """A number, or a date YYYY[-MM[-DD[Thh[:mm[:ss]]]]] checked for impossible fields."""
+    text = text.strip()
     if text == "":
         return None
     try:
         return float(text)
     except ValueError:
-        return text
+        pass
+    m = _DATE.match(text)
+    if not m:
+        raise ActiveZarrError(
+            f"bad --where bound {text!r} in {where!r}; use a number or a date such as 1850-01-01"
+        )
+    _, month, day, hour, minute, second = m.groups()
+    limits = (("month", month, 1, 12), ("day", day, 1, 31), ("hour", hour, 0, 23))
+    limits += (("minute", minute, 0, 59), ("second", second, 0, 60))
+    for field, value, low, high in limits:
+        if value is not None and not low <= float(value) <= high:
+            raise ActiveZarrError(
+                f"--where {where!r}: {text} has no {field} {value} (a {field} is {low}..{high})"
+            )
+    if month and day and int(day) > (30 if int(month) == 2 else 31):
+        raise ActiveZarrError(f"--where {where!r}: {text} is not a date in any calendar")
+    return text
+
+
+def _held_range(cat, dim: str) -> str:
+    """What the catalog's files hold along ``dim``, as dates when the units say so."""
+    lows, highs, units, calendar = [], [], None, None
+    for entry in cat:
+        c = entry.coords.get(dim)
+        if c and c.get("min") is not None:
+            lows.append(c["min"])
+            highs.append(c["max"])
+            units, calendar = c.get("units"), c.get("calendar")
+    if not lows:
+        return f"no file records a '{dim}' range"
+    lo, hi = min(lows), max(highs)
+    if isinstance(units, str) and " since " in units:
+        with contextlib.suppress(Exception):  # cftime absent or an odd calendar: the numbers
+            import cftime
+
+            dates = cftime.num2date([lo, hi], units, calendar or "standard")
+            lo, hi = (d.isoformat().removesuffix("T00:00:00") for d in dates)
+    return f"the catalog's {len(lows)} files hold {dim} {lo}..{hi}"
 
 
 def cmd_reduce(args) -> int:
     cat = open_catalog(args)
+    where = _where(args.where)
     options = {"backend": "reductionist", "server": args.server} if args.server else {}
-    parts = cat.reduce(
-        args.var,
-        args.op,
-        where=_where(args.where),
-        axis=parse_axis(args.axis),
-        selection=parse_selection(args.select),
-        concat_dim=args.concat_dim,
-        components=True,
-        **options,
-    )
+    matching = cat.select(var=args.var)
+    if not len(matching):
+        names = sorted({v for e in cat for v in e.variables})
+        raise ActiveZarrError(
+            f"no file in {cat.path} holds variable '{args.var}' "
+            f"(variables: {', '.join(names) or 'none'}); see `activezarr catalog ls`"
+        )
+    try:
+        parts = cat.reduce(
+            args.var,
+            args.op,
+            where=where,
+            axis=parse_axis(args.axis),
+            selection=parse_selection(args.select),
+            concat_dim=args.concat_dim,
+            components=True,
+            **options,
+        )
+    except ValueError as exc:
+        if isinstance(exc, ActiveZarrError) or not where:
+            raise
+        raise ActiveZarrError(f"--where {args.where!r}: {exc}") from None
+    if not cat.files_read:
+        dim = next(iter(where)) if where else "time"
+        raise ActiveZarrError(f"no file matched --where {args.where}; {_held_range(matching, dim)}")
     value = value_of(args.op, parts)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "op": args.op,
-                    "variable": args.var,
-                    "result": to_jsonable(value),
-                    "count": to_jsonable(parts["count"]),
-                    "files": cat.files_read,
-                }
-            )
-        )
+        payload = {
+            "op": args.op,
+            "variable": args.var,
+            "result": to_jsonable(value),
+            "count": to_jsonable(parts["count"]),
+            "files": cat.files_read,
+        }
+        print(dumps(payload))
     else:
-        print(f"{args.op} of {args.var} over {len(cat.files_read)} files: {value}")
-        print(f"count: {parts['count']}")
+        label = f" over {len(cat.files_read)} files"
+        print(describe_value(args.op, args.var, value, parts["count"], label))
     return 0
 
 
-def register(sub) -> None:
+def register(sub, parents=()) -> None:
     """Register ``catalog ...`` on the main parser's subparsers."""
-    cp = sub.add_parser("catalog", help="list, show, verify, prune or reduce over the catalog")
-    csub = cp.add_subparsers(dest="catalog_command", required=True)
+    parents = list(parents)
+
+    def command(group, name, help, description, epilog=None):
+        return group.add_parser(
+            name,
+            parents=parents,
+            help=help,
+            description=description,
+            epilog=epilog,
+            formatter_class=FORMATTER,
+        )
+
+    cp = command(
+        sub,
+        "catalog",
+        "list, search, export, show, verify, prune or reduce over the catalog",
+        "The catalog (catalog.db beside the indexes) lists every indexed file: its source, "
+        "fingerprint, index, variables, facets and coordinate ranges.",
+        EPILOG,
+    )
+    csub = cp.add_subparsers(dest="catalog_command", required=True, metavar="SUBCOMMAND")
 
     for name, text in (
         ("ls", "one line per indexed file (optionally only those matching FACET=VALUE ...)"),
         ("search", "the files matching FACET=VALUE ... (globs; VALUE1,VALUE2 for any)"),
     ):
-        sp = csub.add_parser(name, help=text)
+        sp = command(
+            csub,
+            name,
+            text,
+            "List the catalog's files (those matching FACET=VALUE terms, --path, --attr, "
+            "--var): source, index, size, range of the leading dimension, variables.",
+            f"examples:\n  activezarr catalog {name} experiment_id=historical\n"
+            f"  activezarr catalog {name} --var tas --json",
+        )
         catalog_option(sp)
-        sp.add_argument("--var", help="only files holding this variable")
+        sp.add_argument("--var", help="only files holding this variable (default: all)")
         sp.add_argument("--json", action="store_true", help="print JSON for scripts")
         sp.set_defaults(func=cmd_ls)
 
-    sp = csub.add_parser("export", help="write an intake-esm collection of the (matching) files")
+    sp = command(
+        csub,
+        "export",
+        "write an intake-esm collection of the (matching) files",
+        "Write an intake-esm collection (JSON + CSV) of the catalog's (matching) files.",
+        "examples:\n  activezarr catalog export --intake-esm esm/\n"
+        "  activezarr catalog export source_id=IPSL* --intake-esm esm/ --name ipsl",
+    )
     catalog_option(sp)
     sp.add_argument("--intake-esm", required=True, metavar="DIR", help="directory to write to")
     sp.add_argument("--name", help="collection name (default: activezarr)")
     sp.set_defaults(func=cmd_export)
 
-    sp = csub.add_parser("show", help="the catalog entry of one source (or combined index)")
+    sp = command(
+        csub,
+        "show",
+        "the catalog entry of one source (or combined index)",
+        "Print the catalog entry of one source, index or combined index as JSON.",
+        "examples:\n  activezarr catalog show data/tas_2000.nc\n"
+        "  activezarr catalog show combined_tas_time.json",
+    )
     sp.add_argument("source", help="source path or URL, index file name, or combined index")
     catalog_option(sp, select=False)
     sp.set_defaults(func=cmd_show)
 
-    sp = csub.add_parser("verify", help="check every source against its fingerprint")
+    sp = command(
+        csub,
+        "verify",
+        "check every source against its fingerprint",
+        "Check every source against the fingerprint recorded when it was indexed; exit 1 "
+        "with the command that fixes each problem.",
+        "examples:\n  activezarr catalog verify\n"
+        "  activezarr catalog verify --catalog idx --path '*2014*'",
+    )
     catalog_option(sp)
     sp.set_defaults(func=cmd_verify)
 
-    sp = csub.add_parser("prune", help="drop entries whose source is gone, and their indexes")
+    sp = command(
+        csub,
+        "prune",
+        "drop entries whose source is gone, and their indexes",
+        "Remove the entries (and index files) of sources that no longer exist.",
+        "examples:\n  activezarr catalog prune --dry-run\n  activezarr catalog prune",
+    )
     catalog_option(sp, select=False)
     sp.add_argument("--dry-run", action="store_true", help="only say what would be pruned")
     sp.set_defaults(func=cmd_prune)
 
-    sp = csub.add_parser("reduce", help="reduce a variable across the catalog's files")
+    sp = command(
+        csub,
+        "reduce",
+        "reduce a variable across the catalog's files",
+        "Reduce one variable across the catalog's files, file by file, combining the partial "
+        "results; --where picks the files by coordinate range.",
+        REDUCE_EPILOG,
+    )
     catalog_option(sp)
-    sp.add_argument("--var", required=True)
-    sp.add_argument("--op", required=True, choices=["mean", "sum", "min", "max", "count"])
-    sp.add_argument("--concat-dim", help="dimension the files follow each other along")
+    sp.add_argument("--var", required=True, help="variable to reduce (required)")
+    sp.add_argument(
+        "--op",
+        required=True,
+        choices=["mean", "sum", "min", "max", "count"],
+        help="the reduction (required)",
+    )
+    sp.add_argument(
+        "--concat-dim",
+        metavar="DIM",
+        help="dimension the files follow each other along (default: the variable's first)",
+    )
     sp.add_argument(
         "--where",
-        help="coordinate range, both ends included: time=0..365 or time=1850-01-01..2014-12-31",
+        metavar="DIM=FIRST..LAST",
+        help="coordinate range, both ends included: time=0..365 or "
+        "time=1850-01-01..2014-12-31 (default: every file)",
     )
-    sp.add_argument("--select", help='selection of the concatenation, e.g. ":,0:10"')
-    sp.add_argument("--axis", help="axes to reduce, e.g. 0 or 1,2 (default: all)")
-    sp.add_argument("--server", help="Reductionist server URL (default: reduce locally)")
-    sp.add_argument("--json", action="store_true", help="print JSON for scripts")
+    sp.add_argument(
+        "--select",
+        metavar="SEL",
+        help='selection of the concatenation, e.g. ":,0:10" (default: everything)',
+    )
+    sp.add_argument("--axis", metavar="AXES", help="axes to reduce, e.g. 0 or 1,2 (default: all)")
+    sp.add_argument(
+        "--server",
+        type=server_url,
+        metavar="URL",
+        help="Reductionist server URL (default: reduce on this machine)",
+    )
+    sp.add_argument("--json", action="store_true", help="print strict JSON for scripts")
     sp.set_defaults(func=cmd_reduce)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import catalog_option, open_catalog
+from ._common import FORMATTER, catalog_option, open_catalog
+
+EPILOG = """\
+examples:
+  activezarr combine --var tas                                  # -> indexes/combined_tas_time.json
+  activezarr combine --catalog idx --var pr --path "*ssp585*"
+  activezarr combine --var tas --out indexes/tas_all.json
+
+The files need one chunk grid (the same chunks, whole chunks along the concatenated dimension
+except in the last file); when they do not, use `activezarr catalog reduce`."""
 
 
 def cmd_combine(args) -> int:
@@ -14,10 +23,28 @@ def cmd_combine(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    sp = sub.add_parser("combine", help="combine the catalog's files into one virtual index")
+def register(sub, parents=()) -> None:
+    sp = sub.add_parser(
+        "combine",
+        parents=list(parents),
+        help="combine the catalog's files into one virtual index",
+        description="Concatenate the indexes of the catalog's files holding one variable along "
+        "a dimension into one virtual kerchunk index, recorded in the catalog.",
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
+    )
     catalog_option(sp)
-    sp.add_argument("--var", required=True, help="variable to combine")
-    sp.add_argument("--concat-dim", default="time", help="dimension to concatenate along")
-    sp.add_argument("--out", type=Path, help="output index (default: DIR/combined_VAR_DIM.json)")
+    sp.add_argument("--var", required=True, help="variable to combine (required)")
+    sp.add_argument(
+        "--concat-dim",
+        default="time",
+        metavar="DIM",
+        help="dimension to concatenate along (default: time)",
+    )
+    sp.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="output index (default: DIR/combined_VAR_DIM.json beside the catalog)",
+    )
     sp.set_defaults(func=cmd_combine)

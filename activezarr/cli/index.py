@@ -5,20 +5,38 @@ from __future__ import annotations
 import contextlib
 
 from ..errors import ActiveZarrError
-from ._common import remote_options, storage_options
+from ._common import FORMATTER, remote_options, storage_options
+from ._inputs import check_out_dir, check_url, positive_int, read_path_list
+
+EPILOG = """\
+examples:
+  activezarr index data/tas_*.nc                         # -> indexes/tas_*.json + the catalog
+  activezarr index "data/**/*.nc" --out idx --jobs 4     # recursive glob, 4 processes
+  activezarr index s3://bucket/tas.nc --endpoint-url https://s3.example.org
+  activezarr index --from-list files.csv                 # paths from a file (CSV: a path column)
+
+Files already indexed and unchanged are skipped (--force rebuilds). A file that cannot be
+indexed gets one line on stderr and exit status 1; the other files are still indexed."""
 
 
 def cmd_index(args) -> int:
     from ..catalog.indexing import index_many
 
+    check_out_dir(args.out)
+    paths = list(args.paths)
+    if args.from_list:
+        paths += read_path_list(args.from_list)
+    if not paths:
+        raise ActiveZarrError("no files to index: give paths, globs or --from-list FILE")
+    for path in paths:
+        check_url(path)
     with _scheduler(args.scheduler) as executor:
         report = index_many(
-            args.paths,
+            paths,
             out=args.out,
             jobs=args.jobs,
             force=args.force,
             storage_options=storage_options(args),
-            from_list=args.from_list,
             format=args.format,
             progress=not args.quiet,
             executor=executor,
@@ -40,26 +58,54 @@ def _scheduler(address: str | None):
         ) from None
     try:
         client = Client(address, timeout="30s")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ActiveZarrError(f"cannot reach the dask scheduler at {address} ({exc})") from exc
     with client:
         yield client
 
 
-def register(sub) -> None:
-    sp = sub.add_parser("index", help="index netCDF4/HDF5 files into kerchunk JSON")
-    sp.add_argument("paths", nargs="*", help="files, globs or URLs")
-    sp.add_argument("--out", default="indexes", help="index directory (default: indexes/)")
-    sp.add_argument("--from-list", help="file with one path per line, or a CSV with a path column")
-    sp.add_argument("--jobs", "-j", type=int, help="worker processes (default: the number of CPUs)")
-    sp.add_argument("--scheduler", help="index on this dask scheduler (tcp://host:8786)")
-    sp.add_argument("-q", "--quiet", action="store_true", help="no progress")
-    sp.add_argument("--force", action="store_true", help="rebuild indexes that are up to date")
+def register(sub, parents=()) -> None:
+    sp = sub.add_parser(
+        "index",
+        parents=list(parents),
+        help="index netCDF4/HDF5 files into kerchunk JSON",
+        description="Index netCDF4/HDF5 files (local paths, globs, s3:// or https:// URLs) into "
+        "kerchunk reference indexes, one per file, and record them in the catalog of the "
+        "index directory.",
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
+    )
+    sp.add_argument("paths", nargs="*", help="files, globs or URLs (quote globs for ** patterns)")
+    sp.add_argument(
+        "--out", default="indexes", metavar="DIR", help="index directory (default: indexes/)"
+    )
+    sp.add_argument(
+        "--from-list",
+        metavar="FILE",
+        help="also index the paths in FILE: one per line, or a CSV with a 'path' column",
+    )
+    sp.add_argument(
+        "--jobs",
+        "-j",
+        type=positive_int,
+        metavar="N",
+        help="worker processes, 1 or more (default: the number of CPUs)",
+    )
+    sp.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="index on this dask scheduler, e.g. tcp://host:8786 (default: local processes)",
+    )
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress (default: shown)")
+    sp.add_argument(
+        "--force", action="store_true", help="rebuild indexes that are up to date (default: off)"
+    )
     sp.add_argument(
         "--format",
         choices=["json", "parquet"],
         default="json",
-        help="kerchunk JSON (default) or parquet references for files with very many chunks",
+        help="kerchunk JSON, or parquet references for files with millions of chunks "
+        "(default: json)",
     )
     remote_options(sp)
     sp.set_defaults(func=cmd_index)

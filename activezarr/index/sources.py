@@ -189,6 +189,8 @@ class Source:
                 st = os.stat(self.url)
             except FileNotFoundError:
                 raise IndexBuildError(f"{self.display}: no such file") from None
+            except OSError as exc:  # a symlink loop, a permission, an unreachable mount
+                raise IndexBuildError(f"{self.display}: cannot be read ({exc.strerror})") from None
             return {"size": st.st_size, "mtime": st.st_mtime}
         try:
             fs = self.filesystem()
