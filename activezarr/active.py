@@ -430,10 +430,14 @@ class Active:
         if pieces is None:
             return None
         var, job = self.index, self._base_job
-        strides, url_ids, local = self._strides, var.url_ids, self._url_local
+        strides, local = self._strides, self._url_local
+        flats = [
+            sum(c * s for c, s in zip(coords, strides, strict=True)) for coords, _, _ in pieces
+        ]
+        var.load_chunks(np.asarray(flats, dtype=np.int64))  # parquet: read those row groups
+        url_ids = var.url_ids
         chunks = []
-        for coords, inner, outer in pieces:
-            flat = sum(c * s for c, s in zip(coords, strides, strict=True))
+        for flat, (_, inner, outer) in zip(flats, pieces, strict=True):
             uid = int(url_ids[flat])
             if uid >= 0 and not local[uid]:
                 return None
