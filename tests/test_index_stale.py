@@ -101,7 +101,7 @@ def test_check_stale_false_skips_the_check(indexed):
 def test_removed_source_is_reported(indexed):
     source, _, copied = indexed
     source.unlink()
-    with pytest.raises(StaleIndexError, match="cannot be checked"):
+    with pytest.raises(StaleIndexError, match="no longer exists; restore it"):
         activezarr.Active(copied, "a")
 
 
@@ -126,3 +126,20 @@ def test_cli_info_and_reduce_check_and_can_skip(indexed):
         assert "changed since it was indexed" in done.stderr and "--force" in done.stderr
         skipped = _cli(*argv, "--no-check-stale")
         assert skipped.returncode == 0, skipped.stderr
+
+
+def test_a_source_that_is_gone_suggests_prune(tmp_path):
+    """Re-indexing a file that no longer exists cannot help: the message says to prune."""
+    import shutil
+
+    import activezarr
+    from activezarr.errors import StaleIndexError
+    from tests.fixtures_data import REAL_DIR
+
+    source = tmp_path / "data" / "test1.nc"
+    source.parent.mkdir()
+    shutil.copyfile(REAL_DIR / "test1.nc", source)
+    index = activezarr.build_index(source, out=tmp_path / "indexes")
+    source.unlink()
+    with pytest.raises(StaleIndexError, match="no longer exists.*catalog prune --catalog"):
+        activezarr.Active(index, "tas")

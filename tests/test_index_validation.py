@@ -150,7 +150,11 @@ CRAFTED = {
     "float offset": (lambda g: mutated(g, v__0_0=[str(g["source"]), 1.5, 10]), "integers"),
     "string length": (lambda g: mutated(g, v__0_0=[str(g["source"]), 0, "10"]), "integers"),
     "negative offset": (lambda g: mutated(g, v__0_0=[str(g["source"]), -5, 10]), "negative"),
-    "huge offset": (lambda g: mutated(g, v__0_0=[str(g["source"]), 10**30, 10]), "negative|2"),
+    # (orjson reads 10**30 as a float, json as an int: either way one IndexLoadError)
+    "huge offset": (
+        lambda g: mutated(g, v__0_0=[str(g["source"]), 10**30, 10]),
+        "negative|2|integers",
+    ),
     "bad ref list": (lambda g: mutated(g, v__0_0=[str(g["source"]), 0]), r"url, offset"),
     "ref not a list": (lambda g: mutated(g, v__0_0=12), "reference"),
     "bad base64": (lambda g: mutated(g, v__0_0="base64:@@@"), "base64"),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StaleIndexError
-from .sources import SAMPLE_BYTES, is_remote, open_source
+from .sources import SAMPLE_BYTES, is_remote, local_path, open_source
 
 DB_NAME = "catalog.db"
 LEGACY_NAME = "catalog.json"
@@ -125,6 +125,8 @@ def check_fresh(index: str, urls: list[str], storage_options: dict | None = None
     again = f" && {combine_command(directory, combined)}" if combined is not None else ""
     for url, now in _recent_fingerprints(list(expected), storage_options).items():
         refresh = f"refresh with `{refresh_command(url, directory)}{again}`"
+        if isinstance(now, Exception) and _gone(url):
+            raise StaleIndexError(_gone_message(url, index, directory)) from now
         if isinstance(now, Exception):
             raise StaleIndexError(
                 f"{url}, indexed into {index}, cannot be checked ({now}); {refresh}"
@@ -231,6 +233,18 @@ def _differences(was: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
+def _gone(url: str) -> bool:
+    """A local source that no longer exists (re-indexing it cannot help)."""
+    return not is_remote(url) and not os.path.exists(local_path(url))
+
+
+def _gone_message(url: str, index: str, directory) -> str:
+    if directory is not None and (Path(directory) / DB_NAME).exists():
+        fix = f"remove its entries with `activezarr catalog prune --catalog {directory}`"
+        return f"{url}, indexed into {index}, no longer exists; {fix} (or restore the file)"
+    return f"{url}, indexed into {index}, no longer exists; restore it, or index it where it is now"
+
+
 def check_recorded(index: str, recorded: dict[str, dict], storage_options: dict | None) -> None:
     """Raise ``StaleIndexError`` when a source the index records (``recorded``: URL →
     fingerprint from its ``activezarr`` member) changed: one stat or HEAD and two small reads
@@ -256,6 +270,8 @@ def check_recorded(index: str, recorded: dict[str, dict], storage_options: dict 
     for url, was, now in results:
         out = directory if directory is not None else "DIR"
         refresh = f"refresh with `{refresh_command(url, out)}`"
+        if isinstance(now, Exception) and _gone(url):
+            raise StaleIndexError(_gone_message(url, index, out)) from now
         if isinstance(now, Exception):
             raise StaleIndexError(
                 f"{url}, indexed into {index}, cannot be checked ({type(now).__name__}: "
