@@ -432,3 +432,24 @@ def test_fuzzed_indexes_raise_only_activezarr_errors(good, edits):
         pass
     finally:
         index.unlink()
+
+
+@pytest.mark.parametrize("claim", ["beyond the end", "over"])
+def test_parquet_rows_read_late_are_checked(tmp_path, claim):
+    """A parquet index's rows are read when a selection needs them; a row claiming bytes past
+    its source's end, or a chunk too large to be one, is refused then, before any read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.generate import write_variable
+
+    source = write_variable(tmp_path / "p.nc", np.arange(40.0).reshape(4, 10), chunks=(2, 5))
+    index = activezarr.build_index(source, out=tmp_path / "idx", format="parquet")
+    part = next((index / "v").glob("refs.*.parq"))
+    table = pq.read_table(part)
+    sizes = table.column("size").to_pylist()
+    sizes[0] = 10**9 if claim == "beyond the end" else 2**40
+    table = table.set_column(table.schema.get_field_index("size"), "size", pa.array(sizes))
+    pq.write_table(table, part)
+    with pytest.raises(IndexLoadError, match=claim):
+        activezarr.Active(index, "v", check_stale=False).mean[...]

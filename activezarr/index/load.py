@@ -76,6 +76,7 @@ class VariableIndex:
     no_fill: bool = False  # created without fill: byte variables do not mask the default fill
     attribute_types: dict[str, str] = field(default_factory=dict)  # attr -> recorded type
     sources: dict[str, dict] = field(default_factory=dict)  # recorded fingerprints of urls
+    source_sizes: dict[str, int] = field(default_factory=dict)  # known sizes, for lazy rows
     # Fills rows of the table on demand (parquet indexes); None once the table is complete.
     loader: Callable[[np.ndarray | None], None] | None = field(default=None, repr=False)
 
@@ -459,6 +460,7 @@ def check_variable(
     for url, fp in var.sources.items():
         if isinstance(fp.get("size"), int) and not isinstance(fp.get("size"), bool):
             sizes.setdefault(url, fp["size"])
+    var.source_sizes = sizes
     check_table(var, where, sizes)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import IndexBuildError, IndexLoadError
 from .load import INLINE, MISSING, VariableIndex, from_table
 from .refs import MEMBER
+from .validate import MAX_CHUNK_BYTES
 
 RECORD_SIZE = 100_000
 INSTALL_HINT = "pip install 'activezarr[parquet]' (or pip install pyarrow)"
@@ -198,6 +199,23 @@ class _RowLoader:
             if not self.pending:
                 self.var.loader = None
 
+    def _check_rows(self, k: int, ids, offsets, sizes) -> None:
+        """Rows read late get the checks a JSON table gets at load: no chunk beyond its
+        source's known size, none larger than a chunk can be (before anything is read)."""
+        stored = ids >= 0
+        if np.any(sizes[stored] > MAX_CHUNK_BYTES):
+            raise IndexLoadError(
+                f"parquet index file {self.files[k]} claims chunks over {MAX_CHUNK_BYTES} bytes"
+            )
+        for url, size in self.var.source_sizes.items():
+            uid = self.url_table.get(url)
+            mine = ids == uid if uid is not None else None
+            if mine is not None and np.any(offsets[mine] + sizes[mine] > size):
+                raise IndexLoadError(
+                    f"parquet index file {self.files[k]} has chunks beyond the end of {url} "
+                    f"({size} bytes): the file changed or the index is wrong"
+                )
+
     def _load(self, k: int) -> None:
         var = self.var
         start = k * self.record_size
@@ -213,6 +231,7 @@ class _RowLoader:
             raise IndexLoadError(
                 f"parquet index file {self.files[k]} has negative offsets or sizes"
             )
+        self._check_rows(k, ids, offsets, sizes)
         sl = slice(start, start + rows)
         var.url_ids[sl] = ids
         var.offsets[sl] = offsets.astype(np.uint64)
