@@ -230,3 +230,24 @@ def test_one_index_over_s3_and_https(remote_data):
         got = active[...]
     want = oracle_read(remote_data.local_path("gen", REMOTE_FILE), VAR)
     assert np.array_equal(got.filled(-1), want.filled(-1))
+
+
+def test_s3_source_rewritten_after_indexing_is_stale(remote_data, tmp_path):
+    """The fingerprint recorded in the index (size, ETag, first and last bytes) is checked on
+    open with one HEAD and two small reads, with no catalog beside a copied index."""
+    import shutil
+
+    from activezarr import build_index
+    from activezarr.errors import StaleIndexError
+
+    key = f"stale/{tmp_path.name}/dims.nc"
+    url = remote_data.store.upload(key, remote_data.local_path("gen", "dims.nc"))
+    options = remote_data.store.storage_options()
+    index = build_index(url, out=tmp_path / "idx", storage_options=options)
+    copied = tmp_path / "elsewhere" / "dims.json"
+    copied.parent.mkdir()
+    shutil.copyfile(index, copied)
+    # (no open before the rewrite: a check's result is reused for 60 s within a process)
+    remote_data.store.upload(key, remote_data.local_path("gen", "layouts.nc"))
+    with pytest.raises(StaleIndexError, match="changed since it was indexed"):
+        Active(copied, "d1", storage_options=options)
