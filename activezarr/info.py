@@ -102,6 +102,13 @@ def time_range(index, name: str, var, storage_options=None) -> str | None:
     return f"{first} .. {last} ({var.shape[0]} steps, calendar {calendar})"
 
 
+def _attr_text(value) -> str:
+    """An attribute as a reader checks it: its value, and its type when the index knows it."""
+    if isinstance(value, np.ndarray | np.generic):
+        return f"{value.tolist()} ({value.dtype})"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def describe(
     index,
     variable: str | None = None,
@@ -148,9 +155,9 @@ def describe(
         fill = _fill_text(var)
         if fill:
             lines.append(f"  _FillValue: {fill}")
-        cf = {k: var.attrs[k] for k in CF_ATTRS if k in var.attrs}
+        cf = [f"{k}={_attr_text(var.attrs[k])}" for k in CF_ATTRS if k in var.attrs]
         if cf:
-            lines.append(f"  CF attributes: {cf}")
+            lines.append(f"  CF attributes: {', '.join(cf)}")
         inline = int(np.count_nonzero(var.url_ids == INLINE)) if var.inline else 0
         lines += [
             f"  shape {var.shape}  dtype {var.dtype}  chunks {var.chunks}",

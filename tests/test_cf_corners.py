@@ -211,3 +211,12 @@ def test_any_attribute_values_give_a_rule_never_a_crash(dtype, attrs, no_fill):
         packing = Packing.from_attrs(attrs, raw)
         rule.mask(np.zeros(3, storage_dtype(raw, attrs)))
         packing.decode(np.zeros(3, storage_dtype(raw, attrs)))
+
+
+def test_info_shows_attribute_values_with_their_types(generated_index):
+    """`activezarr info` prints typed attributes as numbers and types, not numpy reprs."""
+    from activezarr.info import describe
+
+    text = describe(generated_index("corners_types.nc"), "p64_binary_fraction")
+    assert "scale_factor=0.5 (float64)" in text and "add_offset=10.0 (float64)" in text
+    assert "np." not in text and "array(" not in text
