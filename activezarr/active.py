@@ -622,14 +622,10 @@ class Active:
             self._own_pool = cf.ThreadPoolExecutor(self.max_workers, "activezarr")
         return self._own_pool
 
-    def _map(self, fn, batches: Sequence[ChunkBatch], flatten: bool = False) -> list:
+    def _map(self, fn, batches: Sequence[ChunkBatch]) -> list:
         if len(batches) <= 1:
-            results = [fn(b) for b in batches]
-        else:
-            results = list(self._pool().map(fn, batches))
-        if flatten:
-            return [item for r in results for item in r]
-        return results
+            return [fn(b) for b in batches]
+        return list(self._pool().map(fn, batches))
 
     def close(self) -> None:
         """Close files, connections and the thread pool."""

@@ -69,14 +69,9 @@ class FlatReducer:
         One max (or min) pass giving a scalar is cheaper than the equality mask (a bool array
         and a scan of it); NaN data makes the test false and the block takes the exact path.
         """
-        side, limit, bound = self.clean_test
-        if side == "max":
-            edge = block.max()
-            clean = (limit is None or edge < limit) and (bound is None or edge <= bound)
-        else:
-            edge = block.min()
-            clean = (limit is None or edge > limit) and (bound is None or edge >= bound)
-        if not clean:
+        side = self.clean_test[0]
+        edge = clean_edge(block, self.clean_test)
+        if edge is None:
             return False
         spec = self.spec
         self.count += block.size
@@ -111,6 +106,19 @@ def reduce_all(data: np.ndarray, rule: MissingRule, spec: ReductionSpec) -> Part
     return reducer.partial()
 
 
+def clean_edge(block: np.ndarray, test: tuple):
+    """The extreme of ``block`` that proves nothing in it is missing (``MissingRule.
+    clean_test``), or None when it does not (NaN data never proves it)."""
+    side, limit, bound = test
+    if side == "max":
+        edge = block.max()
+        clean = (limit is None or edge < limit) and (bound is None or edge <= bound)
+    else:
+        edge = block.min()
+        clean = (limit is None or edge > limit) and (bound is None or edge >= bound)
+    return edge if clean else None
+
+
 def reduce_masked(
     data: np.ndarray, rule: MissingRule, spec: ReductionSpec, axes: tuple[int, ...]
 ) -> Partial:
@@ -121,14 +129,6 @@ def reduce_masked(
     NaN data fails the test and takes the exact path.
     """
     test = rule.clean_test()
-    if test is not None and data.size:
-        side, limit, bound = test
-        if side == "max":
-            edge = data.max()
-            clean = (limit is None or edge < limit) and (bound is None or edge <= bound)
-        else:
-            edge = data.min()
-            clean = (limit is None or edge > limit) and (bound is None or edge >= bound)
-        if clean:
-            return reduce_block(data, None, spec, axes)
+    if test is not None and data.size and clean_edge(data, test) is not None:
+        return reduce_block(data, None, spec, axes)
     return reduce_block(data, rule.mask(data), spec, axes)

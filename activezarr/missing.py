@@ -100,9 +100,6 @@ def storage_dtype(raw: np.dtype, attrs: dict) -> np.dtype:
     return native
 
 
-NO_FILL_ATTR = object()  # marks "the file has no _FillValue attribute" (vs. "not known")
-
-
 @dataclass(frozen=True)
 class MissingRule:
     """Which stored values are missing. Values are in the storage dtype."""
