@@ -126,7 +126,7 @@ class MissingRule:
         if fill_attr is not None:
             cf["_FillValue"] = _decode_json_float(fill_attr)
         mv = view(safe_cast(cf, "missing_value", native))
-        mvals = tuple(np.asarray(v) for v in np.atleast_1d(mv)) if mv is not None else ()
+        mvals = tuple(np.asarray(v) for v in mv.reshape(-1)) if mv is not None else ()
         fill = view(safe_cast(cf, "_FillValue", native))
         if fill is None and not (no_fill and native.itemsize == 1):
             fill = _default_fill_mask(native, sdt)
