@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 
 def build_index(path, out="indexes", *, storage_options=None, catalog=True, format="json"):
-    """Index one netCDF4/HDF5 file into ``<out>/<stem>.json``; see ``activezarr.index.build``.
+    """Index one netCDF4/HDF5 file into ``<out>/<stem>.json``; see ``activezarr.catalog.single``.
 
     h5py is imported only here, so that ``import activezarr`` stays quick for reductions.
 
@@ -31,7 +31,7 @@ def build_index(path, out="indexes", *, storage_options=None, catalog=True, form
     >>> build_index("tas_2000.nc", out="indexes")  # doctest: +SKIP
     PosixPath('indexes/tas_2000.json')
     """
-    from .index.build import build_index as _build
+    from .catalog.single import build_index as _build
 
     return _build(path, out, storage_options=storage_options, catalog=catalog, format=format)
 

@@ -23,13 +23,12 @@ from .backends.local import LocalBackend
 from .errors import ActiveZarrError, SelectionError
 from .index import cache as _cache  # noqa: F401 - opened on every first call: import it now
 from .index import parquet as _parquet  # noqa: F401 - (open_variable imports them lazily)
-from .index.auto import ensure_index, is_source_file
 from .index.freshness import check_variable_fresh
 from .index.load import INLINE, MISSING, VariableIndex, open_variable
-from .index.sources import is_remote
-from .missing import MissingRule, Packing, storage_dtype
+from .index.sources import is_remote, is_source_file
 from .plan import ChunkPlan, DimSelection, normalize_selection, plan_chunks, small_pieces
-from .reduce import OPS, Accumulator, Op, ReductionSpec, reduce_block
+from .reduction.missing import MissingRule, Packing, storage_dtype
+from .reduction.partials import OPS, Accumulator, Op, ReductionSpec, reduce_block
 
 BATCH_BYTES = 16 * 2**20  # decoded bytes one batch of whole chunks may hold
 BATCH_ROWS = 64  # partly selected chunks per batch
@@ -208,7 +207,7 @@ class Active:
     index : str, Path or dict
         Path or URL of a kerchunk JSON index (or parquet reference directory), or a
         reference dict. A local netCDF4/HDF5 file is indexed on first use into
-        ``activezarr.index.auto.index_cache_dir()`` (``$ACTIVEZARR_INDEX_DIR``, default
+        ``activezarr.catalog.single.index_cache_dir()`` (``$ACTIVEZARR_INDEX_DIR``, default
         ``~/.cache/activezarr/indexes``) and that index is reused while the file is unchanged.
     variable : str
         Variable name (``group/name`` inside groups).
@@ -253,6 +252,8 @@ class Active:
         **backend_options: Any,
     ) -> None:
         if not isinstance(index, dict) and is_source_file(index):
+            from .catalog.single import ensure_index  # a source file: index it once
+
             index, _ = ensure_index(index, storage_options=storage_options)
         source = "<refs dict>" if isinstance(index, dict) else str(index)
         self.index: VariableIndex = open_variable(index, variable, storage_options, allow_paths)
@@ -502,14 +503,14 @@ class Active:
 
     def _fill_scalar(self):
         """The value unwritten chunks hold, in the storage dtype."""
-        from .missing import _decode_json_float, default_fill
+        from .reduction.missing import decode_json_float, default_fill
 
         value = self.index.fill_value
         if value is None:
             value = default_fill(self.index.dtype.newbyteorder("="))
         if value is None:
             return 0
-        value = _decode_json_float(value)
+        value = decode_json_float(value)
         native = np.asarray(value).astype(self.index.dtype.newbyteorder("="))
         return native.view(self._storage_dtype)
 

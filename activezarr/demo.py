@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from .active import Active
-from .index.build import build_index
+from .catalog.single import build_index
 
 FILL = np.float32(1e20)
 

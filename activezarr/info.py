@@ -11,7 +11,7 @@ import numpy as np
 
 from .index.freshness import check_variable_fresh
 from .index.load import INLINE, list_variables, load_variable, read_index
-from .missing import default_fill
+from .reduction.missing import default_fill
 
 NAME_ATTRS = ("units", "long_name", "standard_name", "calendar")
 CF_ATTRS = (

@@ -370,7 +370,9 @@ def test_catalog_ls_show_and_reduce_commands(mixed, capsys):
     paths, cat = mixed
     assert main(["catalog", "ls", "--catalog", str(cat.path)]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("combined ")]
-    assert len(lines) == 24 and "\t2000-01-01..2000-01-04\t" in lines[0] and "tas_00.json" in lines[0]
+    assert (
+        len(lines) == 24 and "\t2000-01-01..2000-01-04\t" in lines[0] and "tas_00.json" in lines[0]
+    )
     assert main(["catalog", "ls", "--catalog", str(cat.path), "--json", "--attr",
                  "experiment_id=ssp*"]) == 0  # fmt: skip
     assert len(json.loads(capsys.readouterr().out)) == 12

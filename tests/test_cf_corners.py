@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import activezarr
 from activezarr.errors import SelectionError
-from activezarr.missing import MissingRule, Packing, storage_dtype
+from activezarr.reduction.missing import MissingRule, Packing, storage_dtype
 from tests.fixtures_data import generated_dir, generated_index  # noqa: F401
 from tests.generate_corners import SAFECAST_VARIABLES
 from tests.oracle import oracle_read

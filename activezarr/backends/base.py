@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..missing import MissingRule, Packing
-from ..reduce import Partial, ReductionSpec
+from ..reduction.missing import MissingRule, Packing
+from ..reduction.partials import Partial, ReductionSpec
 
 
 @dataclass(frozen=True)

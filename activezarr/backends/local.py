@@ -20,9 +20,9 @@ import numpy as np
 from ..errors import ChunkReadError
 from ..index.load import INLINE
 from ..index.sources import is_remote
-from ..kernels import FlatReducer, reduce_all, reduce_masked
 from ..readers import Readers, adjacent_runs
-from ..reduce import Accumulator, Partial
+from ..reduction.kernels import FlatReducer, reduce_all, reduce_masked
+from ..reduction.partials import Accumulator, Partial
 from .base import Backend, BlockPartial, ChunkBatch, Job
 
 STREAM_PIECE = 1 << 20  # bytes read and reduced at a time when streaming whole chunks

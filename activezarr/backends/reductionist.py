@@ -30,8 +30,8 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from ..errors import ActiveZarrError, ReductionistError
-from ..missing import MissingRule
-from ..reduce import Partial
+from ..reduction.missing import MissingRule
+from ..reduction.partials import Partial
 from ..tls import tls_hint, tls_reason
 from .base import Backend, BlockPartial, ChunkBatch, Job
 from .breaker import CircuitBreaker, breaker_for

@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ActiveZarrError
-from ..index.build import _write as write_index  # the writer build_index uses
-from ..index.build import index_path_for, translate
+from ..index.build import index_path_for, translate, write_index
 from ..index.freshness import fingerprints
 from ..index.sources import is_remote, open_source
 from . import store

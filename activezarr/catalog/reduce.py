@@ -20,7 +20,7 @@ from ..active import Active, _normalize_axis
 from ..errors import ActiveZarrError, StaleIndexError
 from ..index.freshness import fingerprints, refresh_command
 from ..plan import DimSelection, normalize_selection
-from ..reduce import OPS
+from ..reduction.partials import OPS
 from .concat import Layout, Part, layout, to_coordinate, window
 from .progress import on_terminal
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import ActiveZarrError
-from ..index.auto import HDF5_SIGNATURE, NETCDF3_SIGNATURES
 from ..index.freshness import DB_NAME, LEGACY_NAME
+from ..index.sources import HDF5_SIGNATURE, NETCDF3_SIGNATURES
 
 # Protocols activezarr reads sources and indexes from (fsspec filesystems it is tested with).
 PROTOCOLS = ("s3", "s3a", "http", "https", "file")
@@ -228,7 +228,7 @@ def _check_json_index(path: Path, head: bytes, size: int) -> None:
 
 
 def _index_on_the_fly(path: Path, storage_options: dict | None) -> Path:
-    from ..index.auto import ensure_index
+    from ..catalog.single import ensure_index
 
     index, built = ensure_index(path, DEFAULT_INDEX_DIR, storage_options)
     verb = "indexed it into" if built else "using its index"

@@ -1,8 +1,9 @@
 """Source files to persisted kerchunk indexes: open, translate every variable, write atomically.
 
 ``translate`` walks an HDF5/netCDF4 file with h5py and returns the kerchunk references of
-every supported variable; ``build_index`` writes them to ``<out>/<stem>.json`` (temporary file
-+ rename) and records the source in ``<out>/catalog.json``.
+every supported variable; ``write_index`` writes them to ``<out>/<stem>.json`` (temporary file
++ rename) with the chunk-table sidecar. Recording the file in a catalog is the catalog's part
+(``activezarr.catalog.single.build_index``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import h5py
 
@@ -22,12 +23,9 @@ from .hdf5 import DatasetRefs, dataset_refs, is_dimension_only, read_attrs
 from .load import from_table
 from .member import Member
 from .refs import dumps_document, meta_text, ref_item, write_atomic
-from .sources import Source, open_source
+from .sources import HDF5_SIGNATURE, NETCDF3_SIGNATURES, Source
 
 log = logging.getLogger(__name__)
-
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-NETCDF3_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 
 
 @dataclass
@@ -140,63 +138,7 @@ def index_path_for(source: Source, out: Path) -> Path:
     return out / f"{source.stem}.json"
 
 
-def build_index(
-    path: str | Path,
-    out: str | Path = "indexes",
-    *,
-    storage_options: dict | None = None,
-    catalog: bool = True,
-    format: Literal["json", "parquet"] = "json",
-) -> Path:
-    """Index one netCDF4/HDF5 file into ``<out>/<stem>.json`` and record it in the catalog.
-
-    Parameters
-    ----------
-    path : str or Path
-        A local path, or an ``s3://`` / ``https://`` URL.
-    out : str or Path
-        Directory for the index and ``catalog.json`` (created if missing).
-    storage_options : dict, optional
-        fsspec options for remote sources (``anon``, ``endpoint_url``, ...).
-    catalog : bool
-        Record the file in ``<out>/catalog.json``.
-    format : {"json", "parquet"}
-        kerchunk JSON (default), or kerchunk's parquet references (``<stem>.parq/``) for
-        files with very many chunks; parquet needs ``pip install 'activezarr[parquet]'``.
-
-    Returns
-    -------
-    Path
-        The written index.
-
-    Examples
-    --------
-    >>> build_index("tas_2000.nc", out="indexes")  # doctest: +SKIP
-    PosixPath('indexes/tas_2000.json')
-    """
-    from ..catalog.store import record_index
-
-    out = Path(out)
-    source = open_source(path, storage_options)
-    fingerprint = source.fingerprint()
-    translation = translate(source)
-    if format not in ("json", "parquet"):
-        raise IndexBuildError(f"unknown index format {format!r}; use 'json' or 'parquet'")
-    target = index_path_for(source, out)
-    write = _write
-    if format == "parquet":
-        from .parquet import write_parquet
-
-        target = target.with_suffix(".parq")
-        write = write_parquet
-    if catalog:
-        target = record_index(out, translation, target, fingerprint, write_index=write)
-    else:
-        write(target, translation)
-    return target
-
-
-def _write(target: Path, translation: Translation, *, durable: bool = True) -> None:
+def write_index(target: Path, translation: Translation, *, durable: bool = True) -> None:
     write_atomic(target, translation.json_text(), durable=durable)
     # the binary chunk tables, for fast loading
     cache.save(

@@ -21,9 +21,11 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from ..errors import ActiveZarrError, IndexBuildError
+from ..tls import tls_hint, tls_reason
 
 SAMPLE_BYTES = 4096  # the content check hashes this many bytes at each end of a source
-from ..tls import tls_hint, tls_reason
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+NETCDF3_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 
 
 def is_remote(url: str) -> bool:
@@ -246,3 +248,19 @@ def open_source(path: str | Path, storage_options: dict | None = None) -> Source
     if is_remote(text):
         return Source(text, text, storage_options)
     return Source(os.path.abspath(local_path(text)), text, None)
+
+
+def is_source_file(location: str | os.PathLike) -> bool:
+    """A local file that starts with the HDF5 or netCDF3 signature (not an index)."""
+    text = os.fspath(location)
+    if is_remote(text):
+        return False
+    path = Path(text.removeprefix("file://"))
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    return head.startswith(HDF5_SIGNATURE) or head.startswith(NETCDF3_SIGNATURES)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .missing import MissingRule
-from .reduce import Partial, ReductionSpec, extreme_identity, reduce_block
+from .partials import Partial, ReductionSpec, extreme_identity, reduce_block
 
 BLOCK = 1 << 16  # elements per cache block (512 KB of float64)
 

@@ -124,7 +124,7 @@ class MissingRule:
         view = lambda arr: None if arr is None else arr.view(sdt)
         cf = {k: v for k, v in attrs.items() if k in CF_MISSING_ATTRS}
         if fill_attr is not None:
-            cf["_FillValue"] = _decode_json_float(fill_attr)
+            cf["_FillValue"] = decode_json_float(fill_attr)
         mv = view(safe_cast(cf, "missing_value", native))
         mvals = tuple(np.asarray(v) for v in mv.reshape(-1)) if mv is not None else ()
         fill = view(safe_cast(cf, "_FillValue", native))
@@ -178,7 +178,7 @@ def _isnan(value: np.ndarray) -> bool:
     return value.dtype.kind == "f" and bool(np.isnan(value))
 
 
-def _decode_json_float(value: Any) -> Any:
+def decode_json_float(value: Any) -> Any:
     """Undo zarr's JSON spelling of non-finite floats ("NaN", "Infinity")."""
     names = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf}
     if isinstance(value, str):
