@@ -18,6 +18,7 @@ import pytest
 from activezarr import Active, ActiveZarrError, Catalog, StaleIndexError
 from activezarr.catalog.indexing import index_many
 from activezarr.cli import main
+from activezarr.index.cache import cache_file
 from tests.catalog_files import UNITS, oracle_concat, oracle_time, write_month, write_series
 from tests.fixtures_data import needs_real_files
 from tests.oracle import OPS, assert_same, reduce_masked
@@ -347,7 +348,7 @@ def test_prune_drops_entries_whose_source_is_gone(tmp_path, capsys):
     paths, cat = small_series(tmp_path)
     cat.combine(var="tas")
     index = cat[str(paths[0])].index
-    assert (cat.directory / ".activezarr-cache" / index.name).is_dir()  # chunk-table sidecars
+    assert cache_file(index).is_file()  # the chunk-table sidecar
     paths[0].unlink()
     problems = cat.verify()
     assert (problems[0].kind, Path(problems[0].source).name) == ("missing", "tas_00.nc")
@@ -356,7 +357,7 @@ def test_prune_drops_entries_whose_source_is_gone(tmp_path, capsys):
     assert main(["catalog", "prune", "--catalog", str(cat.path)]) == 0
     out = capsys.readouterr().out
     assert str(paths[0].resolve()) in out and "combined_tas_time.json" in out
-    assert not index.exists() and not (cat.directory / ".activezarr-cache" / index.name).exists()
+    assert not index.exists() and not cache_file(index).exists()
     assert not (cat.directory / "combined_tas_time.json").exists()
     again = Catalog(cat.path)
     assert len(again) == 2 and not again.combined

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import netCDF4
 import numpy as np
 import pytest
@@ -15,7 +16,9 @@ import pytest
 from activezarr import Active, ActiveZarrError, Catalog, StaleIndexError
 from activezarr.catalog.indexing import Progress, index_many
 from activezarr.cli import main
+from activezarr.index.cache import cache_file
 from tests.catalog_files import oracle_concat, write_series
+from tests.generate import GENERATED_FILES
 from tests.oracle import assert_same, reduce_masked
 from tests.servers.conftest_fixtures import moto_server  # noqa: F401 - a fixture
 from tests.servers.s3 import make_bucket, upload
@@ -169,7 +172,7 @@ def test_parquet_indexes_reduce_across_files_and_prune(tmp_path, files):
     files[0].unlink()
     gone = cat[str(files[0])].index
     assert cat.prune() == [str(files[0])]
-    assert not gone.exists() and not (out / ".activezarr-cache" / gone.name).exists()
+    assert not gone.exists() and not cache_file(gone).exists()
     assert len(Catalog(out)) == 5
 
 
@@ -191,3 +194,42 @@ def test_reduce_combine_and_verify_show_a_bar_on_a_terminal_only(tmp_path, files
             assert text.count("6/6") >= 3, text  # a bar for each
         else:
             assert text == ""
+
+
+@pytest.mark.parametrize("filename", sorted(GENERATED_FILES))
+def test_values_read_while_indexing_equal_active(filename, generated_dir, tmp_path):
+    """The catalog's coordinate ranges come from values read while the file is open
+    (``entries.cf_values``); for every generated variable whose chunks are all stored they
+    equal ``Active(index)[:]`` over the file's index: mask, values, dtype and netCDF4's
+    warnings."""
+    import warnings
+
+    from activezarr.catalog.entries import cf_values
+    from activezarr.index.build import stored_whole, translate, write_index
+    from activezarr.index.h5objects import H5Dataset
+    from activezarr.index.load import from_table
+    from activezarr.index.sources import open_source
+
+    source = open_source(generated_dir / filename)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        translation = translate(source)
+    index = tmp_path / "index.json"
+    write_index(index, translation)
+    with h5py.File(source.url, "r") as h5:
+        for var in translation.variables:
+            dset = H5Dataset(h5[var.name].id, "/" + var.name)
+            if not var.shape or not stored_whole(var, dset):
+                continue  # 0-d reads take netCDF4's scalar forms; coordinates are 1-d
+            with warnings.catch_warnings(record=True) as ours:
+                warnings.simplefilter("always")
+                got = cf_values(dset.read(), from_table(var, source.url))
+            with warnings.catch_warnings(record=True) as theirs:
+                warnings.simplefilter("always")
+                with Active(index, var.name) as a:
+                    want = a[:]
+            assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+            want = np.ma.asarray(want)
+            assert got.dtype == want.dtype and got.shape == want.shape, var.name
+            np.testing.assert_array_equal(np.ma.getmaskarray(got), np.ma.getmaskarray(want))
+            np.testing.assert_array_equal(got.compressed(), want.compressed())

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ActiveZarrError, IndexBuildError
+from ..index.build import leading_dimensions
+from ..index.load import from_table
+from ..reduction.missing import MissingRule, Packing, storage_dtype
 from .facets import facets, time_range
 
 ATTR_MAX_CHARS = 256  # longer global attributes (history, references) stay out of the catalog
@@ -55,13 +58,9 @@ def _json_number(value) -> float | int | None:
 
 def coordinate_ranges(translation) -> dict[str, dict[str, Any]]:
     """Value range of each leading dimension that has a 1-d numeric coordinate variable."""
-    from ..active import Active
-
     by_name = {v.name: v for v in translation.variables}
-    data = [v for v in translation.variables if v.dimensions and list(v.dimensions) != [v.name]]
-    leading = {v.dimensions[0] for v in data}
     ranges = {}
-    for dim in sorted(leading):
+    for dim in leading_dimensions(translation.variables):
         coord = by_name.get(dim)
         if (
             coord is None
@@ -69,19 +68,7 @@ def coordinate_ranges(translation) -> dict[str, dict[str, Any]]:
             or np.dtype(coord.dtype).kind not in "iuf"
         ):
             continue
-        source = translation.source
-        try:
-            with Active(
-                translation.refs_for(dim),
-                dim,
-                storage_options=source.storage_options,
-                check_stale=False,
-            ) as a:
-                values = a[:]
-        except ActiveZarrError as exc:
-            raise IndexBuildError(
-                f"{source.display}: cannot read coordinate '{dim}' ({exc})"
-            ) from exc
+        values = coordinate(translation, coord)
         valid = values.compressed()
         attrs = translation.meta.get(f"{dim}/.zattrs") or {}
         if isinstance(attrs, str):
@@ -96,6 +83,42 @@ def coordinate_ranges(translation) -> dict[str, dict[str, Any]]:
             "calendar": attrs.get("calendar"),
         }
     return ranges
+
+
+def coordinate(translation, coord) -> np.ma.MaskedArray:
+    """A coordinate variable's values, masked and unpacked as ``Active(...)[:]`` gives them:
+    from the values read while the file was open, else through the index."""
+    from ..active import Active
+
+    source = translation.source
+    stored = translation.coordinates.get(coord.name)
+    if stored is not None:
+        return cf_values(stored, from_table(coord, source.url))
+    try:
+        with Active(
+            translation.refs_for(coord.name),
+            coord.name,
+            storage_options=source.storage_options,
+            check_stale=False,
+        ) as a:
+            return a[:]
+    except ActiveZarrError as exc:
+        raise IndexBuildError(
+            f"{source.display}: cannot read coordinate '{coord.name}' ({exc})"
+        ) from exc
+
+
+def cf_values(stored: np.ndarray, var) -> np.ma.MaskedArray:
+    """Stored values of a whole variable (``VariableIndex`` ``var``) masked and unpacked by
+    the CF rules, with the same steps (and warnings) as ``Active.__getitem__``."""
+    rule = MissingRule.from_metadata(var.dtype, var.fill_attr, var.attrs, var.no_fill)
+    packing = Packing.from_attrs(var.attrs, var.dtype)
+    wanted = storage_dtype(var.dtype, var.attrs)
+    view = wanted.newbyteorder(var.dtype.byteorder) if wanted.itemsize > 1 else wanted
+    values = np.ascontiguousarray(stored, dtype=var.dtype).view(view).astype(wanted, copy=False)
+    mask = rule.mask(values)
+    data = packing.decode(values)
+    return np.ma.masked_array(data, mask=np.zeros(data.shape, bool) if mask is None else mask)
 
 
 def global_attrs(refs: dict[str, Any]) -> dict[str, Any]:

@@ -485,7 +485,7 @@ def _clean_up(con, out: Path) -> None:
         tmp.unlink(missing_ok=True)
     for tmp in out.glob(".*.parq.*"):  # parquet indexes are written as a temporary directory
         shutil.rmtree(tmp, ignore_errors=True)
-    for tmp in (out / CACHE_DIR).glob("*/.*"):  # chunk-table sidecars being written
+    for tmp in (out / CACHE_DIR).glob(".*.tmp"):  # chunk-table sidecars being written
         tmp.unlink(missing_ok=True)
 
 

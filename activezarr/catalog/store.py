@@ -122,6 +122,8 @@ def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:
         if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             con.execute("PRAGMA journal_mode = WAL")
         con.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: consistent after any crash
+        # statement journals (every INSERT OR REPLACE writes one) in memory, not in /var/tmp
+        con.execute("PRAGMA temp_store = MEMORY")
         _ensure_schema(con)
     except sqlite3.DatabaseError as exc:
         hint = "; move it away and re-index" if "not a database" in str(exc) else ""
@@ -303,10 +305,12 @@ def release_orphans(con: sqlite3.Connection, directory: Path) -> list[str]:
 
 
 def remove_index(directory: Path, name: str) -> None:
-    """Delete an index (JSON file or parquet directory) and its chunk-table sidecars."""
-    from ..index.cache import CACHE_DIR
+    """Delete an index (JSON file or parquet directory) and its chunk-table sidecar (and the
+    sidecar directory earlier versions kept)."""
+    from ..index.cache import CACHE_DIR, cache_file
 
-    for path in (directory / name, directory / CACHE_DIR / name):
+    index = directory / name
+    for path in (index, cache_file(index), directory / CACHE_DIR / name):
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:

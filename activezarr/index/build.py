@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from ..errors import IndexBuildError, UnsupportedVariableError
-from . import cache
+from . import cache, h5objects
+from .h5objects import H5Dataset, H5Object, root_group
 from .hdf5 import DatasetRefs, dataset_refs, is_dimension_only, read_attrs
 from .load import from_table
 from .member import Member
@@ -41,6 +43,9 @@ class Translation:
     variables: list[DatasetRefs]
     skipped: list[str] = field(default_factory=list)
     fingerprint: dict[str, Any] = field(default_factory=dict)  # the source's, before reading
+    # the stored values of the coordinate variables along leading dimensions, read while the
+    # file was open (only those whose every chunk is stored: see ``coordinate_values``)
+    coordinates: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def member(self) -> Member:
@@ -101,17 +106,17 @@ def translate(source: Source) -> Translation:
 
 
 def _translate_file(h5: h5py.File, source: Source) -> Translation:
-    refs: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": read_attrs(h5)}
+    refs: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": read_attrs(root_group(h5))}
     result = Translation(source, refs, [])
 
-    def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Group):
+    def visit(name: str, obj: H5Object) -> None:
+        if not isinstance(obj, H5Dataset):
             refs[f"{name}/.zgroup"] = {"zarr_format": 2}
             refs[f"{name}/.zattrs"] = read_attrs(obj)
             return
-        if isinstance(obj, h5py.Dataset) and is_dimension_only(obj) and obj.ndim == 1:
-            lengths[obj.name] = max(lengths.get(obj.name, 0), int(obj.shape[0]))
-        if not isinstance(obj, h5py.Dataset) or is_dimension_only(obj):
+        if is_dimension_only(obj):
+            if obj.ndim == 1:
+                lengths[obj.name] = max(lengths.get(obj.name, 0), int(obj.shape[0]))
             return
         where = f"{source.display}: variable '{name}'"
         try:
@@ -122,16 +127,50 @@ def _translate_file(h5: h5py.File, source: Source) -> Translation:
             return
         refs.update(ds.meta)
         result.variables.append(ds)
+        datasets[ds.name] = obj
 
     lengths: dict[str, int] = {}
-    h5.visititems(visit)
+    datasets: dict[str, H5Dataset] = {}
+    h5objects.visit(root_group(h5).id, visit)
     for ds in result.variables:  # netCDF dimension lengths: the longest variable along each
         for key, n in zip(ds.growable, ds.shape, strict=True):
             if key:
                 lengths[key] = max(lengths.get(key, 0), n)
     for ds in result.variables:
         ds.grow(lengths)
+    result.coordinates = coordinate_values(result.variables, datasets)
     return result
+
+
+def leading_dimensions(variables: list[DatasetRefs]) -> list[str]:
+    """The first dimension of each data variable (not a coordinate along itself), sorted."""
+    data = [v for v in variables if v.dimensions and list(v.dimensions) != [v.name]]
+    return sorted({v.dimensions[0] for v in data})
+
+
+def coordinate_values(
+    variables: list[DatasetRefs], datasets: dict[str, H5Dataset]
+) -> dict[str, np.ndarray]:
+    """The stored values of the 1-d numeric coordinate variable of each leading dimension,
+    when all of them are in the file as it is open (every chunk stored, no record beyond the
+    dataset's extent): what reading them through the index would give, without reopening it.
+    """
+    by_name = {v.name: v for v in variables}
+    out = {}
+    for dim in leading_dimensions(variables):
+        coord, dset = by_name.get(dim), datasets.get(dim)
+        if coord is None or dset is None or list(coord.dimensions) != [dim]:
+            continue
+        if stored_whole(coord, dset) and coord.dtype[1] in "iuf":
+            out[dim] = dset.read()
+    return out
+
+
+def stored_whole(ds: DatasetRefs, dset: H5Dataset) -> bool:
+    """Every chunk of ``ds`` is stored and its shape is the dataset's own (not grown to a
+    longer record dimension): reading ``dset`` gives what the index reads."""
+    grid = [-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True)]
+    return ds.shape == dset.shape and ds.n_chunks == int(np.prod(grid, dtype=np.int64))
 
 
 def index_path_for(source: Source, out: Path) -> Path:
@@ -139,11 +178,12 @@ def index_path_for(source: Source, out: Path) -> Path:
 
 
 def write_index(target: Path, translation: Translation, *, durable: bool = True) -> None:
-    write_atomic(target, translation.json_text(), durable=durable)
+    status = write_atomic(target, translation.json_text(), durable=durable)
     # the binary chunk tables, for fast loading
     cache.save(
         target,
         [from_table(var, str(target)) for var in translation.variables],
         translation.member,
+        status,
     )
     log.info("wrote %s", target)

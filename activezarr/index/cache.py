@@ -2,7 +2,7 @@
 
 Parsing a kerchunk JSON index with 250,000 references costs a second and hundreds of MB; the
 same tables as numpy arrays are 5 MB and are memory-mapped, not read. One file per index,
-``<index dir>/.activezarr-cache/<index name>/tables.azc``, holds every variable:
+``<index dir>/.activezarr-cache/<index name>.azc``, holds every variable:
 
 - 16 bytes: the magic ``AZCT``, the format number (uint32) and the length of the header
   (uint64);
@@ -25,18 +25,17 @@ import logging
 import mmap
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .refs import decode_inline, inline_bytes, json_attr
+from .refs import _UMASK, create_temporary, decode_inline, inline_bytes, json_attr
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR = ".activezarr-cache"
-TABLES = "tables.azc"
+SUFFIX = ".azc"
 MAGIC = b"AZCT"
 FORMAT = 4  # 4: the activezarr member, attribute types, checked on load
 PREAMBLE = struct.Struct("<4sIQ")
@@ -47,11 +46,11 @@ MAP_ABOVE = 1 << 16  # tables larger than this are memory-mapped rather than rea
 
 def cache_file(index: Path, variable: str | None = None) -> Path:
     """The sidecar of ``index`` (one file for all its variables)."""
-    return index.parent / CACHE_DIR / index.name / TABLES
+    return index.parent / CACHE_DIR / (index.name + SUFFIX)
 
 
-def _stamp(index: Path) -> list[int]:
-    st = os.stat(index)
+def _stamp(index: Path, status: os.stat_result | None = None) -> list[int]:
+    st = status if status is not None else os.stat(index)
     return [FORMAT, st.st_size, st.st_mtime_ns]
 
 
@@ -74,9 +73,12 @@ def _decode(obj: dict) -> Any:
     return obj
 
 
-def save(index: Path, variables, member=None) -> None:
+_header_json = json.JSONEncoder(default=lambda v: _encode(v), separators=(",", ":")).encode
+
+
+def save(index: Path, variables, member=None, status: os.stat_result | None = None) -> None:
     """Write the sidecar of ``index`` holding ``variables`` (``VariableIndex`` objects) and
-    the index's ``activezarr`` member.
+    the index's ``activezarr`` member; ``status`` is the index's ``os.stat`` if known.
 
     Failures only cost speed later: they are logged, never raised.
     """
@@ -84,7 +86,7 @@ def save(index: Path, variables, member=None) -> None:
     tmp = None
     try:
         meta: dict[str, Any] = {
-            "stamp": _stamp(index),
+            "stamp": _stamp(index, status),
             "member": member.to_json() if member is not None and member.present else None,
             "variables": {},
         }
@@ -111,18 +113,22 @@ def save(index: Path, variables, member=None) -> None:
                 tables.append((at, arr))
                 at += -(-arr.nbytes // ALIGN) * ALIGN
             meta["variables"][var.name] = entry
-        header = json.dumps(meta, default=_encode, separators=(",", ":")).encode()
+        header = _header_json(meta).encode()
         base = -(-(PREAMBLE.size + len(header)) // ALIGN) * ALIGN
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
-        os.fchmod(fd, 0o644)
+        body = bytearray(base + at)
+        body[: PREAMBLE.size] = PREAMBLE.pack(MAGIC, FORMAT, base - PREAMBLE.size)
+        body[PREAMBLE.size : base] = header.ljust(base - PREAMBLE.size, b" ")
+        for offset, arr in tables:
+            body[base + offset : base + offset + arr.nbytes] = arr.tobytes()
+        try:
+            fd, tmp = create_temporary(target, 0o644)
+        except FileNotFoundError:  # the first sidecar in this directory
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = create_temporary(target, 0o644)
+        if 0o644 & _UMASK:
+            os.fchmod(fd, 0o644)  # readable by all whatever the umask, like the index itself
         with os.fdopen(fd, "wb") as fh:
-            fh.write(PREAMBLE.pack(MAGIC, FORMAT, base - PREAMBLE.size))
-            fh.write(header.ljust(base - PREAMBLE.size, b" "))
-            for offset, arr in tables:
-                fh.seek(base + offset)
-                fh.write(arr.tobytes())
-            fh.truncate(base + at)
+            fh.write(body)
         os.replace(tmp, target)
     except (OSError, TypeError, ValueError) as exc:
         log.info("index cache not written for %s (%s)", index, exc)

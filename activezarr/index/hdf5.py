@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from ..errors import UnsupportedVariableError
+from .h5objects import H5Dataset, H5Object
 from .member import type_name
 from .refs import encode_fill_value, inline_bytes, json_attr, meta_text, ref_item
 
@@ -144,9 +145,9 @@ def _filter_config(code: int, values: tuple, dtype: np.dtype, where: str) -> dic
     )
 
 
-def codec_pipeline(dset: h5py.Dataset, where: str) -> list[dict]:
+def codec_pipeline(dset: H5Dataset, where: str) -> list[dict]:
     """numcodecs configs for the dataset's HDF5 filter pipeline, in pipeline order."""
-    plist = dset.id.get_create_plist()
+    plist = dset.dcpl
     configs = []
     for i in range(plist.get_nfilters()):
         code, _flags, values, _name = plist.get_filter(i)
@@ -156,17 +157,16 @@ def codec_pipeline(dset: h5py.Dataset, where: str) -> list[dict]:
     return configs
 
 
-def dimension_scales(dset: h5py.Dataset) -> list[str | None]:
+def dimension_scales(dset: H5Dataset) -> list[str | None]:
     """Full paths of the dimension scales attached to each axis (None where there is none)."""
-    if dset.ndim == 1 and h5py.h5ds.is_scale(dset.id):
+    if dset.ndim == 1 and dset.is_scale():
         return [dset.name]  # a coordinate variable is its own dimension
     scales: list[str | None] = []
-    for dim in dset.dims:
+    for axis in range(dset.ndim):
         try:
-            scale = dim[0] if len(dim) else None
+            scales.append(dset.scale_name(axis))
         except (RuntimeError, KeyError, ValueError):
-            scale = None
-        scales.append(None if scale is None else scale.name)
+            scales.append(None)
     return scales
 
 
@@ -177,21 +177,21 @@ def dimension_names(scales: list[str | None]) -> list[str]:
     ]
 
 
-def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+def read_attrs(obj: H5Object) -> dict[str, Any]:
     """Attributes as JSON values, without HDF5/netCDF bookkeeping."""
     return read_typed_attrs(obj)[0]
 
 
-def read_typed_attrs(obj: h5py.HLObject) -> tuple[dict[str, Any], dict[str, str]]:
+def read_typed_attrs(obj: H5Object) -> tuple[dict[str, Any], dict[str, str]]:
     """Attributes as JSON values, and the HDF5 type of each (see ``member.type_name``)."""
     out: dict[str, Any] = {}
     types: dict[str, str] = {}
-    for key in obj.attrs:
+    for key in obj.attr_names:
         if key in HIDDEN_ATTRS:
             continue
         try:
-            out[key] = json_attr(obj.attrs[key])
-            name = type_name(obj.attrs.get_id(key).dtype)
+            out[key] = json_attr(obj.attr(key))
+            name = type_name(obj.attr_dtype(key))
         except (OSError, TypeError, ValueError) as exc:
             log.warning("attribute %s of %s not indexed: %s", key, obj.name, exc)
             out.pop(key, None)
@@ -201,13 +201,13 @@ def read_typed_attrs(obj: h5py.HLObject) -> tuple[dict[str, Any], dict[str, str]
     return out, types
 
 
-def is_dimension_only(dset: h5py.Dataset) -> bool:
+def is_dimension_only(dset: H5Dataset) -> bool:
     """A netCDF dimension without a coordinate variable: a scale that holds no data."""
-    name = dset.attrs.get("NAME") if "NAME" in dset.attrs else None
+    name = dset.get("NAME")
     return isinstance(name, bytes) and name.startswith(NC_DIM_ONLY)
 
 
-def check_dtype(dset: h5py.Dataset, where: str) -> np.dtype:
+def check_dtype(dset: H5Dataset, where: str) -> np.dtype:
     dt = dset.dtype
     if dt.kind not in "iuf" or dt.fields is not None or h5py.check_string_dtype(dt):
         kind = {"S": "string", "O": "variable-length", "V": "compound/opaque"}.get(dt.kind, dt.str)
@@ -217,19 +217,21 @@ def check_dtype(dset: h5py.Dataset, where: str) -> np.dtype:
     return dt
 
 
-def zarr_fill_value(dset: h5py.Dataset) -> Any:
+def zarr_fill_value(dset: H5Dataset) -> Any:
     """The ``.zarray`` fill value kerchunk writes: ``_FillValue``, else null for netCDF
     variables (and time-like ones), else the HDF5 dataset's own fill value."""
-    if "_FillValue" in dset.attrs:
-        return np.asarray(dset.attrs["_FillValue"]).ravel()[0]
-    units = dset.attrs.get("units")
+    if "_FillValue" in dset:
+        return np.asarray(dset.attr("_FillValue")).ravel()[0]
+    units = dset.get("units")
     units = units.decode("utf-8", "replace") if isinstance(units, bytes) else units
-    if any("_Netcdf4" in k for k in dset.attrs) or (isinstance(units, str) and "since" in units):
+    if any("_Netcdf4" in k for k in dset.attr_names) or (
+        isinstance(units, str) and "since" in units
+    ):
         return None
     return dset.fillvalue
 
 
-def fill_facts(dset: h5py.Dataset) -> dict[str, Any]:
+def fill_facts(dset: H5Dataset) -> dict[str, Any]:
     """What netCDF4's masking needs beyond kerchunk's metadata, for the index's own member.
 
     ``fill``: what unwritten chunks read as (the HDF5 fill value); ``_FillValue``: the
@@ -237,22 +239,20 @@ def fill_facts(dset: h5py.Dataset) -> dict[str, Any]:
     file has none; ``no_fill``: created without fill (HDF5 fill time NEVER).
     """
     facts: dict[str, Any] = {"fill": encode_fill_value(dset.fillvalue, dset.dtype)}
-    if "_FillValue" in dset.attrs:
-        raw = np.asarray(dset.attrs["_FillValue"]).ravel()
+    if "_FillValue" in dset:
+        raw = np.asarray(dset.attr("_FillValue")).ravel()
         if raw.size:
             facts["_FillValue"] = encode_fill_value(raw[0], raw.dtype)
-    plist = dset.id.get_create_plist()
-    facts["no_fill"] = plist.get_fill_time() == h5py.h5d.FILL_TIME_NEVER
+    facts["no_fill"] = dset.dcpl.get_fill_time() == h5py.h5d.FILL_TIME_NEVER
     return facts
 
 
-def dataset_refs(dset: h5py.Dataset, url: str, where: str) -> DatasetRefs:
+def dataset_refs(dset: H5Dataset, url: str, where: str) -> DatasetRefs:
     """Zarr metadata and chunk references for one dataset."""
     dtype = check_dtype(dset, where)
-    plist = dset.id.get_create_plist()
-    if plist.get_external_count():
+    if dset.dcpl.get_external_count():
         raise UnsupportedVariableError(f"{where} stores its data in external files; skipped")
-    layout = plist.get_layout()
+    layout = dset.layout
     shape = tuple(int(n) for n in dset.shape)
     chunks = tuple(max(int(c), 1) for c in (dset.chunks or shape))
     filters = codec_pipeline(dset, where)
@@ -269,7 +269,7 @@ def dataset_refs(dset: h5py.Dataset, url: str, where: str) -> DatasetRefs:
             chunks = virtual_chunks(shape, dtype.itemsize)
             coords, offsets, sizes = contiguous_table(shape, chunks, dtype.itemsize, offset)
     elif layout == h5py.h5d.COMPACT:
-        raw = np.asarray(dset[()], dtype=dtype).tobytes()
+        raw = np.asarray(dset.read(), dtype=dtype).tobytes()
         inline[f"{name}/" + (".".join("0" * ndim) if ndim else "0")] = inline_bytes(raw)
     else:
         raise UnsupportedVariableError(f"{where} is a virtual dataset; skipped")
@@ -358,7 +358,7 @@ def contiguous_table(shape, chunks, itemsize: int, offset: int):
     return coords, starts, np.full(len(coords), nbytes, dtype=np.uint64)
 
 
-def chunk_table(dset: h5py.Dataset, chunks: tuple[int, ...], where: str):
+def chunk_table(dset: H5Dataset, chunks: tuple[int, ...], where: str):
     """Grid coordinates, byte offsets and sizes of every stored chunk (one ``chunk_iter`` pass)."""
     starts: list = []
     offsets: list = []
