@@ -204,9 +204,9 @@ class Active:
 
     Parameters
     ----------
-    index : str, Path or dict
-        Path or URL of a kerchunk JSON index (or parquet reference directory), or a
-        reference dict. A local netCDF4/HDF5 file is indexed on first use into
+    index : str, Path, dict or VariableIndex
+        Path or URL of a kerchunk JSON index (or parquet reference directory), a
+        reference dict, or a variable loaded and checked already (``index.load``). A local netCDF4/HDF5 file is indexed on first use into
         ``activezarr.catalog.single.index_cache_dir()`` (``$ACTIVEZARR_INDEX_DIR``, default
         ``~/.cache/activezarr/indexes``) and that index is reused while the file is unchanged.
     variable : str
@@ -251,13 +251,16 @@ class Active:
         allow_paths: Sequence[str | os.PathLike] = (),
         **backend_options: Any,
     ) -> None:
-        if not isinstance(index, dict) and is_source_file(index):
-            from .catalog.single import ensure_index  # a source file: index it once
+        if isinstance(index, VariableIndex):  # loaded and checked already (catalog.reduce)
+            source, var = index.source, index
+        else:
+            if not isinstance(index, dict) and is_source_file(index):
+                from .catalog.single import ensure_index  # a source file: index it once
 
-            index, _ = ensure_index(index, storage_options=storage_options)
-        source = "<refs dict>" if isinstance(index, dict) else str(index)
-        self.index: VariableIndex = open_variable(index, variable, storage_options, allow_paths)
-        var = self.index
+                index, _ = ensure_index(index, storage_options=storage_options)
+            source = "<refs dict>" if isinstance(index, dict) else str(index)
+            var = open_variable(index, variable, storage_options, allow_paths)
+        self.index: VariableIndex = var
         if check_stale:
             check_variable_fresh(source, var, storage_options)
         self.variable = variable

@@ -149,16 +149,30 @@ class LocalFiles:
 
 
 def adjacent_runs_by_url(urls: Sequence[str], offsets: np.ndarray, sizes: np.ndarray) -> list:
-    """``adjacent_runs`` that also breaks wherever the URL changes."""
-    runs = []
-    start = 0
+    """``adjacent_runs`` that also breaks wherever the URL changes.
+
+    >>> adjacent_runs_by_url(["a", "a", "b"], np.array([0, 10, 20]), np.array([10, 10, 5]))
+    [(0, 2), (2, 3)]
+    """
     n = len(urls)
-    for i in range(1, n + 1):
-        if i == n or urls[i] != urls[start]:
-            runs += [
-                (start + a, start + b) for a, b in adjacent_runs(offsets[start:i], sizes[start:i])
-            ]
-            start = i
+    if n == 0:
+        return []
+    names = np.empty(n, dtype=object)
+    names[:] = urls
+    offsets = np.asarray(offsets)
+    ends = offsets + sizes
+    breaks = np.flatnonzero((names[1:] != names[:-1]) | (offsets[1:] != ends[:-1])) + 1
+    starts, stops = np.r_[0, breaks].tolist(), np.r_[breaks, n].tolist()
+    total = np.r_[0, np.cumsum(sizes, dtype=np.uint64)]
+    long = (total[stops] - total[starts]) > MAX_MERGED
+    if not long.any():
+        return list(zip(starts, stops, strict=True))
+    runs = []
+    for a, b, split in zip(starts, stops, long.tolist(), strict=True):
+        if split:  # cap the size of one read
+            runs += [(a + x, a + y) for x, y in adjacent_runs(offsets[a:b], sizes[a:b])]
+        else:
+            runs.append((a, b))
     return runs
 
 

@@ -148,13 +148,17 @@ class LocalBackend(Backend):
 
     # -- decoding --------------------------------------------------------------------------
 
-    def decode_into(self, job: Job, data, out: np.ndarray, label: str) -> None:
+    def decode_into(
+        self, job: Job, data, out: np.ndarray, label: str, decoders: list | None = None
+    ) -> None:
         """Decode one chunk's stored bytes into ``out`` (a chunk-shaped array).
 
         The last codec of the pipeline writes straight into ``out`` when its size is right,
-        saving one copy of every decoded chunk.
+        saving one copy of every decoded chunk. ``decoders``: these steps instead of the
+        job's whole pipeline.
         """
-        decoders = self.codecs.decoders(job.codecs, out.nbytes)
+        if decoders is None:
+            decoders = self.codecs.decoders(job.codecs, out.nbytes)
         buf = data
         try:
             for codec in decoders[:-1]:
@@ -173,7 +177,7 @@ class LocalBackend(Backend):
                 f"{job.source}: chunk {label} of '{job.variable}' could not be decoded "
                 f"({type(exc).__name__}: {exc}); the file may have changed since it was indexed"
             ) from exc
-        arr = np.frombuffer(buf, dtype=job.view_dtype)
+        arr = np.frombuffer(buf, dtype=out.dtype)
         if arr.size != out.size:
             raise ChunkReadError(
                 f"{job.source}: chunk {label} of '{job.variable}' holds {arr.size} values, "
@@ -302,7 +306,8 @@ class LocalBackend(Backend):
                 blobs[int(pos)] = blob
         keep = [p for p in range(len(batch)) if p in blobs or job.fill is not None]
         stack = np.empty((len(keep), *(job.chunks if not partial else shape)), dtype=job.view_dtype)
-        for i, pos in enumerate(keep):
+        done = not partial and self._unshuffled(job, batch, keep, blobs, stack)
+        for i, pos in enumerate([] if done else keep):
             blob = blobs.get(pos)
             if blob is None:
                 stack[i] = job.fill
@@ -320,6 +325,49 @@ class LocalBackend(Backend):
             stack,
             _selection(job, batch, first_rows=0 if partial else None),
         )
+
+    def _unshuffled(self, job: Job, batch: ChunkBatch, keep: list, blobs: dict, stack) -> bool:
+        """Decode whole chunks whose last decoding step is a byte shuffle (netCDF's usual
+        ``shuffle`` + ``zlib``): the other steps chunk by chunk into a byte buffer, then one
+        transpose unshuffles the whole stack. False (nothing done) for other pipelines."""
+        nbytes = stack[0].nbytes if len(keep) > 1 else 0
+        decoders = self.codecs.decoders(job.codecs, nbytes) if nbytes else []
+        last = decoders[-1] if decoders else None
+        size = getattr(last, "elementsize", 0)
+        if type(last).__name__ != "Shuffle" or not isinstance(size, int) or size < 2:
+            return False
+        if nbytes % size:
+            return False
+        raw = np.empty((len(keep), nbytes), np.uint8)
+        inflate = decoders[0] if len(decoders) == 2 else None
+        if not isinstance(inflate, LibdeflateZlib):
+            inflate = None
+        rows = []
+        for i, pos in enumerate(keep):
+            blob = blobs.get(pos)
+            if blob is None:
+                stack[i] = job.fill
+                continue
+            row = raw[len(rows)]
+            rows.append(i)
+            if inflate is not None:  # the usual zlib: straight into the row
+                try:
+                    row[:] = np.frombuffer(inflate._decompress(blob, inflate.bound), np.uint8)
+                    continue
+                except Exception:  # noqa: BLE001, S110 - decode_into retries and explains
+                    pass
+            uid = int(batch.url_ids[pos])
+            where = f"{pos} ({job.urls[uid]} at offset {batch.offsets[pos]})" if uid >= 0 else pos
+            self.decode_into(job, blob, row, str(where), decoders[:-1])
+        lanes = raw[: len(rows)].reshape(len(rows), size, nbytes // size)
+        target = stack.reshape(len(keep), -1).view(np.uint8).reshape(len(keep), -1, size)
+        whole = len(rows) == len(keep)
+        for j in range(size):  # byte lane by byte lane: reads stay contiguous
+            if whole:
+                target[:, :, j] = lanes[:, j, :]
+            else:
+                target[rows, :, j] = lanes[:, j, :]
+        return True
 
     def _copy_raw(self, job: Job, blob, out: np.ndarray, pos: int) -> None:
         arr = np.frombuffer(blob, dtype=job.view_dtype)

@@ -10,6 +10,7 @@ reading the file's coordinate only when the recorded range overlaps it partly. B
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ActiveZarrError
+from ..index.load import VariableIndex, chunk_grid
 from .catalog import Entry
 
 
@@ -204,6 +206,49 @@ def window(
             f"[{lo}, {hi}] are not one contiguous range; use `selection=` with indices"
         )
     return int(inside[0]), int(inside[-1]) + 1
+
+
+def concatenate(variables: list[VariableIndex], axis: int, source: str) -> VariableIndex:
+    """One variable holding ``variables`` end to end along ``axis``: their chunk tables
+    concatenated over the chunk grid, URL ids renumbered, inline chunks moved.
+
+    Every variable must have the metadata of the first and all but the last a whole number
+    of chunks along ``axis`` (``Catalog.reduce`` checks this before asking).
+    """
+    first = variables[0]
+    grids = [v.grid for v in variables]
+    urls: list[str] = []
+    tables: dict[str, list[np.ndarray]] = {"url_ids": [], "offsets": [], "sizes": []}
+    inline: dict[int, bytes] = {}
+    shape = list(first.shape)
+    shape[axis] = sum(v.shape[axis] for v in variables)
+    grid = chunk_grid(tuple(shape), first.chunks)
+    start = 0  # where each variable starts along axis, in chunks
+    for v, g in zip(variables, grids, strict=True):
+        ids = v.url_ids
+        tables["url_ids"].append(np.where(ids >= 0, ids + len(urls), ids).reshape(g))
+        tables["offsets"].append(v.offsets.reshape(g))
+        tables["sizes"].append(v.sizes.reshape(g))
+        urls += v.urls
+        for flat, data in v.inline.items():
+            coords = list(np.unravel_index(flat, g))
+            coords[axis] += start
+            inline[int(np.ravel_multi_index(coords, grid))] = data
+        start += g[axis]
+    joined = {k: np.concatenate(t, axis=axis).reshape(-1) for k, t in tables.items()}
+    return dataclasses.replace(
+        first,
+        source=source,
+        shape=tuple(shape),
+        urls=urls,
+        url_ids=joined["url_ids"].astype(np.int32, copy=False),
+        offsets=joined["offsets"],
+        sizes=joined["sizes"],
+        inline=inline,
+        sources={u: fp for v in variables for u, fp in v.sources.items()},
+        source_sizes={u: n for v in variables for u, n in v.source_sizes.items()},
+        loader=None,
+    )
 
 
 def _names(sources: list[str], limit: int = 5) -> str:

@@ -11,6 +11,7 @@ that overlaps the range only partly has its coordinate read to find the indices.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +20,18 @@ import numpy as np
 from ..active import Active, _normalize_axis
 from ..errors import ActiveZarrError, StaleIndexError
 from ..index.freshness import fingerprints, refresh_command
+from ..index.load import VariableIndex, open_variables
+from ..index.sources import is_remote
 from ..plan import DimSelection, normalize_selection
 from ..reduction.partials import OPS
-from .concat import Layout, Part, layout, to_coordinate, window
+from .concat import Layout, Part, concatenate, layout, to_coordinate, window
 from .progress import on_terminal
 
 if TYPE_CHECKING:
     from .catalog import Catalog
+
+
+JOIN_FILES = 512  # files reduced together as one concatenated variable, at most
 
 
 @dataclass(frozen=True)
@@ -161,26 +167,133 @@ def _check_fresh(tasks: list[FileTask], catalog: Catalog, storage_options) -> No
 
 
 def _run(tasks: list[FileTask], var: str, op: str, axes, options, jobs: int) -> list[dict]:
-    def one(task: FileTask) -> dict:
-        with Active(task.part.entry.index, var, check_stale=False, **options) as a:
-            return a.reduce(op, task.selection, axes, components=True)
+    """The partials of every task, in order: files that continue one another (same
+    metadata, whole chunks along the dimension, one selection step across them) are reduced
+    together as one concatenated variable, the others one ``Active`` each."""
+    variables = _open(tasks, var, options)
+    groups = _groups(tasks, variables, _limit())
+
+    def one(group: list[int]) -> dict:
+        if len(group) == 1:
+            t = tasks[group[0]]
+            index, selection = variables[group[0]] or t.part.entry.index, t.selection
+        else:
+            index, selection = _joined([tasks[i] for i in group], [variables[i] for i in group])
+        with Active(index, var, check_stale=False, **options) as a:
+            return a.reduce(op, selection, axes, components=True)
 
     bar = on_terminal(len(tasks))
     try:
-        if len(tasks) == 1 or jobs <= 1:
-            out = []
-            for t in tasks:
-                out.append(one(t))
-                bar.step()
-            return out
-        with cf.ThreadPoolExecutor(min(jobs, len(tasks)), "activezarr-files") as pool:
-            out = []
-            for partial in pool.map(one, tasks):
-                out.append(partial)
-                bar.step()
-            return out
+        singles = [g for g in groups if len(g) == 1]
+        if jobs <= 1 or len(singles) <= 1:
+            pool = None
+            results = map(one, groups)
+        else:  # files one by one in parallel; joined groups use Active's own threads
+            pool = cf.ThreadPoolExecutor(min(jobs, len(singles)), "activezarr-files")
+            results = pool.map(one, groups)
+        out = []
+        for group, partial in zip(groups, results, strict=True):
+            out.append(partial)
+            bar.step(n=len(group))
+        if pool is not None:
+            pool.shutdown()
+        return out
     finally:
         bar.close()
+
+
+def _open(tasks: list[FileTask], var: str, options: dict) -> list[VariableIndex | None]:
+    """Each task's variable, loaded and checked (None where the index is not a local file)."""
+    local = [i for i, t in enumerate(tasks) if not is_remote(str(t.part.entry.index))]
+    loaded = open_variables(
+        [tasks[i].part.entry.index for i in local],
+        var,
+        options.get("storage_options"),
+        options.get("allow_paths", ()),
+    )
+    out: list[VariableIndex | None] = [None] * len(tasks)
+    for i, v in zip(local, loaded, strict=True):
+        out[i] = v
+    return out
+
+
+def _limit() -> int:
+    """Files reduced together at most: each keeps a file descriptor open meanwhile."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(2, min(JOIN_FILES, (soft if soft > 0 else 1024) // 4))
+
+
+def _groups(tasks: list[FileTask], variables: list, limit: int) -> list[list[int]]:
+    """Runs of consecutive tasks that reduce as one variable (see ``_continues``)."""
+    groups: list[list[int]] = []
+    for i, (task, var) in enumerate(zip(tasks, variables, strict=True)):
+        last = groups[-1] if groups else None
+        if (
+            last is not None
+            and len(last) < limit
+            and _continues(tasks[last[-1]], variables[last[-1]], task, var)
+        ):
+            last.append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _continues(before: FileTask, prev, task: FileTask, var) -> bool:
+    """Whether ``task`` reduces as the continuation of ``before`` in one variable."""
+    if prev is None or var is None:
+        return False
+    ax = task.part.axis
+    a, b = before.selection[ax], task.selection[ax]
+    if not isinstance(a, slice) or not isinstance(b, slice) or a.step != b.step:
+        return False
+    n = prev.shape[ax]
+    if n % prev.chunks[ax] or a.stop > n:
+        return False
+    last = a.start + (-(-(a.stop - a.start) // a.step) - 1) * a.step
+    if n + b.start != last + a.step:  # the step carries on across the boundary
+        return False
+    shape = lambda v: [s for d, s in enumerate(v.shape) if d != ax]
+    return (
+        shape(prev) == shape(var)
+        and (prev.chunks, prev.dtype, prev.dims) == (var.chunks, var.dtype, var.dims)
+        and prev.codecs == var.codecs
+        and _same(prev.fill_value, var.fill_value)
+        and _same(prev.fill_attr, var.fill_attr)
+        and prev.no_fill == var.no_fill
+        and prev.attribute_types == var.attribute_types
+        and _same_attrs(prev.attrs, var.attrs)
+    )
+
+
+def _same_attrs(a: dict, b: dict) -> bool:
+    return a is b or (a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a))
+
+
+def _same(x, y) -> bool:
+    """Equal values of equal types (numpy values by dtype and elements, NaN equal to NaN)."""
+    if isinstance(x, np.ndarray | np.generic) or isinstance(y, np.ndarray | np.generic):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.dtype != y.dtype or x.shape != y.shape:
+            return False
+        return bool(np.array_equal(x, y, equal_nan=x.dtype.kind in "fc"))
+    if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+        return True
+    return type(x) is type(y) and x == y
+
+
+def _joined(tasks: list[FileTask], variables: list[VariableIndex]) -> tuple[VariableIndex, tuple]:
+    """The variables of consecutive tasks as one, and the selection of the tasks in it."""
+    ax = tasks[0].part.axis
+    source = f"{variables[0].source} .. {variables[-1].source} ({len(variables)} indexes)"
+    joined = concatenate(variables, ax, source)
+    before = sum(v.shape[ax] for v in variables[:-1])
+    first, last = tasks[0].selection[ax], tasks[-1].selection[ax]
+    selection = list(tasks[0].selection)
+    selection[ax] = slice(first.start, before + last.stop, first.step)
+    return joined, tuple(selection)
 
 
 def _fold(partials: list[dict], op: str) -> dict:

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..errors import ActiveZarrError, IndexLoadError
 from ..index.freshness import DB_NAME, LEGACY_NAME
-from ..index.refs import _UMASK
+from ..index.refs import _UMASK, loads
 from .facets import FACETS
 
 SCHEMA_VERSION = 1
@@ -207,7 +207,7 @@ def entry_of(row: sqlite3.Row) -> dict[str, Any]:
     out = {k: row[k] for k in row.keys()}  # noqa: SIM118 - sqlite3.Row has no items()
     for column in _JSON_COLUMNS:
         if column in out and isinstance(out[column], str):
-            out[column] = json.loads(out[column])
+            out[column] = loads(out[column])
     out["index"] = out.pop("index_name")
     return out
 

@@ -20,6 +20,7 @@ executable (no pickle): numpy scalars in attributes are stored as ``{"$np": [dty
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import mmap
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .refs import _UMASK, create_temporary, decode_inline, inline_bytes, json_attr
+from .refs import _UMASK, create_temporary, decode_inline, inline_bytes, json_attr, loads
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ MAP_ABOVE = 1 << 16  # tables larger than this are memory-mapped rather than rea
 def cache_file(index: Path, variable: str | None = None) -> Path:
     """The sidecar of ``index`` (one file for all its variables)."""
     return index.parent / CACHE_DIR / (index.name + SUFFIX)
+
+
+def _cache_path(index: str | os.PathLike) -> str:
+    """``cache_file`` as text (no ``Path`` objects when thousands of indexes are opened)."""
+    head, name = os.path.split(os.fspath(index))
+    return os.path.join(head, CACHE_DIR, name + SUFFIX)
 
 
 def _stamp(index: Path, status: os.stat_result | None = None) -> list[int]:
@@ -157,36 +164,109 @@ def load(index: Path, variable: str, source: str):
     date or failing the checks. The caller still checks the chunk table against the sources
     (``load.check_variable``)."""
     try:
-        with open(cache_file(index), "rb") as fh:
-            magic, version, length = PREAMBLE.unpack(fh.read(PREAMBLE.size))
-            if magic != MAGIC or version != FORMAT or length > 2**31:
-                return None
-            meta = json.loads(fh.read(length), object_hook=_decode)
-            if meta["stamp"] != _stamp(index):
-                return None
-            entry = meta["variables"].get(variable)
-            if entry is None:
-                return None
-            base = PREAMBLE.size + length
-            spans = entry["tables"]
-            total = sum(n * TABLE_DTYPES[f].itemsize for f, (_, n) in spans.items())
-            if total > MAP_ABOVE:
-                buffer = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-                offset = base
-            else:
-                first = min(at for at, _ in spans.values())
-                last = max(at + n * TABLE_DTYPES[f].itemsize for f, (at, n) in spans.items())
-                fh.seek(base + first)
-                buffer = fh.read(last - first)
-                offset = -first
-            tables = {
-                field: np.frombuffer(buffer, TABLE_DTYPES[field], n, offset + at)
-                for field, (at, n) in spans.items()
-            }
+        found = _read(index, variable, json.loads, object_hook=_decode)
+        if found is None:
+            return None
+        meta, entry, tables = found
         return _from_entry(variable, source, meta, entry, tables)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as exc:
         log.info("index cache of %s ignored (%s)", index, exc)
         return None
+
+
+PER_FILE = ("urls", "tables", "inline")  # what differs between files of one archive
+
+
+def load_many(indexes: list[str], variable: str) -> list[tuple[Any, Any] | None]:
+    """``load`` of ``variable`` from many indexes, each ``(VariableIndex, Member)`` or None.
+
+    Files of one archive usually share everything but their URLs and chunk tables: the
+    header of each is parsed (orjson when installed) and compared with those already
+    checked, and only a variable whose metadata is new goes through ``_from_entry``'s checks;
+    the others reuse the checked metadata with their own URLs, tables and sources.
+    """
+    checked: list[tuple[dict, dict, Any]] = []  # (shared metadata, member, VariableIndex)
+    out: list[tuple[Any, Any] | None] = []
+    for index in indexes:
+        try:
+            out.append(_load_shared(index, variable, checked))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as exc:
+            log.info("index cache of %s ignored (%s)", index, exc)
+            out.append(None)
+    return out
+
+
+def _load_shared(index: str, variable: str, checked: list):
+    found = _read(index, variable, loads)
+    if found is None:
+        return None
+    meta, entry, tables = found
+    shared = {k: v for k, v in entry.items() if k not in PER_FILE}
+    member = meta["member"]
+    common = {k: v for k, v in member.items() if k != "sources"} if member else member
+    for seen, seen_member, template in checked:
+        if seen == shared and seen_member == common:
+            break
+    else:
+        decoded = json.loads(json.dumps(meta), object_hook=_decode)  # numpy attributes back
+        template = _from_entry(
+            variable, str(index), decoded, decoded["variables"][variable], tables
+        )[0]
+        checked.append((shared, common, template))
+    from .member import parse_member
+
+    recorded = parse_member(member, f"index cache of {index}")
+    if not recorded.sources:
+        return None  # no sources recorded: the caller opens it the usual way
+    _check_tables(entry, tables, template.n_chunks)
+    var = dataclasses.replace(
+        template,
+        source=str(index),
+        urls=[str(u) for u in entry["urls"]],
+        inline={int(k): decode_inline(v) for k, v in entry["inline"].items()},
+        **tables,
+    )
+    return var, recorded
+
+
+def _read(index: str | Path, variable: str, parse, **options):
+    """``(header, variable entry, tables)`` from the sidecar of ``index``, or None when it is
+    absent, out of date or lacks the variable."""
+    with open(_cache_path(index), "rb") as fh:
+        magic, version, length = PREAMBLE.unpack(fh.read(PREAMBLE.size))
+        if magic != MAGIC or version != FORMAT or length > 2**31:
+            return None
+        text = fh.read(length)
+        meta = parse(text, **options) if options else parse(text)
+        if meta["stamp"] != _stamp(index):
+            return None
+        entry = meta["variables"].get(variable)
+        if entry is None:
+            return None
+        base = PREAMBLE.size + length
+        spans = entry["tables"]
+        total = sum(n * TABLE_DTYPES[f].itemsize for f, (_, n) in spans.items())
+        if total > MAP_ABOVE:
+            buffer = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            offset = base
+        else:
+            first = min(at for at, _ in spans.values())
+            last = max(at + n * TABLE_DTYPES[f].itemsize for f, (at, n) in spans.items())
+            fh.seek(base + first)
+            buffer = fh.read(last - first)
+            offset = -first
+        tables = {
+            field: np.frombuffer(buffer, TABLE_DTYPES[field], n, offset + at)
+            for field, (at, n) in spans.items()
+        }
+    return meta, entry, tables
+
+
+def _check_tables(entry: dict, tables: dict, n: int) -> None:
+    if set(tables) != set(TABLE_DTYPES) or any(tables[f].shape != (n,) for f in TABLE_DTYPES):
+        raise ValueError("chunk table does not match the grid")
+    if not isinstance(entry["urls"], list) or not isinstance(entry["inline"], dict):
+        raise TypeError("urls or inline chunks malformed")
 
 
 def _from_entry(name: str, source: str, meta: dict, entry: dict, tables: dict):
@@ -207,8 +287,7 @@ def _from_entry(name: str, source: str, meta: dict, entry: dict, tables: dict):
         where,
     )
     n = int(np.prod(chunk_grid(checked.shape, checked.chunks), dtype=np.int64))
-    if any(tables[f].shape != (n,) for f in TABLE_DTYPES):
-        raise ValueError("chunk table does not match the grid")
+    _check_tables(entry, tables, n)
     member = parse_member(meta["member"], where)
     types = entry["attribute_types"]
     parse_member({"format": 1, "attribute_types": {name: types}}, where)

@@ -25,13 +25,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import IndexLoadError
-
-try:
-    import orjson
-except ImportError:  # optional (extra "fast"): the standard library parses the same JSON
-    orjson = None
 from .member import Member, parse_member, typed_attrs
-from .refs import decode_inline
+from .refs import decode_inline, loads
 from .sources import is_remote, local_path
 from .validate import (
     ArrayMeta,
@@ -280,16 +275,10 @@ def _gc_paused():
 
 
 def _loads(data: bytes):
-    """Parse JSON with orjson when installed (several times faster on big indexes), falling
-    back to the standard library for what orjson refuses (NaN literals, huge integers, deep
-    nesting: the standard library then parses or raises what ``_read_json`` reports)."""
+    """``refs.loads`` (orjson when installed) with the cyclic GC paused; what neither parser
+    takes raises what ``_read_json`` reports."""
     with _gc_paused():
-        if orjson is not None:
-            try:
-                return orjson.loads(data)
-            except orjson.JSONDecodeError:
-                pass
-        return json.loads(data)
+        return loads(data)
 
 
 TEMPLATE = re.compile(r"{{\s*(\w+)\s*}}")
@@ -444,14 +433,20 @@ def load_variable(
 
 
 def check_variable(
-    var: VariableIndex, doc: IndexDocument, allow_paths: Sequence[str | os.PathLike] = ()
+    var: VariableIndex,
+    doc: IndexDocument,
+    allow_paths: Sequence[str | os.PathLike] = (),
+    realpaths: dict[str, str] | None = None,
 ) -> None:
-    """Chunk URLs confined and the chunk table inside its sources (see ``validate.py``)."""
+    """Chunk URLs confined and the chunk table inside its sources (see ``validate.py``).
+
+    ``realpaths``: resolved directories shared by the checks of many indexes.
+    """
     where = f"index {doc.location}: variable '{var.name}'"
     roots = doc.roots(allow_paths, var.urls)
     sizes = {}
     if roots is not None:
-        sizes = confine(var.urls, roots, where)
+        sizes = confine(var.urls, roots, where, realpaths)
     else:
         for url in var.urls:
             if not is_remote(url):
@@ -631,6 +626,34 @@ def open_variable(
     var = load_variable(doc, name, allow_paths=allow_paths)
     cache.save_document(path, doc, var)
     return var
+
+
+def open_variables(
+    indexes: Sequence[str | Path],
+    name: str,
+    storage_options: dict | None = None,
+    allow_paths: Sequence[str | os.PathLike] = (),
+) -> list[VariableIndex]:
+    """``open_variable`` of many local indexes of one archive, in order, each checked.
+
+    Sidecars are read with ``cache.load_many`` (metadata shared between files is checked
+    once) and confinement resolves each directory once; an index without a usable sidecar
+    opens the usual way.
+    """
+    from . import cache
+
+    found = cache.load_many([local_path(os.fspath(i)) for i in indexes], name)
+    realpaths: dict[str, str] = {}
+    out = []
+    for index, hit in zip(indexes, found, strict=True):
+        if hit is None:
+            out.append(open_variable(index, name, storage_options, allow_paths))
+            continue
+        var, member = hit
+        doc = IndexDocument(os.fspath(index), {}, member, "file")
+        check_variable(var, doc, allow_paths, realpaths)
+        out.append(var)
+    return out
 
 
 def _parquet_member(location: str) -> Member:

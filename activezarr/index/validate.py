@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,19 +288,23 @@ def normalize_local(url: str, where: str) -> str:
     return path
 
 
-def confine(urls: list[str], roots: list[str], where: str) -> dict[str, int]:
+def confine(
+    urls: list[str], roots: list[str], where: str, realpaths: dict[str, str] | None = None
+) -> dict[str, int]:
     """Refuse local ``urls`` outside ``roots`` (symlinks resolved); returns their sizes.
 
     A URL that does not exist is allowed through (reading it fails later with the file named):
-    only existing files can leak.
+    only existing files can leak. ``realpaths`` memoises resolved directories across calls
+    (many indexes of one archive share them); a URL's own last component is still checked.
     """
-    real_roots = [os.path.realpath(r) for r in roots]
+    memo = {} if realpaths is None else realpaths
+    real_roots = list(dict.fromkeys(_resolved(r, memo) for r in roots))
     sizes: dict[str, int] = {}
     for url in urls:
         if "://" in url and not url.startswith("file://"):
             continue
         path = normalize_local(url, where)
-        real = os.path.realpath(path)
+        real, st = _resolved_file(path, memo)
         if not any(real == r or real.startswith(r.rstrip("/") + "/") for r in real_roots):
             allowed = ", ".join(real_roots) or "none"
             raise IndexLoadError(
@@ -307,8 +312,30 @@ def confine(urls: list[str], roots: list[str], where: str) -> dict[str, int]:
                 f"read ({allowed}); if you trust the index, pass allow_paths=[...] "
                 "(CLI: --allow-path DIR)"
             )
-        try:
-            sizes[url] = os.stat(real).st_size
-        except OSError:
-            pass
+        if st is not None:
+            sizes[url] = st.st_size
     return sizes
+
+
+def _resolved(path: str, memo: dict[str, str]) -> str:
+    found = memo.get(path)
+    if found is None:
+        found = memo[path] = os.path.realpath(path)
+    return found
+
+
+def _resolved_file(path: str, memo: dict[str, str]) -> tuple[str, os.stat_result | None]:
+    """``realpath(path)`` and the file's stat (None when missing): a path whose last
+    component is a plain file is its resolved directory plus its name."""
+    head, name = os.path.split(path)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode) and name not in ("", ".", ".."):
+        return os.path.join(_resolved(head, memo), name), st
+    real = os.path.realpath(path)
+    try:
+        return real, os.stat(real)
+    except OSError:
+        return real, None
