@@ -161,11 +161,49 @@ def try_index(path: Path, root: Path, fmt: str) -> str | None:
         return None
 
 
-def prepare(quick: bool, with_activezarr: bool = True) -> dict:
-    """Make every missing file, index and reference set; return the manifest."""
+MANY_FILES = {False: 2000, True: 200}  # small files of the many-* cases (full, --quick)
+
+
+def ensure_many(root: Path, n: int, with_activezarr: bool = True) -> dict:
+    """``n`` small CF files (``catalog_cases.write_files``: ``tas(12, 18, 36)`` f4, zlib +
+    shuffle, one chunk per time step), their activezarr catalog and kerchunk references."""
+    import subprocess
+    import sys
+
+    from benchmarks.catalog_cases import write_files
+
+    paths = write_files(n)
+    base = root / f"many-{n}"
+    catalog = base / "indexes"
+    if with_activezarr and len(list(catalog.glob("tas_*.json"))) != n:
+        cmd = [sys.executable, "-m", "activezarr", "index", str(paths[0].parent / "tas_*.nc")]
+        subprocess.run(
+            [*cmd, "--out", str(catalog), "--jobs", "2", "-q"],
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+    refs = base / "kerchunk"
+    refs.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        ensure_kerchunk_refs(path, base)
+    return {
+        "files": str(paths[0].parent),
+        "catalog": str(catalog),
+        "kerchunk": str(refs),
+        "var": "tas",
+        "dtype": "f4",
+        "count": n,
+    }
+
+
+def prepare(quick: bool, with_activezarr: bool = True, labels: list[str] | None = None) -> dict:
+    """Make every missing file, index and reference set (of ``labels`` only, when given:
+    ``many`` is the small files); return the manifest."""
     root = mode_dir(quick)
     manifest = {"quick": quick, "root": str(root), "files": {}}
     for label, spec in file_specs(quick).items():
+        if labels is not None and label not in labels:
+            continue
         path = ensure_file(spec, root)
         entry = {
             **asdict(spec),
@@ -178,6 +216,8 @@ def prepare(quick: bool, with_activezarr: bool = True) -> dict:
             if label.startswith("c"):
                 entry["index_parquet"] = try_index(path, root, "parquet")
         manifest["files"][label] = entry
+    if labels is None or "many" in labels:
+        manifest["many"] = ensure_many(root, MANY_FILES[quick], with_activezarr)
     return manifest
 
 
@@ -185,8 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100³ files for smoke tests")
     parser.add_argument("--no-activezarr", action="store_true", help="skip activezarr indexes")
+    parser.add_argument("--labels", nargs="*", help="only these files (c75, ..., many)")
     args = parser.parse_args(argv)
-    manifest = prepare(args.quick, not args.no_activezarr)
+    manifest = prepare(args.quick, not args.no_activezarr, args.labels)
     print(json.dumps(manifest))
 
 

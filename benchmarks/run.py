@@ -51,6 +51,7 @@ REDUCERS = (
 )
 WARM = ("h5py+numpy", "activezarr")
 INDEXERS = ("activezarr", "kerchunk+zarr")
+MANY_REDUCERS = ("h5py+numpy", "activezarr", "netcdf4")
 ALL_TOOLS = REDUCERS
 RTOL = {"f8": 1e-9, "f4": 1e-6}
 SELECTIONS = {"whole": ":", "sel100": "0:100", "small": "0:2,4:6,7:9"}
@@ -62,7 +63,7 @@ class Case:
     """One row group of the table: an operation on one file, run by several tools."""
 
     name: str
-    kind: str  # reduce | warm | build | load | import
+    kind: str  # reduce | warm | build | load | import | many_reduce | combine
     tools: tuple[str, ...]
     label: str | None = None  # which generated file (benchmarks.data labels)
     sel: str = ":"
@@ -111,6 +112,10 @@ def build_cases() -> list[Case]:
     tools, sel = (REFERENCE, *INDEXERS), SELECTIONS["small"]
     about = f"mean of c8[{sel}] through the parquet index"
     cases.append(Case("small-parquet-c8", "reduce", tools, sel=sel, about=about, **parquet))
+    about = "mean of tas over 2,000 small files (200 with --quick): a catalog vs a file loop"
+    cases.append(Case("many-reduce", "many_reduce", MANY_REDUCERS, "many", about=about))
+    about = "one virtual index of tas along time over the same files"
+    cases.append(Case("many-combine", "combine", INDEXERS, "many", about=about))
     cases.append(Case("import", "import", ALL_TOOLS, about="import the tool's modules"))
     return cases
 
@@ -121,8 +126,10 @@ def select_cases(cases: list[Case], patterns: list[str] | None) -> list[Case]:
     return [c for c in cases if any(fnmatch.fnmatch(c.name, p) for p in patterns)]
 
 
-def prepare_data(quick: bool) -> dict:
+def prepare_data(quick: bool, labels: list[str] | None = None) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.data"] + (["--quick"] if quick else [])
+    if labels is not None:
+        cmd += ["--labels", *labels]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT.parent)
     for line in proc.stdout.splitlines()[:-1]:
         print(line, file=sys.stderr)
@@ -138,7 +145,9 @@ def payload(case: Case, tool: str, manifest: dict) -> dict:
     body = {"kind": case.kind, "sel": case.sel, "axis": case.axis, "cold": case.cold}
     body["save"] = str(scratch / f"{case.name}-{tool}.npy")
     body["tmp"] = str(scratch / f"build-{tool}")
-    if case.label:
+    if case.label == "many":
+        body.update(manifest["many"])
+    elif case.label:
         entry = manifest["files"][case.label]
         body.update(path=entry["path"], var=entry["var"], index=entry["index"])
         body["refs"] = entry["kerchunk"]
@@ -150,6 +159,8 @@ def payload(case: Case, tool: str, manifest: dict) -> dict:
 def case_files(case: Case, manifest: dict) -> list[str]:
     if not case.label:
         return []
+    if case.label == "many":
+        return [manifest["many"][k] for k in ("files", "catalog", "kerchunk")]
     body = payload(case, REFERENCE, manifest)
     return [p for p in (body["path"], body["index"], body["refs"]) if p]
 
@@ -209,15 +220,16 @@ def summarize_runs(row: Row) -> None:
 
 def check_rows(case: Case, rows: list[Row], manifest: dict) -> None:
     """Compare every tool's answer with h5py's; for index builds, compare the chunk refs."""
-    if case.kind == "build":
+    if case.kind in ("build", "combine"):
         check_build(case, rows, manifest)
         return
-    if case.kind not in ("reduce", "warm"):
+    if case.kind not in ("reduce", "warm", "many_reduce"):
         return
     ref = next((r for r in rows if r.tool == REFERENCE and r.runs), None)
     if ref is None:
         return
-    rtol = RTOL.get(manifest["files"][case.label]["dtype"], 1e-6)
+    entry = manifest["many"] if case.label == "many" else manifest["files"][case.label]
+    rtol = RTOL.get(entry["dtype"], 1e-6)
     for row in rows:
         if row.runs and row is not ref:
             err = relative_error(case, row, ref, manifest)
@@ -245,7 +257,10 @@ def check_build(case: Case, rows: list[Row], manifest: dict) -> None:
     built = {r.tool: Path(payload(case, r.tool, manifest)["tmp"]) for r in rows if r.runs}
     if set(built) != {"activezarr", "kerchunk+zarr"}:
         return
-    stem, var = case.label, manifest["files"][case.label]["var"]
+    if case.kind == "combine":
+        stem, var = "combined", manifest["many"]["var"]
+    else:
+        stem, var = case.label, manifest["files"][case.label]["var"]
     ours = chunk_refs(built["activezarr"] / f"{stem}.json", var)
     theirs = chunk_refs(built["kerchunk+zarr"] / f"{stem}.json", var)
     differ = sum(ours.get(k) != v for k, v in theirs.items()) + len(set(ours) - set(theirs))
@@ -402,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     if not cases:
         return
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    manifest = prepare_data(args.quick)
+    manifest = prepare_data(args.quick, sorted({c.label for c in cases if c.label}))
     meta = {"started": started, "quick": args.quick, "reps": args.reps, "budget": args.budget}
     meta |= {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "python": sys.version}
     meta |= {"platform": platform.platform(), "versions": versions(), "commit": git_commit()}

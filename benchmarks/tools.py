@@ -10,7 +10,8 @@ prints one JSON object on stdout::
 ``peak_rss_mb`` is the process's peak resident size at the end (``VmHWM``, imports included;
 ``ru_maxrss_mb`` is ``getrusage(RUSAGE_SELF).ru_maxrss``, see ``peak_rss_mb()``);
 ``base_rss_mb`` is the resident size just before the operation. Anything the tools print
-goes to stderr. ``CASE_JSON`` keys: ``kind`` (reduce | load | build | import), ``path``,
+goes to stderr. ``CASE_JSON`` keys: ``kind`` (reduce | load | build | import | many_reduce |
+combine; the last two over ``files``, ``catalog`` and ``kerchunk`` directories), ``path``,
 ``var``, ``sel`` (``"0:2,4:6,7:9"``, ``":"`` for everything), ``axis`` (null or an int),
 ``index`` (activezarr index), ``refs`` (kerchunk references), ``save`` (``.npy`` for array
 results), ``tmp`` (scratch directory for index builds), ``cold`` (load: drop activezarr's
@@ -123,6 +124,13 @@ class ActiveZarrTool(Tool):
         out = fresh_dir(case["tmp"])
         return lambda: self.az.build_index(case["path"], out=out)
 
+    def prepare_many_reduce(self, case):
+        return lambda: self.az.Catalog(case["catalog"]).reduce(case["var"], "mean")
+
+    def prepare_combine(self, case):
+        out = fresh_dir(case["tmp"]) / "combined.json"
+        return lambda: self.az.Catalog(case["catalog"]).combine(case["var"], "time", out=out)
+
 
 @register("h5py+numpy")
 class H5pyTool(Tool):
@@ -141,6 +149,21 @@ class H5pyTool(Tool):
             with self.h5py.File(case["path"], "r") as f:
                 data = f[case["var"]][sel]
             return self.np.mean(data, axis=axis, dtype=self.np.float64)
+
+        return op
+
+    def prepare_many_reduce(self, case):
+        """The loop a scientist writes: each file opened, read whole, summed in float64."""
+        paths, np = many_paths(case), self.np
+
+        def op():
+            total, count = 0.0, 0
+            for path in paths:
+                with self.h5py.File(path, "r") as f:
+                    data = f[case["var"]][...]
+                total += float(np.sum(data, dtype=np.float64))
+                count += data.size
+            return np.float64(total / count)
 
         return op
 
@@ -168,6 +191,21 @@ class NetCDF4Tool(Tool):
             with self.netCDF4.Dataset(case["path"]) as ds:
                 data = ds[case["var"]][sel]
             return self.np.ma.mean(data, axis=axis, dtype=self.np.float64)
+
+        return op
+
+    def prepare_many_reduce(self, case):
+        """The same loop through netCDF4-python's masked arrays (the oracle route)."""
+        paths, np = many_paths(case), self.np
+
+        def op():
+            total, count = 0.0, 0
+            for path in paths:
+                with self.netCDF4.Dataset(path) as ds:
+                    data = ds[case["var"]][...]
+                total += float(np.ma.sum(data, dtype=np.float64))
+                count += int(np.ma.count(data))
+            return np.float64(total / count)
 
         return op
 
@@ -201,6 +239,27 @@ class KerchunkZarrTool(Tool):
 
     def prepare_load(self, case):
         return lambda: self._array(case).shape
+
+    def prepare_combine(self, case):
+        """kerchunk's ``MultiZarrToZarr`` over the per-file references, written as JSON."""
+        from kerchunk.combine import MultiZarrToZarr
+
+        refs = sorted(str(p) for p in Path(case["kerchunk"]).glob("*.json"))
+        out = fresh_dir(case["tmp"]) / "combined.json"
+
+        def op():
+            mzz = MultiZarrToZarr(
+                refs,
+                concat_dims=["time"],
+                identical_dims=["lat", "lon"],
+                remote_protocol="file",
+                inline_threshold=0,
+            )
+            with open(out, "w") as fh:
+                json.dump(mzz.translate(), fh)
+            return out
+
+        return op
 
     def prepare_build(self, case):
         out = fresh_dir(case["tmp"]) / (Path(case["path"]).stem + ".json")
@@ -288,6 +347,11 @@ def drop_sidecar(index: Path) -> None:
     shutil.rmtree(index.parent / ".activezarr-cache" / index.name, ignore_errors=True)
 
 
+def many_paths(case: dict) -> list[str]:
+    """The small files of the ``many-*`` cases, in name (= time) order."""
+    return sorted(str(p) for p in Path(case["files"]).glob("*.nc"))
+
+
 def fresh_dir(path: str) -> Path:
     out = Path(path)
     shutil.rmtree(out, ignore_errors=True)
@@ -297,10 +361,10 @@ def fresh_dir(path: str) -> Path:
 
 def summarize(result, case: dict) -> tuple[float | None, dict]:
     """A scalar to compare across tools, plus details (array results saved to ``save``)."""
-    if case["kind"] == "build":
+    if case["kind"] in ("build", "combine"):
         size = Path(result).stat().st_size
         return None, {"index_bytes": size}
-    if case["kind"] not in ("reduce", "warm"):
+    if case["kind"] not in ("reduce", "warm", "many_reduce"):
         return None, {}
     import numpy as np
 

@@ -74,7 +74,7 @@ def test_files_join_while_they_continue_one_grid(tmp_path):
     paths = write_series(tmp_path / "data", 9, overrides=overrides)
     cat = build(tmp_path / "indexes", paths)
     tasks = tasks_of(cat, "tas")
-    variables = open_variables([t.part.entry.index for t in tasks], "tas")
+    variables = [v for (v,) in open_variables([t.part.entry.index for t in tasks], ["tas"])]
     assert [len(g) for g in _groups(tasks, variables, limit=64)] == [3, 3, 3]
     assert [len(g) for g in _groups(tasks, variables, limit=2)] == [2, 1, 2, 1, 2, 1]
     want_all = oracle_concat(paths, "tas")
@@ -92,7 +92,7 @@ def test_files_with_other_attributes_are_not_joined(tmp_path):
         ds["pr"].scale_factor = 0.02
     cat = build(tmp_path / "indexes", paths)
     tasks = tasks_of(cat, "pr")
-    variables = open_variables([t.part.entry.index for t in tasks], "pr")
+    variables = [v for (v,) in open_variables([t.part.entry.index for t in tasks], ["pr"])]
     assert [len(g) for g in _groups(tasks, variables, limit=64)] == [2, 1, 1]
     got = cat.reduce("pr", "sum", axis=0)
     want = reduce_masked(oracle_concat(paths, "pr"), "sum", 0)
@@ -109,20 +109,24 @@ def test_open_variables_equals_open_variable_one_by_one(series, tmp_path):
     cache.cache_file(copied / names[1]).unlink()
     os.utime(copied / names[2], ns=(1, 1))  # the sidecar's stamp no longer matches
     indexes = [copied / n for n in names]
-    together = open_variables(indexes, "pr")
-    for index, var in zip(indexes, together, strict=True):
-        alone = open_variable(index, "pr")
-        assert (var.shape, var.chunks, var.dtype, var.codecs) == (
-            alone.shape, alone.chunks, alone.dtype, alone.codecs,
-        )  # fmt: skip
-        assert var.urls == alone.urls and var.sources == alone.sources
-        assert var.attrs.keys() == alone.attrs.keys()
-        assert all(np.array_equal(var.attrs[k], alone.attrs[k]) for k in var.attrs)
-        assert (var.fill_value, var.fill_attr, var.no_fill) == (
-            alone.fill_value, alone.fill_attr, alone.no_fill,
-        )  # fmt: skip
-        for field in ("url_ids", "offsets", "sizes"):
-            assert np.array_equal(getattr(var, field), getattr(alone, field))
+    together = open_variables(indexes, ["pr", "time"])
+    for index, row in zip(indexes, together, strict=True):
+        for name, var in zip(["pr", "time"], row, strict=True):
+            assert_same_variable(var, open_variable(index, name))
+
+
+def assert_same_variable(var, alone) -> None:
+    assert (var.shape, var.chunks, var.dtype, var.codecs) == (
+        alone.shape, alone.chunks, alone.dtype, alone.codecs,
+    )  # fmt: skip
+    assert var.urls == alone.urls and var.sources == alone.sources
+    assert var.attrs.keys() == alone.attrs.keys()
+    assert all(np.array_equal(var.attrs[k], alone.attrs[k]) for k in var.attrs)
+    assert (var.fill_value, var.fill_attr, var.no_fill) == (
+        alone.fill_value, alone.fill_attr, alone.no_fill,
+    )  # fmt: skip
+    for field in ("url_ids", "offsets", "sizes"):
+        assert np.array_equal(getattr(var, field), getattr(alone, field))
 
 
 def test_open_variables_checks_every_index(series, tmp_path):
@@ -136,7 +140,7 @@ def test_open_variables_checks_every_index(series, tmp_path):
     var.offsets = var.offsets + np.uint64(10**9)  # every chunk now ends beyond the file
     cache.save(copied / names[3], [var], read_index(copied / names[3]).member)
     with pytest.raises(ActiveZarrError, match="ends beyond"):
-        open_variables([copied / n for n in names], "tas")
+        open_variables([copied / n for n in names], ["tas"])
 
 
 def test_confine_with_shared_directories_still_resolves_each_file(tmp_path):
@@ -152,3 +156,56 @@ def test_confine_with_shared_directories_still_resolves_each_file(tmp_path):
     }
     with pytest.raises(ActiveZarrError, match="outside"):
         confine([str(inside / "b.nc")], [str(inside)], "here", memo)
+
+
+# -------------------------------------------------------------------------------- combine
+
+
+def mzz_refs(cat: Catalog, var: str) -> dict:
+    """kerchunk's MultiZarrToZarr over the same per-file indexes (what combine wrote before)."""
+    import json
+
+    from kerchunk.combine import MultiZarrToZarr
+
+    from activezarr.catalog.concat import layout
+
+    lay = layout(cat.entries, var, "time")
+    keep = {var, "time", "lat", "lon"}
+    refs = [
+        {k: v for k, v in json.loads(p.entry.index.read_text())["refs"].items()
+         if k.startswith(".z") or k.split("/")[0] in keep}
+        for p in lay.parts
+    ]  # fmt: skip
+    values = [lay.coordinate_values(p) for p in lay.parts]
+    mzz = MultiZarrToZarr(
+        refs, concat_dims=["time"], coo_map={"time": values}, identical_dims=["lat", "lon"],
+        remote_protocol="file", inline_threshold=0,
+    )  # fmt: skip
+    return mzz.translate()["refs"]
+
+
+@pytest.mark.parametrize("var", ["tas", "pr"])
+def test_combined_from_sidecars_equals_multizarrtozarr(series, tmp_path, var):
+    """Same references, metadata and time values as kerchunk's MultiZarrToZarr writes."""
+    import base64
+    import json
+
+    import numcodecs
+
+    _, cat = series
+    ours = json.loads(cat.combine(var, "time", out=tmp_path / "c.json").read_text())["refs"]
+    theirs = mzz_refs(cat, var)
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        if key.startswith("time/"):
+            continue
+        if key.endswith((".zarray", ".zattrs", ".zgroup")):
+            assert json.loads(ours[key]) == json.loads(value), key
+        else:
+            assert ours[key] == value, key
+    zarray = json.loads(theirs["time/.zarray"])
+    raw = base64.b64decode(theirs["time/0"].removeprefix("base64:"))
+    if zarray["compressor"]:
+        raw = numcodecs.get_codec(zarray["compressor"]).decode(raw)
+    mine = base64.b64decode(ours["time/0"].removeprefix("base64:"))
+    assert np.array_equal(np.frombuffer(mine, "<f8"), np.frombuffer(raw, "<f8"))

@@ -1,9 +1,11 @@
-"""Many per-file indexes to one virtual index along a dimension (kerchunk MultiZarrToZarr).
+"""Many per-file indexes to one virtual index along a dimension (what kerchunk's
+MultiZarrToZarr writes, made from the files' chunk tables).
 
 The combined index is plain kerchunk JSON (version 1) that ``Active``, fsspec, zarr and
 xarray open like any other. It holds the variable, the coordinate variables of its dimensions
-(the concatenated one rebuilt from every file's values) and pure ``[url, offset, length]``
-chunk references, nothing inlined from the sources. One zarr array has one chunk grid, so
+(the concatenated one rebuilt from every file's values, inline) and pure ``[url, offset,
+length]`` chunk references, nothing inlined from the sources. The chunk tables come from the
+files' sidecars and are joined with numpy; the JSON is written line by line as it is made. One zarr array has one chunk grid, so
 every file must have the same chunks and encoding, and every file but the last a length along
 the concatenated dimension that is a whole number of chunks; files that break this are named
 in an ``ActiveZarrError`` that points to ``Catalog.reduce``, which has no such limit.
@@ -13,18 +15,18 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ActiveZarrError
-from ..index.load import read_index
+from ..index.load import INLINE, MISSING, VariableIndex, open_variables, read_index
 from ..index.member import combined_member
-from ..index.refs import dumps_refs, write_atomic
-from .concat import Layout, _names, layout
+from ..index.refs import document_pieces, inline_bytes, json_attr, ref_item, write_atomic
+from .concat import Layout, _names, concatenate, layout
 from .progress import on_terminal
 from .store import record_combined
 
@@ -54,25 +56,41 @@ def default_name(var: str, dim: str) -> str:
 
 
 def combine(catalog: Catalog, var: str, concat_dim: str = "time", out=None) -> Path:
-    """Combine the catalog's entries holding ``var`` along ``concat_dim``; see the module."""
+    """Combine the catalog's entries holding ``var`` along ``concat_dim``; see the module.
+
+    The files' chunk tables come from their sidecars (``open_variables``) and are joined with
+    numpy (``concatenate``); the combined JSON is written as it is made, one line per chunk.
+    """
     lay = layout(catalog.entries, var, concat_dim)
     check_grid(lay)
+    indexes = [p.entry.index for p in lay.parts]
+    parquet = next((i for i in indexes if Path(i).is_dir()), None)
+    if parquet is not None:
+        raise ActiveZarrError(
+            f"{parquet} is a parquet index: combine writes JSON and reads JSON indexes only; "
+            "re-index as JSON or use Catalog.reduce, which reads any index"
+        )
+    _check_protocols(lay)
+    options = catalog.storage_options
+    first = read_index(str(indexes[0]), options)
     bar = on_terminal(len(lay.parts))
-    refs, members = [], []
-    for p in lay.parts:
-        refs.append(_load(p.entry.index, catalog.storage_options, members))
+    has_coord = f"{lay.dim}/.zarray" in first.refs and lay.parts[0].lo is not None
+    opened = open_variables(indexes, [var, lay.dim] if has_coord else [var], options)
+    variables = [row[0] for row in opened]
+    coords = [row[1] if has_coord else None for row in opened]
+    check_encoding(lay, variables)
+    values = []
+    for p, c in zip(lay.parts, coords, strict=True):
+        values.append(_values(lay, p, c, options))
         bar.step()
     bar.close()
-    check_encoding(lay, refs)
-    values = [
-        _values(lay, p, r, catalog.storage_options) for p, r in zip(lay.parts, refs, strict=True)
-    ]
     check_overlap(lay, values)
-    combined = _mzz(lay, [_keep(r, lay) for r in refs], values, catalog.storage_options)
+    joined = concatenate(variables, lay.parts[0].axis, f"combined {var}")
     target = Path(out) if out is not None else catalog.directory / default_name(var, concat_dim)
     names = {lay.variable, *lay.dims}
-    member = combined_member(members, names)  # attribute types and fills of the first file
-    write_atomic(target, dumps_refs(combined, member.to_json() if member else None))
+    member = combined_member([first.member], names)  # attribute types and fills of the first
+    items = _items(first.refs, lay, joined, np.concatenate(values) if has_coord else None)
+    write_atomic(target, document_pieces(items, member.to_json() if member else None))
     log.info("combined %d files of %s along %s into %s", len(lay.parts), var, concat_dim, target)
     if target.resolve().parent == catalog.directory.resolve():
         record_combined(
@@ -132,31 +150,16 @@ def check_grid(lay: Layout) -> None:
         )
 
 
-def _load(index: Path, storage_options: dict | None, members: list) -> dict[str, Any]:
-    if index.is_dir():
-        raise ActiveZarrError(
-            f"{index} is a parquet index: combine writes JSON and reads JSON indexes only; "
-            "re-index as JSON or use Catalog.reduce, which reads any index"
-        )
-    document = read_index(str(index), storage_options)
-    members.append(document.member)
-    refs = document.refs
-    return {k: json.loads(v) if k.endswith((".zarray", ".zattrs", ".zgroup")) and isinstance(
-        v, str) else v for k, v in refs.items()}  # fmt: skip
-
-
-def check_encoding(lay: Layout, refs: list[dict[str, Any]]) -> None:
+def check_encoding(lay: Layout, variables: list[VariableIndex]) -> None:
     """dtype, fill value, codecs and CF decoding attributes agree in every file."""
     var = lay.variable
 
-    def encoding(r):
-        z, a = r[f"{var}/.zarray"], r.get(f"{var}/.zattrs") or {}
-        keys = ("dtype", "fill_value", "filters", "compressor", "order")
-        return json.dumps(
-            [{k: z.get(k) for k in keys}, {k: a.get(k) for k in DECODING_ATTRS}], sort_keys=True
-        )
+    def encoding(v: VariableIndex):
+        attrs = {k: json_attr(v.attrs[k]) for k in DECODING_ATTRS if k in v.attrs}
+        fills = [json_attr(v.fill_value), json_attr(v.fill_attr), v.no_fill]
+        return json.dumps([v.dtype.str, fills, v.codecs, attrs], sort_keys=True)
 
-    codes = [encoding(r) for r in refs]
+    codes = [encoding(v) for v in variables]
     odd = [p.name for p, c in zip(lay.parts, codes, strict=True) if c != codes[0]]
     if odd:
         raise ActiveZarrError(
@@ -166,11 +169,11 @@ def check_encoding(lay: Layout, refs: list[dict[str, Any]]) -> None:
         )
 
 
-def _values(lay: Layout, part, refs: dict, storage_options: dict | None) -> np.ndarray:
+def _values(lay: Layout, part, coord: VariableIndex | None, storage_options) -> np.ndarray:
     """The coordinate values of one file, in the layout's units."""
-    if part.lo is None or f"{lay.dim}/.zarray" not in refs:
+    if coord is None:
         return np.arange(part.offset, part.offset + part.length, dtype=np.float64)
-    return lay.coordinate_values(part, storage_options, refs)
+    return lay.coordinate_values(part, storage_options, coord)
 
 
 def check_overlap(lay: Layout, values: list[np.ndarray]) -> None:
@@ -191,47 +194,65 @@ def check_overlap(lay: Layout, values: list[np.ndarray]) -> None:
             reach, last = float(v.max()), part.name
 
 
-def _keep(refs: dict[str, Any], lay: Layout) -> dict[str, Any]:
-    """Only the variable and the coordinate variables of its dimensions."""
-    names = {lay.variable} | {d for d in lay.dims if f"{d}/.zarray" in refs}
-    return {
-        k: json.dumps(v) if isinstance(v, dict) else v
-        for k, v in refs.items()
-        if k in (".zgroup", ".zattrs") or k.rsplit("/", 1)[0] in names
-    }
-
-
-def _mzz(lay: Layout, refs: list[dict], values: list[np.ndarray], storage_options) -> dict:
-    try:
-        from kerchunk.combine import MultiZarrToZarr
-    except ImportError as exc:  # pragma: no cover - kerchunk is a dependency
-        raise ActiveZarrError("combining needs kerchunk: pip install kerchunk") from exc
-    protocols = {u.split("://", 1)[0] if "://" in u else "file" for p in lay.parts
-                 for u in [p.entry.source]}  # fmt: skip
+def _check_protocols(lay: Layout) -> None:
+    protocols = {s.split("://", 1)[0] if "://" in s else "file" for s in
+                 (p.entry.source for p in lay.parts)}  # fmt: skip
     if len(protocols) > 1:
         raise ActiveZarrError(f"cannot combine sources from different stores: {protocols}")
-    identical = [d for d in lay.dims if d != lay.dim and f"{d}/.zarray" in refs[0]]
-    mzz = MultiZarrToZarr(
-        refs,
-        concat_dims=[lay.dim],
-        coo_map={lay.dim: list(values)},
-        identical_dims=identical,
-        remote_protocol=protocols.pop(),
-        remote_options=dict(storage_options or {}),
-        inline_threshold=0,
-    )
-    with warnings.catch_warnings():
-        # a single file of length one: "contains less than expected number of values"
-        warnings.filterwarnings("ignore", message="Concatenated coordinate", category=UserWarning)
-        out = mzz.translate()
-    return {k: _as_text(v) for k, v in out["refs"].items()}
 
 
-def _as_text(value):
-    """Metadata as dicts so that ``dumps_refs`` writes it readably; chunks unchanged."""
-    if isinstance(value, str) and value.startswith("{"):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
+def _items(
+    refs: dict[str, Any], lay: Layout, joined: VariableIndex, values: np.ndarray | None
+) -> Iterator[str]:
+    """The combined index's references as ``ref_item`` lines, in kerchunk's order: the
+    group, the concatenated coordinate (its values inline), the other dimensions' coordinate
+    variables as the first file has them, then the variable with its chunks."""
+    for key in (".zgroup", ".zattrs"):
+        if key in refs:
+            yield ref_item(key, refs[key])
+    dim = lay.dim
+    if values is not None:
+        yield ref_item(f"{dim}/.zarray", _coordinate_zarray(values.size))
+        if f"{dim}/.zattrs" in refs:
+            yield ref_item(f"{dim}/.zattrs", refs[f"{dim}/.zattrs"])
+        yield ref_item(f"{dim}/0", inline_bytes(values.astype("<f8").tobytes()))
+    for d in lay.dims:
+        if d != dim and f"{d}/.zarray" in refs:
+            yield from (ref_item(k, v) for k, v in refs.items() if k.rsplit("/", 1)[0] == d)
+    var = lay.variable
+    zarray = _meta_object(refs[f"{var}/.zarray"])
+    zarray["shape"] = list(joined.shape)
+    yield ref_item(f"{var}/.zarray", zarray)
+    if f"{var}/.zattrs" in refs:
+        yield ref_item(f"{var}/.zattrs", refs[f"{var}/.zattrs"])
+    yield from _chunk_items(joined, zarray.get("dimension_separator") or ".")
+
+
+def _coordinate_zarray(n: int) -> dict[str, Any]:
+    """The ``.zarray`` kerchunk writes for a concatenated coordinate: float64, one chunk."""
+    return {
+        "shape": [n], "chunks": [max(n, 1)], "dtype": "<f8", "fill_value": None,
+        "order": "C", "filters": None, "dimension_separator": ".", "compressor": None,
+        "zarr_format": 2,
+    }  # fmt: skip
+
+
+def _meta_object(value: Any) -> dict[str, Any]:
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+def _chunk_items(var: VariableIndex, sep: str) -> Iterator[str]:
+    """One ``"name/i.j.k":[url,offset,length]`` line per stored chunk, in grid order."""
+    grid = var.grid
+    stored = np.flatnonzero(var.url_ids != MISSING)
+    prefix = json.dumps(f"{var.name}/")[:-1]
+    urls = [json.dumps(u) for u in var.urls]
+    coords = [c.tolist() for c in np.unravel_index(stored, grid)] if grid else [[0] * stored.size]
+    ids, offsets, sizes = (var.url_ids[stored].tolist(), var.offsets[stored].tolist(),
+                           var.sizes[stored].tolist())  # fmt: skip
+    for k, (flat, uid) in enumerate(zip(stored.tolist(), ids, strict=True)):
+        key = sep.join(str(c[k]) for c in coords)
+        if uid == INLINE:
+            yield f'{prefix}{key}":{json.dumps(inline_bytes(var.inline[flat]))}'
+        else:
+            yield f'{prefix}{key}":[{urls[uid]},{offsets[k]},{sizes[k]}]'

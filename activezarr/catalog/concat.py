@@ -225,6 +225,7 @@ def concatenate(variables: list[VariableIndex], axis: int, source: str) -> Varia
     grid = chunk_grid(tuple(shape), first.chunks)
     start = 0  # where each variable starts along axis, in chunks
     for v, g in zip(variables, grids, strict=True):
+        v.load_chunks()  # the whole table (a no-op unless read lazily)
         ids = v.url_ids
         tables["url_ids"].append(np.where(ids >= 0, ids + len(urls), ids).reshape(g))
         tables["offsets"].append(v.offsets.reshape(g))

@@ -207,12 +207,12 @@ def _open(tasks: list[FileTask], var: str, options: dict) -> list[VariableIndex 
     local = [i for i, t in enumerate(tasks) if not is_remote(str(t.part.entry.index))]
     loaded = open_variables(
         [tasks[i].part.entry.index for i in local],
-        var,
+        [var],
         options.get("storage_options"),
         options.get("allow_paths", ()),
     )
     out: list[VariableIndex | None] = [None] * len(tasks)
-    for i, v in zip(local, loaded, strict=True):
+    for i, (v,) in zip(local, loaded, strict=True):
         out[i] = v
     return out
 
@@ -243,8 +243,8 @@ def _groups(tasks: list[FileTask], variables: list, limit: int) -> list[list[int
 
 def _continues(before: FileTask, prev, task: FileTask, var) -> bool:
     """Whether ``task`` reduces as the continuation of ``before`` in one variable."""
-    if prev is None or var is None:
-        return False
+    if prev is None or var is None or prev.loader is not None or var.loader is not None:
+        return False  # (a parquet index reads its rows lazily: it goes on its own)
     ax = task.part.axis
     a, b = before.selection[ax], task.selection[ax]
     if not isinstance(a, slice) or not isinstance(b, slice) or a.step != b.step:

@@ -26,6 +26,8 @@ import logging
 import mmap
 import os
 import struct
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -164,10 +166,10 @@ def load(index: Path, variable: str, source: str):
     date or failing the checks. The caller still checks the chunk table against the sources
     (``load.check_variable``)."""
     try:
-        found = _read(index, variable, json.loads, object_hook=_decode)
-        if found is None:
+        found = _read(index, [variable], partial(json.loads, object_hook=_decode))
+        if found is None or found[1][0] is None:
             return None
-        meta, entry, tables = found
+        meta, ((entry, tables),) = found
         return _from_entry(variable, source, meta, entry, tables)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as exc:
         log.info("index cache of %s ignored (%s)", index, exc)
@@ -177,89 +179,98 @@ def load(index: Path, variable: str, source: str):
 PER_FILE = ("urls", "tables", "inline")  # what differs between files of one archive
 
 
-def load_many(indexes: list[str], variable: str) -> list[tuple[Any, Any] | None]:
-    """``load`` of ``variable`` from many indexes, each ``(VariableIndex, Member)`` or None.
+def load_many(indexes: list[str], names: Sequence[str]) -> list[list[tuple[Any, Any] | None]]:
+    """``load`` of the variables ``names`` from many indexes: per index, per name,
+    ``(VariableIndex, Member)`` or None.
 
     Files of one archive usually share everything but their URLs and chunk tables: the
-    header of each is parsed (orjson when installed) and compared with those already
+    header of each is parsed once (orjson when installed) and compared with those already
     checked, and only a variable whose metadata is new goes through ``_from_entry``'s checks;
     the others reuse the checked metadata with their own URLs, tables and sources.
     """
-    checked: list[tuple[dict, dict, Any]] = []  # (shared metadata, member, VariableIndex)
-    out: list[tuple[Any, Any] | None] = []
+    checked: dict[str, list[tuple[dict, dict, Any]]] = {n: [] for n in names}
+    out = []
     for index in indexes:
         try:
-            out.append(_load_shared(index, variable, checked))
+            out.append(_load_shared(index, names, checked))
         except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as exc:
             log.info("index cache of %s ignored (%s)", index, exc)
-            out.append(None)
+            out.append([None] * len(names))
     return out
 
 
-def _load_shared(index: str, variable: str, checked: list):
-    found = _read(index, variable, loads)
+def _load_shared(index: str, names: Sequence[str], checked: dict) -> list:
+    found = _read(index, names, loads)
     if found is None:
-        return None
-    meta, entry, tables = found
-    shared = {k: v for k, v in entry.items() if k not in PER_FILE}
-    member = meta["member"]
-    common = {k: v for k, v in member.items() if k != "sources"} if member else member
-    for seen, seen_member, template in checked:
-        if seen == shared and seen_member == common:
-            break
-    else:
-        decoded = json.loads(json.dumps(meta), object_hook=_decode)  # numpy attributes back
-        template = _from_entry(
-            variable, str(index), decoded, decoded["variables"][variable], tables
-        )[0]
-        checked.append((shared, common, template))
+        return [None] * len(names)
+    meta, entries = found
     from .member import parse_member
 
+    member = meta["member"]
     recorded = parse_member(member, f"index cache of {index}")
     if not recorded.sources:
-        return None  # no sources recorded: the caller opens it the usual way
-    _check_tables(entry, tables, template.n_chunks)
-    var = dataclasses.replace(
-        template,
-        source=str(index),
-        urls=[str(u) for u in entry["urls"]],
-        inline={int(k): decode_inline(v) for k, v in entry["inline"].items()},
-        **tables,
-    )
-    return var, recorded
+        return [None] * len(names)  # no sources recorded: the caller opens it the usual way
+    common = {k: v for k, v in member.items() if k != "sources"}
+    out = []
+    for name, (entry, tables) in zip(names, entries, strict=True):
+        if entry is None:
+            out.append(None)
+            continue
+        shared = {k: v for k, v in entry.items() if k not in PER_FILE}
+        for seen, seen_member, template in checked[name]:
+            if seen == shared and seen_member == common:
+                break
+        else:
+            decoded = json.loads(json.dumps(meta), object_hook=_decode)  # numpy values back
+            template = _from_entry(name, index, decoded, decoded["variables"][name], tables)[0]
+            checked[name].append((shared, common, template))
+        _check_tables(entry, tables, template.n_chunks)
+        var = dataclasses.replace(
+            template,
+            source=str(index),
+            urls=[str(u) for u in entry["urls"]],
+            inline={int(k): decode_inline(v) for k, v in entry["inline"].items()},
+            **tables,
+        )
+        out.append((var, recorded))
+    return out
 
 
-def _read(index: str | Path, variable: str, parse, **options):
-    """``(header, variable entry, tables)`` from the sidecar of ``index``, or None when it is
-    absent, out of date or lacks the variable."""
+def _read(index: str | Path, names: Sequence[str], parse):
+    """``(header, [(entry, tables) of each name])`` from the sidecar of ``index`` (``(None,
+    None)`` for a name it lacks), or None when the sidecar is absent or out of date."""
     with open(_cache_path(index), "rb") as fh:
         magic, version, length = PREAMBLE.unpack(fh.read(PREAMBLE.size))
         if magic != MAGIC or version != FORMAT or length > 2**31:
             return None
-        text = fh.read(length)
-        meta = parse(text, **options) if options else parse(text)
+        meta = parse(fh.read(length))
         if meta["stamp"] != _stamp(index):
             return None
-        entry = meta["variables"].get(variable)
-        if entry is None:
-            return None
-        base = PREAMBLE.size + length
-        spans = entry["tables"]
-        total = sum(n * TABLE_DTYPES[f].itemsize for f, (_, n) in spans.items())
-        if total > MAP_ABOVE:
-            buffer = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-            offset = base
-        else:
-            first = min(at for at, _ in spans.values())
-            last = max(at + n * TABLE_DTYPES[f].itemsize for f, (at, n) in spans.items())
-            fh.seek(base + first)
-            buffer = fh.read(last - first)
-            offset = -first
-        tables = {
-            field: np.frombuffer(buffer, TABLE_DTYPES[field], n, offset + at)
-            for field, (at, n) in spans.items()
-        }
-    return meta, entry, tables
+        out = []
+        for name in names:
+            entry = meta["variables"].get(name)
+            tables = None if entry is None else _tables(fh, PREAMBLE.size + length, entry)
+            out.append((entry, tables))
+    return meta, out
+
+
+def _tables(fh, base: int, entry: dict) -> dict[str, np.ndarray]:
+    """The three tables of one variable: memory-mapped when large, else read in one call."""
+    spans = entry["tables"]
+    total = sum(n * TABLE_DTYPES[f].itemsize for f, (_, n) in spans.items())
+    if total > MAP_ABOVE:
+        buffer = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        offset = base
+    else:
+        first = min(at for at, _ in spans.values())
+        last = max(at + n * TABLE_DTYPES[f].itemsize for f, (at, n) in spans.items())
+        fh.seek(base + first)
+        buffer = fh.read(last - first)
+        offset = -first
+    return {
+        field: np.frombuffer(buffer, TABLE_DTYPES[field], n, offset + at)
+        for field, (at, n) in spans.items()
+    }
 
 
 def _check_tables(entry: dict, tables: dict, n: int) -> None:

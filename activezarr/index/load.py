@@ -630,29 +630,33 @@ def open_variable(
 
 def open_variables(
     indexes: Sequence[str | Path],
-    name: str,
+    names: Sequence[str],
     storage_options: dict | None = None,
     allow_paths: Sequence[str | os.PathLike] = (),
-) -> list[VariableIndex]:
-    """``open_variable`` of many local indexes of one archive, in order, each checked.
+) -> list[list[VariableIndex]]:
+    """``open_variable`` of the variables ``names`` of many local indexes of one archive: per
+    index, one checked ``VariableIndex`` per name.
 
-    Sidecars are read with ``cache.load_many`` (metadata shared between files is checked
-    once) and confinement resolves each directory once; an index without a usable sidecar
-    opens the usual way.
+    Sidecars are read with ``cache.load_many`` (each header parsed once, metadata shared
+    between files checked once) and confinement resolves each directory once; a variable
+    without a usable sidecar opens the usual way.
     """
     from . import cache
 
-    found = cache.load_many([local_path(os.fspath(i)) for i in indexes], name)
+    found = cache.load_many([local_path(os.fspath(i)) for i in indexes], names)
     realpaths: dict[str, str] = {}
     out = []
-    for index, hit in zip(indexes, found, strict=True):
-        if hit is None:
-            out.append(open_variable(index, name, storage_options, allow_paths))
-            continue
-        var, member = hit
-        doc = IndexDocument(os.fspath(index), {}, member, "file")
-        check_variable(var, doc, allow_paths, realpaths)
-        out.append(var)
+    for index, hits in zip(indexes, found, strict=True):
+        row = []
+        for name, hit in zip(names, hits, strict=True):
+            if hit is None:
+                row.append(open_variable(index, name, storage_options, allow_paths))
+                continue
+            var, member = hit
+            doc = IndexDocument(os.fspath(index), {}, member, "file")
+            check_variable(var, doc, allow_paths, realpaths)
+            row.append(var)
+        out.append(row)
     return out
 
 

@@ -6,6 +6,7 @@ import base64
 import itertools
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,6 @@ except ImportError:  # optional (extra "fast"): the standard library parses the 
 
 META_NAMES = (".zgroup", ".zarray", ".zattrs")
 
-# ``json.dumps(value, separators=(",", ":"))``, without building an encoder per call
-compact_json = json.JSONEncoder(separators=(",", ":")).encode
-
 
 def loads(data: bytes | str) -> Any:
     """Parse JSON with orjson when installed (several times faster), falling back to the
@@ -32,6 +30,10 @@ def loads(data: bytes | str) -> Any:
         except orjson.JSONDecodeError:
             pass
     return json.loads(data)
+
+
+# ``json.dumps(value, separators=(",", ":"))``, without building an encoder per call
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def is_meta_key(key: str) -> bool:
@@ -124,9 +126,12 @@ def create_temporary(path: Path, mode: int = 0o666) -> tuple[int, Path]:
             continue
 
 
-def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> os.stat_result:
-    """Write ``data`` to ``path`` through a temporary file and a rename; return the new
-    file's status (size and modification time, as ``os.stat(path)`` gives them after).
+def write_atomic(
+    path: Path, data: str | bytes | Iterable[str], *, durable: bool = True
+) -> os.stat_result:
+    """Write ``data`` (or its pieces, as they come) to ``path`` through a temporary file and
+    a rename; return the new file's status (size and modification time, as ``os.stat(path)``
+    gives them after).
 
     A crash leaves either the old file or the new one, never half of either. ``durable``
     also flushes the file to disk before the rename (a power cut cannot lose it); indexing
@@ -139,9 +144,10 @@ def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> os.s
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = create_temporary(path)
     try:
-        view = memoryview(data.encode() if isinstance(data, str) else data)
-        while view:
-            view = view[os.write(fd, view) :]
+        for piece in _blocks(data):
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(fd, view) :]
         if durable:
             os.fsync(fd)
         status = os.fstat(fd)
@@ -156,6 +162,23 @@ def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> os.s
         raise
 
 
+def _blocks(data: str | bytes | Iterable[str], size: int = 1 << 20) -> Iterator[bytes]:
+    """``data`` as bytes, pieces gathered into blocks of about ``size`` bytes."""
+    if isinstance(data, str | bytes):
+        yield data.encode() if isinstance(data, str) else data
+        return
+    block: list[str] = []
+    held = 0
+    for piece in data:
+        block.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield "".join(block).encode()
+            block, held = [], 0
+    if block:
+        yield "".join(block).encode()
+
+
 MEMBER = "activezarr"  # our top-level member next to "refs": kerchunk readers ignore it
 
 
@@ -165,10 +188,20 @@ def dumps_document(items: list[str], member: dict[str, Any] | None = None) -> st
     The member comes after ``refs``: kerchunk readers (fsspec, VirtualiZarr) ignore top-level
     members they do not know.
     """
+    return "".join(document_pieces(items, member))
+
+
+def document_pieces(items: Iterable[str], member: dict[str, Any] | None = None) -> Iterator[str]:
+    """``dumps_document`` piece by piece, for ``write_atomic`` to stream to disk."""
+    yield '{"version":1,"refs":{\n'
+    sep = ""
+    for item in items:
+        yield sep + item
+        sep = ",\n"
     tail = "\n}"
     if member is not None:
         tail += f',\n"{MEMBER}":' + compact_json(member)
-    return '{"version":1,"refs":{\n' + ",\n".join(items) + tail + "}\n"
+    yield tail + "}\n"
 
 
 def dumps_refs(refs: dict[str, Any], member: dict[str, Any] | None = None) -> str:
