@@ -13,7 +13,7 @@ import itertools
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -28,9 +28,10 @@ from .index.load import INLINE, MISSING, VariableIndex, open_variable
 from .index.sources import is_remote, is_source_file
 from .plan import ChunkPlan, DimSelection, normalize_selection, plan_chunks, small_pieces
 from .reduction.missing import MissingRule, Packing, storage_dtype
-from .reduction.partials import OPS, Accumulator, Op, ReductionSpec, reduce_block
+from .reduction.partials import OPS, Accumulator, Groups, Op, ReductionSpec, reduce_block
 
-BATCH_BYTES = 16 * 2**20  # decoded bytes one batch of whole chunks may hold
+BATCH_BYTES = 16 * 2**20  # bytes one batch of whole uncompressed chunks may hold
+DECODED_BATCH_BYTES = 2**20  # ... of compressed chunks, decoded (each thread holds one)
 BATCH_ROWS = 64  # partly selected chunks per batch
 SMALL_CHUNKS = 8  # a selection touching at most this many chunks ...
 SMALL_VALUES = 1 << 16  # ... and values is read inline, without planning tables or threads
@@ -359,30 +360,56 @@ class Active:
     def count(self) -> Reduction:
         return Reduction(self, "count")
 
-    def reduce(self, op: Op, selection=(), axis=None, components: bool = False):
-        """Reduce ``selection`` with ``op`` over ``axis`` (all axes when None)."""
+    def reduce(self, op: Op, selection=(), axis=None, components: bool = False, groups=None):
+        """Reduce ``selection`` with ``op`` over ``axis`` (all axes when None).
+
+        ``groups`` (a ``reduction.partials.Groups`` over a reduced dimension, local backend
+        only) keeps one result per group along a new leading axis, in the same one pass over
+        the chunks: monthly climatologies, seasonal means.
+        """
         if op not in OPS:
             raise ActiveZarrError(f"unknown operation {op!r}; use one of {', '.join(OPS)}")
         sel = normalize_selection(selection, self.shape, self.dimensions)
         spec = self._spec(op, sel, axis)
         kept = spec.kept_axes
-        values = self._small_values(sel, reducing=True)
+        groups = self._groups(groups, sel, spec)
+        values = None if groups else self._small_values(sel, reducing=True)
         if values is not None:  # a few chunks: inline, no planning tables, no thread pool
             part = reduce_block(values, self.rule.mask(values), spec, spec.reduce_axes)
             acc = Accumulator.of(spec, part)
         else:
             plan = plan_chunks(sel, self.shape, self.chunks)
-            job = self._job(plan, spec)
-            acc = Accumulator(tuple(sel[d].size for d in kept), spec)
+            job = replace(self._job(plan, spec), groups=groups)
+            lead = (groups.n,) if groups else ()
+            acc = Accumulator(lead + tuple(sel[d].size for d in kept), spec)
             self.stats = RunStats()
             for where, part in self._run(job, plan, reducing=True):
                 acc.add(where, part)
         result = acc.finalize(self.packing, components)
-        flips = tuple(i for i, d in enumerate(kept) if sel[d].reverse)
+        flips = tuple(i + bool(groups) for i, d in enumerate(kept) if sel[d].reverse)
         if flips:
             flip = lambda a: np.flip(a, axis=flips)
             result = {k: flip(v) for k, v in result.items()} if components else flip(result)
         return result
+
+    def _groups(self, groups: Groups | None, sel, spec: ReductionSpec) -> Groups | None:
+        """``groups`` checked against the selection, its codes in increasing index order."""
+        if groups is None:
+            return None
+        g = groups.axis
+        if g not in spec.reduce_axes or sel[g].drop:
+            raise ActiveZarrError(f"groups run along a reduced dimension, not dimension {g}")
+        if self.backend is not self.local:
+            raise ActiveZarrError(
+                "grouped reductions run on the local backend; reduce each group's selection "
+                f"on {self.backend.name!r} instead"
+            )
+        codes = np.asarray(groups.codes, dtype=np.int64).reshape(-1)
+        if codes.size != sel[g].size:
+            raise ActiveZarrError(
+                f"{codes.size} group codes for {sel[g].size} selected positions of dimension {g}"
+            )
+        return Groups(g, codes[::-1] if sel[g].reverse else codes, int(groups.n))
 
     def _spec(self, op: Op, sel: tuple[DimSelection, ...], axis) -> ReductionSpec:
         """The reduction of ``op`` over ``axis`` of a selection (cached per distinct key)."""
@@ -549,7 +576,8 @@ class Active:
         """Plan rows in batches that share one in-chunk selection, in file order.
 
         Rows with the same selection pattern (all whole chunks; the edge chunks of each side)
-        form one stack for the backend; each batch holds at most ``BATCH_BYTES`` of chunks.
+        form one stack for the backend; each batch holds at most ``BATCH_BYTES`` of chunks
+        (``DECODED_BATCH_BYTES`` once decoded: the stack a thread decodes into).
         """
         var = self.index
         flat = plan.flat_chunk_ids(var.grid)
@@ -561,10 +589,15 @@ class Active:
             rows = np.arange(url_ids.size)  # unwritten chunks hold valid (unmasked) fill
         else:
             rows = np.flatnonzero(stored)
+        if job.groups is not None:  # chunks wholly outside every group are not read
+            g = job.groups.axis
+            seen = np.r_[0, np.cumsum(job.groups.codes >= 0)]
+            rows = rows[seen[plan.out_stop[rows, g]] > seen[plan.out_start[rows, g]]]
         if not rows.size:
             return
         chunk_bytes = int(np.prod(var.chunks, dtype=np.int64)) * var.dtype.itemsize
-        per_batch = max(1, BATCH_BYTES // max(chunk_bytes, 1))
+        budget = DECODED_BATCH_BYTES if job.codecs else BATCH_BYTES
+        per_batch = max(1, budget // max(chunk_bytes, 1))
         if reducing and getattr(self.backend, "max_batch_rows", None):
             per_batch = min(per_batch, self.backend.max_batch_rows)
         group = plan.signature[rows]

@@ -35,6 +35,7 @@ def client():
 def small_batches(monkeypatch):
     """Eight 48-byte chunks per batch, so that a small file makes many dask tasks."""
     monkeypatch.setattr(activezarr.active, "BATCH_BYTES", 8 * 48)
+    monkeypatch.setattr(activezarr.active, "DECODED_BATCH_BYTES", 8 * 48)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,7 @@ def test_index_many_and_catalog_reduce_on_dask(client, monkeypatch, tmp_path):
     assert len(cat) == 12 and all(e.coords["time"]["size"] == 4 for e in cat)
     want_all = oracle_concat(paths, "tas")
     monkeypatch.setattr(activezarr.active, "BATCH_BYTES", 2 * 48)  # 4 tasks per small file
+    monkeypatch.setattr(activezarr.active, "DECODED_BATCH_BYTES", 2 * 48)
     with distributed.get_task_stream(client) as stream:
         for op in OPS:
             got = cat.reduce("tas", op, axis=0, executor=client)

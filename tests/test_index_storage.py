@@ -217,3 +217,30 @@ def test_zlib_chunks_decode_the_same_with_and_without_libdeflate(tmp_path, monke
     for op in ("mean", "max", "count"):
         expected = oracle_reduce(REAL_DIR / "test1.nc", "tas", op, (slice(1, 9), slice(3, -3)))
         assert_same(active.reduce(op, (slice(1, 9), slice(3, -3))), expected, op)
+
+
+@pytest.mark.parametrize("blosc", [True, False])
+def test_shuffle_undone_as_numcodecs_does(monkeypatch, blosc):
+    """The shuffle decoder (c-blosc's unshuffle, or numpy without it) gives numcodecs'
+    ``Shuffle`` bytes for every element size and length, also into a given buffer; lengths
+    that are not whole elements are refused as numcodecs refuses them."""
+    import numcodecs
+
+    from activezarr.backends import local
+
+    if not blosc:
+        monkeypatch.setattr(local, "_blosc_decompress", lambda: None)
+    rng = np.random.default_rng(3)
+    for k in (2, 3, 4, 8, 16):
+        decoder = local._decoder({"id": "shuffle", "elementsize": k}, 0)
+        assert isinstance(decoder, local.ByteUnshuffle)
+        assert (decoder._blosc is not None) is blosc
+        for n in (0, 1, 7, 18432, 1 << 18):
+            raw = rng.integers(0, 256, n * k, dtype=np.uint8)
+            shuffled = bytes(numcodecs.Shuffle(k).encode(raw))
+            assert np.array_equal(decoder.decode(shuffled), raw)
+            out = np.empty(n * k, np.uint8)
+            decoder.decode(shuffled, out=out)
+            assert np.array_equal(out, raw)
+        with pytest.raises(ValueError, match="multiple"):
+            decoder.decode(b"\0" * (k + 1))

@@ -327,16 +327,20 @@ def test_readme_xarray_section_runs(tmp_path, monkeypatch):
     assert namespace["tas"].sizes["time"] == 3653
 
 
-@pytest.mark.parametrize("window_steps", [20, 45, 100])
-def test_groupby_windows_and_runs_agree(series, monkeypatch, window_steps):
-    """The one-pass windowed fold (any window size) and the per-group runs give xarray's answer."""
-    from activezarr.xarray import groups
+GROUPED_PICKS = {
+    "whole": lambda da: da,
+    "slices": lambda da: da.isel(time=slice(7, None), lon=slice(1, 7)),
+    "step": lambda da: da.isel(time=slice(None, None, -2), lat=slice(1, 5)),
+    "labels": lambda da: da.isel(time=[400, 3, 4, 5, 90, 91, 700, 2, 365], lon=[0, 3, 1]),
+}
 
+
+@pytest.mark.parametrize("pick", list(GROUPED_PICKS))
+def test_groupby_one_pass_and_runs_agree(series, pick):
+    """The one-pass fold by group codes (chunks of 45 days cut across seasons) and the
+    per-group runs (the remote path) give xarray's answer."""
     ds, ref = _pair(series, "daily_noleap")
-    da = ds.tas.isel(time=slice(7, None), lon=slice(1, 7))
-    expected_da = ref.tas.isel(time=slice(7, None), lon=slice(1, 7))
-    cells = da.sizes["lat"] * da.sizes["lon"]
-    monkeypatch.setattr(groups, "WINDOW_BYTES", cells * 16 * window_steps)
+    da, expected_da = GROUPED_PICKS[pick](ds.tas), GROUPED_PICKS[pick](ref.tas)
     grouped = da.active.groupby("time.season")
     for op in ("mean", "sum", "min", "max", "count"):
         expected = getattr(expected_da.groupby("time.season"), op)(
@@ -344,12 +348,13 @@ def test_groupby_windows_and_runs_agree(series, monkeypatch, window_steps):
         )
         assert_like_xarray(getattr(grouped, op)(), expected, op, "time")
         target = da.active._target()
+        assert grouped._one_pass(target)
         runs = grouped._by_runs(target, ["time"], op)
-        windowed = grouped._windowed(target, ["time"], op)
-        np.testing.assert_array_equal(runs.count, windowed.count)
+        codes = grouped._by_codes(target, ["time"], op)
+        np.testing.assert_array_equal(runs.count, codes.count)
         if op != "count":
             valid = runs.count > 0
-            np.testing.assert_allclose(runs.value[valid], windowed.value[valid], rtol=1e-12)
+            np.testing.assert_allclose(runs.value[valid], codes.value[valid], rtol=1e-12)
 
 
 def test_dask_backed_data_located_by_coordinates(series):
@@ -373,15 +378,26 @@ def test_dask_backed_data_located_by_coordinates(series):
             (ds.tas * 2).active(index=index).mean("time")
 
 
-def test_selections_cut_to_bound_partials(series, monkeypatch):
-    """Many chunks with big per-chunk partials: the selection is cut along a reduced dimension
-    (memory stays bounded) and the pieces add up to xarray's answer."""
-    from activezarr.xarray import partials
-
-    monkeypatch.setattr(partials, "PARTIALS_BYTES", 2000)
+def test_chunks_in_one_output_block_leave_a_batch_as_one_partial(series):
+    """A time mean over many time chunks: the local backend adds up the chunks of a batch
+    that land in the same output block, so a batch returns one partial per block, not per
+    chunk; reversed steps and label lists agree with xarray."""
     ds, ref = _pair(series, "daily_standard")
+    active = ds.tas.active._target().active
+    seen = []
+    reduce = active.local.reduce
+
+    def counting(job, batch, stats=None):
+        parts = reduce(job, batch, stats)
+        seen.append((len(batch), len(parts)))
+        return parts
+
+    active.local.reduce = counting  # an observer: the real backend still does the work
+    got = ds.tas.active.mean("time")
+    assert_like_xarray(got, ref.tas.mean("time"), "mean", "time")
+    blocks = 2 * 2  # (6, 8) cells in (3, 4) chunks
+    assert sum(n for n, _ in seen) > blocks and all(parts <= blocks for _, parts in seen)
     for pick in (
-        lambda da: da,
         lambda da: da.isel(time=slice(None, None, -3), lat=[0, 1, 2, 5]),
         lambda da: da.isel(time=slice(500, 20, -1)),
     ):

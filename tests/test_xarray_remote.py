@@ -75,6 +75,7 @@ def test_accessor_runs_on_a_dask_cluster(tmp_path, monkeypatch):
     from tests.xarray_files import write_series
 
     monkeypatch.setattr(activezarr.active, "BATCH_BYTES", 4 * 45 * 12 * 4)  # a few chunks each
+    monkeypatch.setattr(activezarr.active, "DECODED_BATCH_BYTES", 4 * 45 * 12 * 4)
     nc = write_series(tmp_path / "tas.nc", calendar="noleap", years=2)
     index = activezarr.build_index(nc, out=tmp_path / "indexes")
     local = activezarr.open_dataset(index)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..reduction.missing import MissingRule, Packing
-from ..reduction.partials import Partial, ReductionSpec
+from ..reduction.partials import Groups, Partial, ReductionSpec
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Job:
     fill_value: object
     attrs: dict = field(default_factory=dict)
     fill: np.ndarray | None = None  # the value unwritten chunks hold, in view_dtype
+    groups: Groups | None = None  # partials kept per group along one reduced dimension
 
 
 @dataclass

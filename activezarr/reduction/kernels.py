@@ -5,7 +5,8 @@ stay in the CPU cache, so the missing-value test and the reduction read each blo
 memory once; a block with nothing to mask is reduced with plain numpy calls (``where=`` is
 several times slower and is used only for blocks that need it). ``FlatReducer`` keeps the
 running statistics, so blocks can come from anywhere: an array, or a file streamed through a
-small buffer.
+small buffer. ``reduce_rows`` reduces a stack of chunks that keep some axes: rows landing in
+the same output block (and group, for grouped reductions) in one numpy pass.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .missing import MissingRule
-from .partials import Partial, ReductionSpec, extreme_identity, reduce_block
+from .partials import Groups, Partial, ReductionSpec, extreme_identity, reduce_block
 
 BLOCK = 1 << 16  # elements per cache block (512 KB of float64)
 
@@ -132,3 +133,96 @@ def reduce_masked(
     if test is not None and data.size and clean_edge(data, test) is not None:
         return reduce_block(data, None, spec, axes)
     return reduce_block(data, rule.mask(data), spec, axes)
+
+
+def reduce_rows(
+    data: np.ndarray,
+    rule: MissingRule,
+    spec: ReductionSpec,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    groups: Groups | None = None,
+    spans: np.ndarray | None = None,
+) -> list[tuple[tuple, Partial]]:
+    """``(output block, Partial)`` pairs of a stack of chunk selections, rows that land in
+    the same block (and group) reduced together in one numpy pass.
+
+    ``data[i]`` is one chunk's selected values (every stored dimension present); it lands at
+    ``starts[i, j]:stops[i, j]`` along the ``j``-th kept dimension and, with ``groups``, covers
+    ``spans[i, 0]:spans[i, 1]`` of the grouped dimension. A block is ``(group, ..., *slices)``
+    with groups, ``slices`` without. A row whose positions fall into several groups is reduced
+    with the grouped dimension kept and split at group changes; rows in no group are skipped.
+    """
+    axes = tuple(a + 1 for a in spec.reduce_axes)
+    keys = np.concatenate([starts, stops], axis=1)
+    mixed: list[int] = []
+    if groups is not None:
+        row_group = groups.codes[spans[:, 0]]
+        same = groups.run_ids()
+        split = same[spans[:, 0]] != same[spans[:, 1] - 1]  # the row spans group changes
+        row_group[split] = -2
+        mixed = np.flatnonzero(split).tolist()
+        keys = np.concatenate([row_group[:, None], keys], axis=1)
+        wanted = np.flatnonzero(row_group >= 0)
+    else:
+        wanted = np.arange(len(data))
+    if wanted.size and (keys[wanted] == keys[wanted[0]]).all():  # the usual: one block
+        uniq, inverse = keys[wanted[:1]], np.zeros(wanted.size, dtype=np.int64)
+    else:
+        uniq, inverse = np.unique(keys[wanted], axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    out = []
+    if uniq.shape[0] == len(data):  # every row its own block: one pass, split by row
+        part = reduce_masked(data, rule, spec, axes)
+        for i in range(len(data)):
+            out.append((_block(keys[i], groups), row_of(part, i)))
+    else:
+        for k in range(uniq.shape[0]):
+            rows = wanted[inverse == k]
+            first, last = int(rows[0]), int(rows[-1]) + 1
+            sub = data[first:last] if last - first == rows.size else data[rows]
+            out.append((_block(uniq[k], groups), reduce_masked(sub, rule, spec, (0, *axes))))
+    for i in mixed:
+        out += _split_groups(data[i], rule, spec, keys[i, 1:], groups, spans[i])
+    return out
+
+
+def _block(key: np.ndarray, groups: Groups | None) -> tuple:
+    """A row key (``[group,] starts..., stops...``) as the block it lands in."""
+    key = key.tolist()
+    if groups is not None:
+        group, key = key[0], key[1:]
+    half = len(key) // 2
+    slices = tuple(slice(a, b) for a, b in zip(key[:half], key[half:], strict=True))
+    return slices if groups is None else (group, ..., *slices)
+
+
+def row_of(part: Partial, i: int) -> Partial:
+    """Row ``i`` of a partial of a stack (views)."""
+    pick = lambda a: None if a is None else a[i]
+    return Partial(part.count[i], pick(part.sum), pick(part.min), pick(part.max))
+
+
+def _split_groups(row, rule, spec, bounds, groups: Groups, span) -> list[tuple[tuple, Partial]]:
+    """One chunk's selection spanning several groups: reduced with the grouped dimension
+    kept, then each run of equal group codes folded."""
+    g = groups.axis
+    axes = tuple(a for a in spec.reduce_axes if a != g)
+    part = reduce_masked(row, rule, spec, axes)
+    at = sum(1 for a in spec.kept_axes if a < g)  # where the grouped dimension is left
+    codes = groups.codes[span[0] : span[1]]
+    cuts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    fold = {"count": np.add, "sum": np.add, "min": np.minimum, "max": np.maximum}
+    runs = {}
+    for name, ufunc in fold.items():
+        values = getattr(part, name)
+        if values is not None:
+            runs[name] = ufunc.reduceat(np.moveaxis(values, at, 0), cuts, axis=0)
+    half = len(bounds) // 2
+    slices = tuple(slice(int(a), int(b)) for a, b in zip(bounds[:half], bounds[half:], strict=True))
+    out = []
+    for r, code in enumerate(codes[cuts].tolist()):
+        if code >= 0:
+            picked = {name: values[r] for name, values in runs.items()}
+            out.append(((code, ..., *slices), Partial(**picked)))
+    return out

@@ -100,6 +100,28 @@ class ReductionSpec:
         return self.stored_extreme == "max"
 
 
+@dataclass(frozen=True, eq=False)
+class Groups:
+    """Groups along one reduced dimension (months of a time axis, say): a reduction with
+    ``Groups`` keeps one partial per group, along a new leading axis of the result.
+
+    ``codes[i]`` is the group of the ``i``-th selected position along stored dimension
+    ``axis`` (in increasing index order), -1 when it belongs to no group.
+    """
+
+    axis: int
+    codes: np.ndarray
+    n: int
+
+    def run_ids(self) -> np.ndarray:
+        """For each position, the number of group changes before it (equal ids: one run)."""
+        found = getattr(self, "_runs", None)
+        if found is None:
+            found = np.r_[0, np.cumsum(self.codes[1:] != self.codes[:-1])]
+            object.__setattr__(self, "_runs", found)
+        return found
+
+
 @dataclass
 class Partial:
     """Statistics of one block of the output (arrays shaped like that block)."""
@@ -159,6 +181,10 @@ class Accumulator:
         acc.spec = spec
         acc.count, acc.sum, acc.min, acc.max = part.count, part.sum, part.min, part.max
         return acc
+
+    def partial(self) -> Partial:
+        """The running statistics as one ``Partial``."""
+        return Partial(self.count, self.sum, self.min, self.max)
 
     def add(self, where: tuple[slice, ...], part: Partial) -> None:
         """Fold ``part`` into the output block ``where``."""

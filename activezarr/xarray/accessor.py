@@ -99,8 +99,8 @@ class _Target:
             da, self.active.dimensions, self.active.shape, source.coordinates
         )
 
-    def partials(self, reduced: Iterable[Hashable], op: Op, sel=None) -> Partials:
-        return selection_partials(self.active, sel or self.sel, set(reduced), op)
+    def partials(self, reduced: Iterable[Hashable], op: Op, sel=None, groups=None) -> Partials:
+        return selection_partials(self.active, sel or self.sel, set(reduced), op, groups)
 
     def to_dataarray(
         self,

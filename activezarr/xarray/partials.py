@@ -20,10 +20,11 @@ import numpy as np
 
 from ..active import Active
 from ..errors import SelectionError
+from ..reduction.partials import Groups
 from .selection import MAX_RUN_PRODUCT, LazySelection, runs
 
 Op = Literal["mean", "sum", "min", "max", "count"]
-PARTIALS_BYTES = 8 * 2**20  # per-chunk partials one Active call may hold (two run at once)
+TimeGroups = tuple[str, np.ndarray, int] | None  # (dimension, code per position, groups)
 _ACTIVE_OP = {"mean": "sum", "sum": "sum", "min": "min", "max": "max", "count": "count"}
 
 
@@ -37,10 +38,24 @@ class Partials:
     value: np.ndarray | None  # None for count; undefined where count == 0
 
 
-def selection_partials(active: Active, sel: LazySelection, reduced: set[str], op: Op) -> Partials:
-    """Partials of ``op`` over the ``reduced`` stored dimensions of ``sel``."""
+def selection_partials(
+    active: Active, sel: LazySelection, reduced: set[str], op: Op, groups: TimeGroups = None
+) -> Partials:
+    """Partials of ``op`` over the ``reduced`` stored dimensions of ``sel``.
+
+    With ``groups`` (``(dimension, codes, n)``: the group of each position of ``sel`` along
+    a reduced dimension, -1 for none) the partials gain a leading axis of ``n`` groups, all
+    computed in the same pass over the chunks.
+    """
     shape = active.shape
     pieces = [runs(e, n) for e, n in zip(sel.entries, shape, strict=True)]
+    stored_groups = None
+    if groups is not None:
+        name, codes, n = groups
+        axis = sel.dims.index(name)
+        piece, codes = covering(sel.entries[axis], shape[axis], codes)
+        pieces[axis] = [(piece, 0, codes.size)]
+        stored_groups = Groups(axis, codes, n)
     n_calls = int(np.prod([len(p) for p in pieces]))
     if n_calls > MAX_RUN_PRODUCT:
         raise SelectionError(
@@ -52,27 +67,60 @@ def selection_partials(active: Active, sel: LazySelection, reduced: set[str], op
     out = [i for i in kept if sel.dims[i] not in reduced]
     axis = tuple(k for k, i in enumerate(kept) if sel.dims[i] in reduced)
     out_shape = tuple(_selected_len(sel.entries[i], shape[i]) for i in out)
+    lead, lead_shape = ((), ()) if groups is None else ((slice(None),), (groups[2],))
     tasks = []  # (where in the output, selection): one Active reduction each
     for combo in itertools.product(*pieces):
         if any(stop == start for i, (_, start, stop) in enumerate(combo) if i in kept):
             continue  # an empty piece adds nothing
-        where = tuple(slice(combo[i][1], combo[i][2]) for i in out)
-        selection = tuple(p[0] for p in combo)
-        for piece in _bounded(selection, active, [i for i in kept if i not in out]):
-            tasks.append((where, piece))
-    acc = _Accumulator(op, out_shape)
-    for where, part in zip((w for w, _ in tasks), _reduce_all(active, op, tasks, axis)):
+        where = lead + tuple(slice(combo[i][1], combo[i][2]) for i in out)
+        tasks.append((where, tuple(p[0] for p in combo)))
+    dims = tuple(sel.dims[i] for i in out)
+    parts = _reduce_all(active, op, tasks, axis, stored_groups)
+    if len(tasks) == 1:  # one piece is the whole output: its arrays are the partials
+        return _as_partials(op, dims, next(parts))
+    acc = _Accumulator(op, lead_shape + out_shape)
+    for where, part in zip((w for w, _ in tasks), parts):
         acc.add(where, part)
-    return Partials(op, tuple(sel.dims[i] for i in out), acc.count, acc.value)
+    return Partials(op, dims, acc.count, acc.value)
 
 
-def _reduce_all(active: Active, op: Op, tasks: list, axis) -> Iterator[dict]:
+def _as_partials(op: Op, dims: tuple[str, ...], part: dict) -> Partials:
+    """``Active``'s components as ``Partials`` (no copy: ``Active`` made them for us)."""
+    count = np.ma.getdata(part["count"]).astype(np.int64, copy=False)
+    if op == "count":
+        return Partials(op, dims, count, None)
+    return Partials(op, dims, count, np.ma.getdata(part[_ACTIVE_OP[op]]))
+
+
+def covering(entry, length: int, codes: np.ndarray) -> tuple[slice, np.ndarray]:
+    """One slice covering ``entry`` along a grouped dimension, and the group code of each
+    position it selects (-1 where ``entry`` does not select it).
+
+    Raises ``ValueError`` when ``entry`` selects a position twice (a label list with
+    repeats): no single pass counts it twice.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    if isinstance(entry, slice):
+        return entry, codes
+    idx = np.asarray(entry, dtype=np.int64).reshape(-1)
+    idx = np.where(idx < 0, idx + length, idx)
+    if idx.size == 0:
+        return slice(0, 0), codes[:0]
+    lo, hi = int(idx.min()), int(idx.max())
+    full = np.full(hi - lo + 1, -1, dtype=np.int64)
+    full[idx - lo] = codes
+    if np.count_nonzero(full >= 0) != np.count_nonzero(codes >= 0):
+        raise ValueError("a label list with repeated positions along the grouped dimension")
+    return slice(lo, hi + 1), full
+
+
+def _reduce_all(active: Active, op: Op, tasks: list, axis, groups) -> Iterator[dict]:
     """``Active.reduce`` of every task's selection, in order. Several run side by side: a
     small selection (one batch of chunks) is reduced in the calling thread, so runs of a
-    label list or of a time group would otherwise use one core."""
+    label list would otherwise use one core."""
 
     def one(task):
-        return active.reduce(_ACTIVE_OP[op], task[1], axis, components=True)
+        return active.reduce(_ACTIVE_OP[op], task[1], axis, components=True, groups=groups)
 
     workers = min(len(tasks), active.max_workers)
     if workers <= 1:
@@ -80,39 +128,6 @@ def _reduce_all(active: Active, op: Op, tasks: list, axis) -> Iterator[dict]:
         return
     with cf.ThreadPoolExecutor(workers, "activezarr-runs") as pool:
         yield from pool.map(one, tasks)
-
-
-def _bounded(selection: tuple, active: Active, reduced: list[int]) -> list[tuple]:
-    """``selection`` cut along a reduced dimension into pieces whose per-chunk partials
-    (``Active`` holds one per touched chunk until it combines them) stay under
-    ``PARTIALS_BYTES``; the pieces' results add up to the whole's."""
-    shape, chunks = active.shape, active.chunks
-    spans = []
-    for entry, n, c in zip(selection, shape, chunks, strict=True):
-        if isinstance(entry, int):
-            spans.append((1, 1))
-            continue
-        start, stop, step = entry.indices(n)
-        size = len(range(start, stop, step))
-        lo, hi = (start, start + (size - 1) * step) if size else (0, 0)
-        lo, hi = min(lo, hi), max(lo, hi)
-        spans.append((hi // c - lo // c + 1 if size else 0, min(size, c)))
-    kept = [i for i, e in enumerate(selection) if not isinstance(e, int) and i not in reduced]
-    n_chunks = int(np.prod([k for k, _ in spans], dtype=np.int64))
-    per_part = 16 * int(np.prod([spans[i][1] for i in kept], dtype=np.int64))
-    pieces = -(-n_chunks * per_part // PARTIALS_BYTES)
-    if pieces <= 1 or not reduced:
-        return [selection]
-    dim = max(reduced, key=lambda i: spans[i][0])
-    start, stop, step = selection[dim].indices(shape[dim])
-    indices = range(start, stop, step)
-    per_piece = -(-len(indices) // min(pieces, len(indices)))
-    out = []
-    for first in range(0, len(indices), per_piece):
-        part = indices[first : first + per_piece]
-        stop_at = part.stop if part.stop >= 0 else None
-        out.append(selection[:dim] + (slice(part.start, stop_at, step),) + selection[dim + 1 :])
-    return out
 
 
 def _selected_len(entry, length: int) -> int:
@@ -153,16 +168,16 @@ class _Accumulator:
 
 
 def finish(p: Partials) -> np.ndarray:
-    """The operation's values: float64 mean, sums and extremes as decoded, NaN where empty."""
-    empty = p.count == 0
+    """The operation's values: float64 mean, sums and extremes as decoded, NaN where empty
+    (one new array the size of the result, no temporaries)."""
     if p.op == "count":
         return p.count
+    empty = p.count == 0
     value = p.value if p.value is not None else np.zeros(p.count.shape)
     if p.op == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            value = np.true_divide(value, np.where(empty, 1, p.count), dtype=np.float64)
+        out = np.full(p.count.shape, np.nan)
+        return np.divide(value, p.count, out=out, where=~empty, dtype=np.float64)
     if empty.any():
-        if value.dtype.kind != "f":
-            value = value.astype(np.float64)
-        value = np.where(empty, np.nan, value)
+        value = value.astype(np.float64 if value.dtype.kind != "f" else value.dtype)
+        value[empty] = np.nan
     return value

@@ -95,10 +95,10 @@ class ActiveWeighted:
         total = xr.DataArray(np.transpose(part.value, perm), dims=kept, coords=coords)
         count = xr.DataArray(np.transpose(part.count, perm), dims=kept, coords=coords)
         w = self.weights
-        num = (total * w).sum(wdims) if wdims else total * w
-        den = (count * w).sum(wdims) if wdims else count * w
-        n = count.sum(wdims) if wdims else count
-        return num, den, n
+        if not wdims:
+            return total * w, count * w, count
+        # einsum: the weighted sums without a product array the size of the partials
+        return xr.dot(total, w, dim=wdims), xr.dot(count, w, dim=wdims), count.sum(wdims)
 
     def _reduce(self, op: str, dim, keep_attrs: bool | None) -> xr.DataArray:
         da = self._accessor._da
