@@ -220,10 +220,11 @@ def test_zlib_chunks_decode_the_same_with_and_without_libdeflate(tmp_path, monke
 
 
 @pytest.mark.parametrize("blosc", [True, False])
-def test_shuffle_undone_as_numcodecs_does(monkeypatch, blosc):
+def test_shuffle_undone_as_numcodecs_does(tmp_path, monkeypatch, blosc):
     """The shuffle decoder (c-blosc's unshuffle, or numpy without it) gives numcodecs'
     ``Shuffle`` bytes for every element size and length, also into a given buffer; lengths
-    that are not whole elements are refused as numcodecs refuses them."""
+    that are not whole elements are refused as numcodecs refuses them. Reductions of zlib +
+    shuffle chunks (per chunk with blosc, per batch without) match the oracle."""
     import numcodecs
 
     from activezarr.backends import local
@@ -244,3 +245,8 @@ def test_shuffle_undone_as_numcodecs_does(monkeypatch, blosc):
             assert np.array_equal(out, raw)
         with pytest.raises(ValueError, match="multiple"):
             decoder.decode(b"\0" * (k + 1))
+    index = activezarr.build_index(REAL_DIR / "test1.nc", tmp_path)
+    with activezarr.Active(index, "tas") as active:
+        for op in ("mean", "max", "count"):
+            expected = oracle_reduce(REAL_DIR / "test1.nc", "tas", op, (slice(1, 9),), 0)
+            assert_same(active.reduce(op, (slice(1, 9),), 0), expected, op)
