@@ -30,6 +30,7 @@ from .base import Backend, BlockPartial, ChunkBatch, Job
 
 STREAM_PIECE = 1 << 20  # bytes read and reduced at a time when streaming whole chunks
 MAX_CLASSES = 512  # more offset classes than this in a batch: copy chunk by chunk instead
+SHUFFLED_BATCH = 1 << 20  # shuffled chunks up to this size are unshuffled together, by so much
 
 
 class CodecCache:
@@ -397,48 +398,58 @@ class LocalBackend(Backend):
         )
 
     def _unshuffled(self, job: Job, batch: ChunkBatch, keep: list, blobs: dict, stack) -> bool:
-        """Decode whole chunks whose last decoding step is a byte shuffle (netCDF's usual
+        """Decode whole small chunks whose last decoding step is a byte shuffle (netCDF's usual
         ``shuffle`` + ``zlib``) when c-blosc is missing: the other steps chunk by chunk into a
-        byte buffer, then one transpose unshuffles the whole stack. False (nothing done) for
-        other pipelines, and with blosc (its unshuffle, chunk by chunk, is faster still)."""
+        byte buffer, then the bytes of many chunks are unshuffled at once. False (nothing done)
+        for other pipelines, chunks over ``SHUFFLED_BATCH`` bytes, and with blosc (its
+        unshuffle, chunk by chunk, is faster still)."""
         nbytes = stack[0].nbytes if len(keep) > 1 else 0
         decoders = self.codecs.decoders(job.codecs, nbytes) if nbytes else []
         last = decoders[-1] if decoders else None
         if not isinstance(last, ByteUnshuffle) or last.uses_blosc:
             return False  # blosc unshuffles chunk by chunk in decode_into, faster still
         size = last.elementsize
-        if nbytes % size:
-            return False
-        raw = np.empty((len(keep), nbytes), np.uint8)
+        if nbytes % size or nbytes > SHUFFLED_BATCH:
+            return False  # (big chunks: a per-chunk unshuffle costs nothing in comparison)
         inflate = decoders[0] if len(decoders) == 2 else None
         if not isinstance(inflate, LibdeflateZlib):
             inflate = None
-        rows = []
-        for i, pos in enumerate(keep):
-            blob = blobs.get(pos)
-            if blob is None:
-                stack[i] = job.fill
-                continue
-            row = raw[len(rows)]
-            rows.append(i)
-            if inflate is not None:  # the usual zlib: straight into the row
-                try:
-                    row[:] = np.frombuffer(inflate._decompress(blob, inflate.bound), np.uint8)
-                    continue
-                except Exception:  # noqa: BLE001, S110 - decode_into retries and explains
-                    pass
-            uid = int(batch.url_ids[pos])
-            where = f"{pos} ({job.urls[uid]} at offset {batch.offsets[pos]})" if uid >= 0 else pos
-            self.decode_into(job, blob, row, str(where), decoders[:-1])
-        lanes = raw[: len(rows)].reshape(len(rows), size, nbytes // size)
-        target = stack.reshape(len(keep), -1).view(np.uint8).reshape(len(keep), -1, size)
-        whole = len(rows) == len(keep)
-        for j in range(size):  # byte lane by byte lane: reads stay contiguous
-            if whole:
-                target[:, :, j] = lanes[:, j, :]
-            else:
-                target[rows, :, j] = lanes[:, j, :]
+        step = SHUFFLED_BATCH // nbytes  # rows decoded at a time: a little memory
+        for a in range(0, len(keep), step):
+            block = keep[a : a + step]
+            raw = None
+            if inflate is not None and all(p in blobs for p in block):
+                raw = self._inflated(inflate, [blobs[p] for p in block], nbytes)
+            if raw is None:
+                raw = self._decoded_bytes(job, batch, block, blobs, nbytes, decoders[:-1])
+            _unshuffle(raw, stack[a : a + len(block)], size)
+            for i, pos in enumerate(block):
+                if pos not in blobs:
+                    stack[a + i] = job.fill
         return True
+
+    def _decoded_bytes(self, job, batch, block, blobs, nbytes, decoders) -> np.ndarray:
+        """The stored chunks of ``block`` through ``decoders``, as rows of bytes."""
+        raw = np.zeros((len(block), nbytes), np.uint8)
+        for i, pos in enumerate(block):
+            blob = blobs.get(pos)
+            if blob is not None:
+                uid = int(batch.url_ids[pos])
+                where = f"{pos} ({job.urls[uid]} at {batch.offsets[pos]})" if uid >= 0 else pos
+                self.decode_into(job, blob, raw[i], str(where), decoders)
+        return raw
+
+    @staticmethod
+    def _inflated(inflate: LibdeflateZlib, blobs: list, nbytes: int) -> np.ndarray | None:
+        """zlib chunks inflated by libdeflate into one ``(k, nbytes)`` byte array, or None
+        when any fails or has another size (the caller then decodes chunk by chunk)."""
+        try:
+            parts = [inflate._decompress(b, inflate.bound) for b in blobs]
+        except Exception:  # noqa: BLE001 - decode_into retries each and explains
+            return None
+        if any(len(p) != nbytes for p in parts):
+            return None
+        return np.frombuffer(b"".join(parts), np.uint8).reshape(len(parts), nbytes)
 
     def _copy_raw(self, job: Job, blob, out: np.ndarray, pos: int) -> None:
         arr = np.frombuffer(blob, dtype=job.view_dtype)
@@ -605,6 +616,16 @@ class LocalBackend(Backend):
 def _copied(part: Partial) -> Partial:
     copy = lambda a: None if a is None else np.array(a)
     return Partial(copy(part.count), copy(part.sum), copy(part.min), copy(part.max))
+
+
+def _unshuffle(raw: np.ndarray, stack: np.ndarray, size: int) -> None:
+    """Undo a byte shuffle of ``size``-byte elements: ``raw[k]`` (bytes) into ``stack[k]``,
+    byte lane by byte lane (reads stay contiguous; one transpose is several times slower)."""
+    k = len(stack)
+    lanes = raw.reshape(k, size, -1)
+    target = stack.reshape(k, -1).view(np.uint8).reshape(k, -1, size)
+    for j in range(size):
+        target[:, :, j] = lanes[:, j, :]
 
 
 __all__ = ["LocalBackend"]

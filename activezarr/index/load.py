@@ -31,6 +31,7 @@ from .sources import is_remote, local_path
 from .validate import (
     ArrayMeta,
     check_table,
+    check_tables,
     confine,
     normalize_local,
     parse_fill_value,
@@ -437,10 +438,12 @@ def check_variable(
     doc: IndexDocument,
     allow_paths: Sequence[str | os.PathLike] = (),
     realpaths: dict[str, str] | None = None,
+    table: bool = True,
 ) -> None:
     """Chunk URLs confined and the chunk table inside its sources (see ``validate.py``).
 
-    ``realpaths``: resolved directories shared by the checks of many indexes.
+    ``realpaths``: resolved directories shared by the checks of many indexes; ``table=False``
+    leaves the chunk table to the caller (``validate.check_tables`` checks many at once).
     """
     where = f"index {doc.location}: variable '{var.name}'"
     roots = doc.roots(allow_paths, var.urls)
@@ -456,7 +459,8 @@ def check_variable(
         if isinstance(fp.get("size"), int) and not isinstance(fp.get("size"), bool):
             sizes.setdefault(url, fp["size"])
     var.source_sizes = sizes
-    check_table(var, where, sizes)
+    if table:
+        check_table(var, where, sizes)
 
 
 def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str, location: str):
@@ -643,9 +647,12 @@ def open_variables(
     """
     from . import cache
 
+    if isinstance(names, str):
+        raise TypeError("names is a sequence of variable names, e.g. ['tas']")
     found = cache.load_many([local_path(os.fspath(i)) for i in indexes], names)
     realpaths: dict[str, str] = {}
-    out = []
+    out: list[list[VariableIndex]] = []
+    unchecked: dict[str, list] = {name: [] for name in names}  # tables checked per variable
     for index, hits in zip(indexes, found, strict=True):
         row = []
         for name, hit in zip(names, hits, strict=True):
@@ -654,9 +661,12 @@ def open_variables(
                 continue
             var, member = hit
             doc = IndexDocument(os.fspath(index), {}, member, "file")
-            check_variable(var, doc, allow_paths, realpaths)
+            check_variable(var, doc, allow_paths, realpaths, table=False)
+            unchecked[name].append((var, f"index {doc.location}: variable '{name}'"))
             row.append(var)
         out.append(row)
+    for tables in unchecked.values():
+        check_tables(tables)
     return out
 
 

@@ -256,6 +256,37 @@ def check_table(var, where: str, source_sizes: dict[str, int]) -> None:
             )
 
 
+def check_tables(variables: list[tuple[Any, str]]) -> None:
+    """``check_table`` of many ``(VariableIndex, where)`` whose ``source_sizes`` are set:
+    one pass over all their tables when each is stored whole in its one source (the usual
+    archive of small files), else (or when that pass fails) each on its own."""
+    if not _pass_together([v for v, _ in variables]):
+        for var, where in variables:
+            check_table(var, where, var.source_sizes)
+
+
+def _pass_together(variables: list) -> bool:
+    """True when every table passes ``_passes_plain``, checked with a few numpy calls on all
+    tables at once; False says only "not proven here"."""
+    kinds = {(math.prod(v.chunks) * v.dtype.itemsize, bool(v.codecs)) for v in variables}
+    if len(kinds) != 1 or any(len(v.urls) != 1 for v in variables):
+        return False
+    ((chunk_bytes, coded),) = kinds
+    limits = [v.source_sizes.get(v.urls[0]) for v in variables]
+    if None in limits or not all(v.url_ids.size for v in variables):
+        return False
+    ids = np.concatenate([v.url_ids for v in variables])
+    offsets = np.concatenate([v.offsets for v in variables])
+    sizes = np.concatenate([v.sizes for v in variables])
+    ends = np.repeat(np.array(limits, dtype=np.uint64), [v.url_ids.size for v in variables])
+    lo, hi = int(sizes.min()), int(sizes.max())
+    if ids.min() != 0 or ids.max() != 0 or lo == 0 or int(offsets.max()) >= 2**62:
+        return False
+    if coded and hi > MAX_CHUNK_BYTES or not coded and (lo != chunk_bytes or hi != chunk_bytes):
+        return False
+    return bool(np.all(offsets + sizes <= ends))
+
+
 def _passes_plain(var, size: int | None) -> bool:
     """True when a table whose chunks are all stored in its one source passes ``check_table``
     (the common case: a 250k-chunk table is checked in about a millisecond). False says only
