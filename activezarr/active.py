@@ -84,9 +84,10 @@ def _normalize_axis(axis, ndim: int) -> tuple[int, ...] | None:
         return None
     axes = (axis,) if _is_int(axis) else axis
     if not isinstance(axes, tuple | list) or not all(_is_int(a) for a in axes):
+        what = f"axis {axis!r} is not an integer or a sequence of integers"
         raise SelectionError(
-            f"axis {axis!r} is not an integer or a sequence of integers; "
-            "use e.g. axis=0 or axis=(1, 2)"
+            f"{what}; use e.g. axis=0 or axis=(1, 2)",
+            cli=f"{what}; use e.g. --axis 0 or --axis 1,2",
         )
     out = []
     for a in axes:

@@ -12,13 +12,23 @@ Hierarchy::
     └── ReductionistError(RuntimeError)      a Reductionist server refused or failed a request
 
 Messages name the file, variable, chunk or server involved and, where there is one, the fix.
+When the fix reads differently on the command line (``--select`` rather than ``selection=``),
+the error also carries the command line's wording in ``cli``, which ``activezarr`` prints.
 """
 
 from __future__ import annotations
 
 
 class ActiveZarrError(Exception):
-    """Base class of every error activezarr raises on purpose."""
+    """Base class of every error activezarr raises on purpose.
+
+    ``cli``, when given, is the message as a command-line user needs it: the same facts with
+    the fix spelled as options and commands instead of Python names.
+    """
+
+    def __init__(self, *args: object, cli: str | None = None) -> None:
+        super().__init__(*args)
+        self.cli = cli
 
 
 class IndexBuildError(ActiveZarrError, ValueError):

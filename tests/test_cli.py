@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.cli_run import run_cli
 from tests.fixtures_data import REAL_DIR, needs_real_files
 from tests.generate import write_variable
 from tests.oracle import assert_same, oracle_atol, oracle_read, reduce_masked
@@ -23,21 +22,7 @@ TAS = REAL_DIR / "CMIP6_IPSL-CM6A-LR_tas.nc"
 REPO = Path(__file__).parents[1]
 
 
-def run(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "activezarr", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env=env,
-        check=False,
-    )
-    if check:
-        assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+run = run_cli
 
 
 def parse_select(text: str | None):

@@ -6,9 +6,6 @@ CLI tests run the real entry point (``python -m activezarr``) in a subprocess, a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import netCDF4
@@ -16,22 +13,12 @@ import numpy as np
 import pytest
 
 from tests.catalog_files import write_series
+from tests.cli_run import commands, run_cli
 
 REPO = Path(__file__).parents[1]
 
 
-def run(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "activezarr", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env=env,
-        check=False,
-    )
+run = run_cli
 
 
 def test_demo_keeps_data_and_indexes_apart(tmp_path):
@@ -167,16 +154,7 @@ def test_jobs_below_one_is_a_usage_error(nc, tmp_path, jobs):
 def test_every_command_has_a_description_examples_and_help_with_defaults():
     import argparse
 
-    from activezarr.cli import build_parser
-
-    def commands(parser, prefix=""):
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    yield f"{prefix}{name}", sub
-                    yield from commands(sub, f"{prefix}{name} ")
-
-    found = dict(commands(build_parser()))
+    found = dict(commands())
     assert {"index", "info", "reduce", "demo", "versions", "combine", "catalog reduce"} <= set(
         found
     )

@@ -110,10 +110,14 @@ def check_hosts(urls: list[str], storage_options: dict | None, allowed: tuple[st
         if url.startswith(("http://", "https://")):
             host = urlsplit(url).netloc
             if host != endpoint and host not in allowed:
-                raise ActiveZarrError(
+                what = (
                     f"the index points at {urlsplit(url).scheme}://{host}, not the storage "
-                    f"endpoint {endpoint}; refusing to send credentials there. If you trust "
-                    f"it, pass allow_hosts=('{host}',)"
+                    f"endpoint {endpoint}; refusing to send credentials there."
+                )
+                raise ActiveZarrError(
+                    f"{what} If you trust it, pass allow_hosts=('{host}',)",
+                    cli=f"{what} Re-index the files from s3:// URLs of {endpoint}, or use "
+                    "--anon if they are public",
                 )
 
 
@@ -282,7 +286,10 @@ def server_ca_bundle(server_ca: str | os.PathLike | None, verify: bool | str) ->
     try:
         ssl.create_default_context(cafile=path)
     except (OSError, ssl.SSLError) as exc:
-        raise ActiveZarrError(f"server_ca={path!r}: cannot load the CA bundle ({exc})") from exc
+        raise ActiveZarrError(
+            f"server_ca={path!r}: cannot load the CA bundle ({exc})",
+            cli=f"--server-ca {path}: cannot load the CA bundle ({exc})",
+        ) from exc
     return path
 
 

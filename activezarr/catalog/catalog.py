@@ -18,7 +18,7 @@ from ..index.freshness import DB_NAME, combine_command, fingerprints, refresh_co
 from . import store
 from .facets import FACETS
 from .progress import on_terminal
-from .search import Condition, attr_condition, condition, where
+from .search import Condition, attr_condition, condition, shell_path_condition, where
 
 
 def _source_missing(url: str, storage_options: dict | None) -> bool:
@@ -204,6 +204,16 @@ class Catalog:
         )
         return [r[0] for r in rows]
 
+    def folders(self, limit: int = 5) -> list[str]:
+        """The first ``limit`` directories (or URL prefixes) the entries' sources lie in."""
+        clause, args = where(self._conditions)
+        rows = self._query(
+            "SELECT DISTINCT rtrim(source, replace(source, '/', '')) FROM files"
+            f"{clause} ORDER BY 1 LIMIT {int(limit)}",
+            args,
+        )
+        return [r[0].rstrip("/") or "/" for r in rows]
+
     def unique(self, facet: str) -> list:
         """The distinct values of a facet (or ``variable_id``) among the entries, sorted."""
         clause, args = where(self._conditions)
@@ -243,15 +253,21 @@ class Catalog:
         """The entries that have variable ``var``, a source matching the glob ``path`` and
         global attributes matching ``attrs`` (values are equal, match a glob, or are in a list).
 
+        ``path`` matches as a shell expands it: relative to the current directory, ``*`` within
+        one directory, ``**`` across them, a trailing ``/`` for everything under a directory; a
+        pattern without ``/`` matches the file name wherever it is (``search(path=...)``, in
+        intake-esm's style, matches the whole source instead).
+
         Examples
         --------
         >>> cat.select(var="tas", attrs={"experiment_id": "historical"})  # doctest: +SKIP
+        >>> cat.select(path="data/**/tas_*.nc")  # doctest: +SKIP
         """
         more = []
         if var is not None:
             more.append(condition("variable", var))
         if path is not None:
-            more.append(condition("path", path))
+            more.append(shell_path_condition(path))
         for key, wanted in (attrs or {}).items():
             more.append(attr_condition(key, wanted))
         return self._view(tuple(more))

@@ -26,7 +26,7 @@ from ..errors import ActiveZarrError
 from ..index.load import INLINE, MISSING, VariableIndex, open_variables, read_index
 from ..index.member import combined_member
 from ..index.refs import document_pieces, inline_bytes, json_attr, ref_item, write_atomic
-from .concat import Layout, _names, concatenate, layout
+from .concat import Layout, _names, concatenate, layout, narrowing_error, narrowing_fix
 from .progress import on_terminal
 from .store import record_combined
 
@@ -45,10 +45,17 @@ DECODING_ATTRS = (
     "valid_max",
     "valid_range",
 )
-USE_REDUCE = (
-    "; `activezarr catalog reduce --var VAR --op OP` (Catalog.reduce in Python) reduces such "
-    "files one by one without combining"
-)
+
+
+def use_reduce(what: str, lay: Layout, odd: list[str]) -> ActiveZarrError:
+    """The error for files one chunk grid cannot hold: leave them out, or reduce without
+    combining."""
+    py, cli = narrowing_fix(odd, [p.name for p in lay.parts])
+    return ActiveZarrError(
+        f"{what}; {py}, or reduce them one by one with Catalog.reduce, which needs no common grid",
+        cli=f"{what}; {cli}, or reduce them one by one with `activezarr catalog reduce --var "
+        f"{lay.variable} --op OP`, which needs no common grid",
+    )
 
 
 def default_name(var: str, dim: str) -> str:
@@ -68,7 +75,10 @@ def combine(catalog: Catalog, var: str, concat_dim: str = "time", out=None) -> P
     if parquet is not None:
         raise ActiveZarrError(
             f"{parquet} is a parquet index: combine writes JSON and reads JSON indexes only; "
-            "re-index as JSON or use Catalog.reduce, which reads any index"
+            "re-index as JSON or use Catalog.reduce, which reads any index",
+            cli=f"{parquet} is a parquet index: combine writes JSON and reads JSON indexes only; "
+            "re-index it with --format json, or use `activezarr catalog reduce`, which reads "
+            "any index",
         )
     _check_protocols(lay)
     options = catalog.storage_options
@@ -122,10 +132,12 @@ def check_grid(lay: Layout) -> None:
     common, _ = Counter(chunks.values()).most_common(1)[0]
     odd = [n for n, c in chunks.items() if c != common]
     if odd:
-        raise ActiveZarrError(
+        raise use_reduce(
             f"cannot combine '{var}' along '{lay.dim}': {_names(odd)} "
             f"{'has' if len(odd) == 1 else 'have'} chunks "
-            f"{sorted({chunks[n] for n in odd})} where the other files have {common}{USE_REDUCE}"
+            f"{sorted({chunks[n] for n in odd})} where the other files have {common}",
+            lay,
+            odd,
         )
 
     def others(shape):
@@ -135,18 +147,23 @@ def check_grid(lay: Layout) -> None:
     first = shapes[lay.parts[0].name]
     odd = [n for n, s in shapes.items() if s != first]
     if odd:
-        raise ActiveZarrError(
-            f"cannot combine '{var}' along '{lay.dim}': {_names(odd)} differ in shape from "
-            f"{lay.parts[0].name} in the other dimensions{USE_REDUCE}"
+        raise use_reduce(
+            f"cannot combine '{var}' along '{lay.dim}': {_names(odd)} "
+            f"{'differs' if len(odd) == 1 else 'differ'} in shape from {lay.parts[0].name} in "
+            "the other dimensions",
+            lay,
+            odd,
         )
     step = common[axis]
     ragged = [p.name for p in lay.parts[:-1] if p.length % step]
     if ragged:
-        raise ActiveZarrError(
+        raise use_reduce(
             f"cannot combine '{var}' along '{lay.dim}': {_names(ragged)} "
             f"{'is' if len(ragged) == 1 else 'are'} not a whole number of chunks of {step} "
             f"along '{lay.dim}' (only the last file may be shorter), so one chunk grid cannot "
-            f"hold them{USE_REDUCE}"
+            "hold them",
+            lay,
+            ragged,
         )
 
 
@@ -162,10 +179,12 @@ def check_encoding(lay: Layout, variables: list[VariableIndex]) -> None:
     codes = [encoding(v) for v in variables]
     odd = [p.name for p, c in zip(lay.parts, codes, strict=True) if c != codes[0]]
     if odd:
-        raise ActiveZarrError(
-            f"cannot combine '{var}' along '{lay.dim}': {_names(odd)} store it with another "
-            f"dtype, fill value, compression or scale/offset than {lay.parts[0].name}"
-            f"{USE_REDUCE}"
+        raise use_reduce(
+            f"cannot combine '{var}' along '{lay.dim}': {_names(odd)} "
+            f"{'stores' if len(odd) == 1 else 'store'} it with another dtype, fill value, "
+            f"compression or scale/offset than {lay.parts[0].name}",
+            lay,
+            odd,
         )
 
 
@@ -181,14 +200,18 @@ def check_overlap(lay: Layout, values: list[np.ndarray]) -> None:
     reach, last = -np.inf, None
     for part, v in zip(lay.parts, values, strict=True):
         if v.size != part.length or np.isnan(v).any() or np.unique(v).size != v.size:
-            raise ActiveZarrError(
-                f"coordinate '{lay.dim}' of {part.name} has missing or repeated values, so it "
-                f"cannot place the file in a combined index{USE_REDUCE}"
+            raise use_reduce(
+                f"cannot combine '{lay.variable}' along '{lay.dim}': coordinate '{lay.dim}' of "
+                f"{part.name} has missing or repeated values, so it cannot place the file",
+                lay,
+                [part.name],
             )
         if v.size and v.min() <= reach:
-            raise ActiveZarrError(
+            raise narrowing_error(
                 f"cannot combine '{lay.variable}' along '{lay.dim}': {last} and {part.name} "
-                f"overlap in '{lay.dim}'; select files that do not overlap{USE_REDUCE}"
+                f"overlap in '{lay.dim}'",
+                [last, part.name],
+                [p.name for p in lay.parts],
             )
         if v.size and v.max() > reach:
             reach, last = float(v.max()), part.name

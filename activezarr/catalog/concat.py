@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,18 @@ class Layout:
     @property
     def length(self) -> int:
         return sum(p.length for p in self.parts)
+
+    def label(self, value: float) -> str:
+        """A coordinate value as people read it: a date for time units, else the number."""
+        if isinstance(self.units, str) and " since " in self.units:
+            try:
+                import cftime
+
+                date = cftime.num2date(value, self.units, self.calendar or "standard")
+                return date.isoformat().removesuffix("T00:00:00")
+            except (ValueError, TypeError, OverflowError):  # not a date in this calendar
+                pass
+        return f"{value:g}"
 
     def coordinate_values(
         self, part: Part, storage_options: dict | None = None, refs: dict | None = None
@@ -136,27 +150,45 @@ def layout(entries: list[Entry], var: str, dim: str | None = None) -> Layout:
         dim = dims[0]
     for e in entries:
         if e.dimensions(var) != dims:
-            raise ActiveZarrError(
+            raise narrowing_error(
                 f"'{var}' has dimensions {list(e.dimensions(var))} in {e.source} but "
-                f"{list(dims)} in {entries[0].source}; select files with the same dimensions"
+                f"{list(dims)} in {entries[0].source}: the files must share them",
+                [e.source],
+                [x.source for x in entries],
             )
     if dim not in dims:
-        raise ActiveZarrError(f"'{var}' has no dimension '{dim}' (dimensions: {list(dims)})")
+        what = f"'{var}' has no dimension '{dim}' (dimensions: {', '.join(dims)})"
+        raise ActiveZarrError(
+            f"{what}; give concat_dim one of them", cli=f"{what}; give --concat-dim one of them"
+        )
     axis = dims.index(dim)
     ranges = {e.source: e.coord_range(dim) for e in entries}
     with_coords = [s for s, r in ranges.items() if r is not None and r.min is not None]
     if with_coords and len(with_coords) != len(entries):
         missing = sorted(set(ranges) - set(with_coords))
-        raise ActiveZarrError(
-            f"{_names(missing)} have no values for coordinate '{dim}' in the catalog while "
-            "other files do; select files that all have it (or none)"
+        raise narrowing_error(
+            f"{_names(missing)} {'has' if len(missing) == 1 else 'have'} no values for "
+            f"coordinate '{dim}' in the catalog while {_names(with_coords)} "
+            f"{'has' if len(with_coords) == 1 else 'have'}: the files must all have it or none",
+            missing,
+            list(ranges),
         )
     parts = [_part(e, var, axis, ranges[e.source]) for e in entries]
     units = calendar = None
     if with_coords:
-        calendars = {p.calendar or "standard" for p in parts}
+        calendars: dict[str, list[str]] = {}
+        for p in parts:
+            calendars.setdefault(p.calendar or "standard", []).append(p.name)
         if len(calendars) > 1:
-            raise ActiveZarrError(f"the files use different calendars for '{dim}': {calendars}")
+            usual = max(calendars, key=lambda c: len(calendars[c]))
+            odd = [n for c, names in calendars.items() if c != usual for n in names]
+            said = "; ".join(f"{c}: {_names(names, 2)}" for c, names in sorted(calendars.items()))
+            raise narrowing_error(
+                f"the files of '{var}' use different calendars for '{dim}' ({said}), so their "
+                "dates cannot be laid end to end",
+                odd,
+                [p.name for p in parts],
+            )
         calendar = parts[0].calendar
         # order in the first entry's units, then express everything in the first file's
         probe = parts[0].units
@@ -188,9 +220,10 @@ def window(
 ) -> tuple[int, int]:
     """The index range ``[start, stop)`` of ``part`` whose coordinate lies in ``[lo, hi]``."""
     if part.lo is None:
+        what = f"{part.name} has no coordinate values for '{layout.dim}' in the catalog"
         raise ActiveZarrError(
-            f"{part.name} has no coordinate values for '{layout.dim}' in the catalog; "
-            f"`where` needs them (use `selection=` with indices instead)"
+            f"{what}; where needs them (select by position with selection= instead)",
+            cli=f"{what}; --where needs them (select by position with --select instead)",
         )
     if part.hi < lo or part.lo > hi:
         return 0, 0
@@ -201,9 +234,17 @@ def window(
     if inside.size == 0:
         return 0, 0
     if np.any(np.diff(inside) != 1):
-        raise ActiveZarrError(
+        what = (
             f"coordinate '{layout.dim}' of {part.name} is not monotonic: the values in "
-            f"[{lo}, {hi}] are not one contiguous range; use `selection=` with indices"
+            f"[{lo}, {hi}] are not one contiguous range"
+        )
+        raise narrowing_error(
+            what,
+            [part.name],
+            [p.name for p in layout.parts],
+            python="select by position with selection= instead, or leave the file out with "
+            "select(path=GLOB)",
+            cli="select by position with --select instead, or leave the file out with --path GLOB",
         )
     return int(inside[0]), int(inside[-1]) + 1
 
@@ -250,6 +291,38 @@ def concatenate(variables: list[VariableIndex], axis: int, source: str) -> Varia
         source_sizes={u: n for v in variables for u, n in v.source_sizes.items()},
         loader=None,
     )
+
+
+def narrowing_error(
+    what: str,
+    odd: list[str],
+    every: list[str],
+    *,
+    python: str | None = None,
+    cli: str | None = None,
+) -> ActiveZarrError:
+    """An error about files that do not go together, with how to choose the files that do
+    (``python``/``cli``: another fix instead)."""
+    fix_py, fix_cli = narrowing_fix(odd, every)
+    return ActiveZarrError(f"{what}; {python or fix_py}", cli=f"{what}; {cli or fix_cli}")
+
+
+def narrowing_fix(odd: list[str], every: list[str]) -> tuple[str, str]:
+    """How to choose the files that go together, in Python and on the command line.
+
+    ``odd`` are the files at fault among ``every`` file involved; when most of the others
+    share a directory the odd ones are not in, the command-line fix names that directory.
+    """
+    folders = Counter(os.path.dirname(s) for s in every)
+    usual, n = folders.most_common(1)[0]
+    example = ""
+    if n > 1 and any(os.path.dirname(s) != usual for s in odd):
+        example = f", e.g. --path '{usual}/*' for the {n} files there,"
+    cli = (
+        f"choose the files with --path GLOB{example} or FACET=VALUE terms (`activezarr "
+        "catalog search FACET=VALUE` lists the files they match)"
+    )
+    return "choose the files first with select(path=GLOB) or search(FACET=VALUE)", cli
 
 
 def _names(sources: list[str], limit: int = 5) -> str:

@@ -11,6 +11,8 @@ that overlaps the range only partly has its coordinate read to find the indices.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
+import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,11 +26,13 @@ from ..index.load import VariableIndex, open_variables
 from ..index.sources import is_remote
 from ..plan import DimSelection, normalize_selection
 from ..reduction.partials import OPS
-from .concat import Layout, Part, concatenate, layout, to_coordinate, window
+from .concat import Layout, Part, concatenate, layout, narrowing_error, to_coordinate, window
 from .progress import on_terminal
 
 if TYPE_CHECKING:
     from .catalog import Catalog
+
+log = logging.getLogger(__name__)
 
 
 JOIN_FILES = 512  # files reduced together as one concatenated variable, at most
@@ -62,6 +66,7 @@ def reduce_across(
     lay = layout(catalog.entries, var, concat_dim)
     shape = _common_shape(lay)
     windows = _windows(lay, where or {}, options["storage_options"])
+    _note_overlaps(lay, [part for part, _, _ in windows])
     shape[lay.parts[0].axis] = sum(hi - lo for _, lo, hi in windows)
     sel = normalize_selection(selection, tuple(shape), lay.dims)
     kept = [d for d, s in enumerate(sel) if not s.drop]
@@ -96,29 +101,51 @@ def _common_shape(lay: Layout) -> list[int]:
         if [n for i, n in enumerate(shape) if i != ax] != [
             n for i, n in enumerate(first) if i != ax
         ]:
-            raise ActiveZarrError(
+            raise narrowing_error(
                 f"'{var}' has shape {shape} in {p.name} but {first} in {lay.parts[0].name}: "
-                f"only '{lay.dim}' may differ between the files reduced together"
+                f"only '{lay.dim}' may differ between the files reduced together",
+                [p.name],
+                [q.name for q in lay.parts],
             )
     return first
+
+
+def _note_overlaps(lay: Layout, parts: list[Part]) -> None:
+    """Files that cover the same coordinate values are laid end to end like any others (an
+    ensemble along time, say), so their shared steps all count: say so, naming them."""
+    for before, after in itertools.pairwise(parts):
+        if before.hi is not None and after.lo is not None and after.lo <= before.hi:
+            log.warning(
+                "%s (%s..%s) and %s (%s..%s) overlap in '%s': the reduction of '%s' counts the "
+                "steps of both; to leave one out, narrow the catalog by path (--path GLOB) or "
+                "by facets (FACET=VALUE terms)",
+                before.name, lay.label(before.lo), lay.label(before.hi),
+                after.name, lay.label(after.lo), lay.label(after.hi), lay.dim, lay.variable,
+            )  # fmt: skip
+            return
 
 
 def _windows(lay: Layout, where: dict, storage_options) -> list[tuple[Part, int, int]]:
     """Each file's index range after ``where``, for the files it keeps, in order."""
     unknown = set(where) - {lay.dim}
     if unknown:
+        what = (
+            f"where can only restrict the concatenated dimension '{lay.dim}' (the one the files "
+            f"follow each other along), not {', '.join(map(repr, sorted(unknown)))}"
+        )
         raise ActiveZarrError(
-            f"where can only restrict the concatenated dimension '{lay.dim}', not "
-            f"{sorted(unknown)}; select other dimensions by index with --select (selection= in "
-            "Python)"
+            f"{what}; select other dimensions by position with selection=",
+            cli=f"--{what}; select other dimensions by position with --select, e.g. "
+            "--select ':,0:10'",
         )
     if lay.dim not in where:
         return [(p, 0, p.length) for p in lay.parts]
     bounds = where[lay.dim]
     if not isinstance(bounds, slice) or bounds.step is not None:
         raise ActiveZarrError(
-            f"--where {lay.dim}=FIRST..LAST (where={{'{lay.dim}': slice(first, last)}} in "
-            f"Python) takes coordinate values, both included, without a step; got {bounds!r}"
+            f"where={{'{lay.dim}': slice(first, last)}} takes coordinate values, both "
+            f"included, without a step; got {bounds!r}",
+            cli=f"--where {lay.dim}=FIRST..LAST takes coordinate values, both included",
         )
     lo = -np.inf if bounds.start is None else to_coordinate(bounds.start, lay.units, lay.calendar)
     hi = np.inf if bounds.stop is None else to_coordinate(bounds.stop, lay.units, lay.calendar)

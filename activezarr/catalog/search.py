@@ -11,6 +11,8 @@ over rows.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,64 @@ def condition(key: str, wanted: Any) -> Condition:
     else:
         return attr_condition(key, wanted)
     return Condition(f"({sql})", tuple(params))
+
+
+def shell_path_condition(pattern: str) -> Condition:
+    """The sources a shell would expand the glob ``pattern`` to, as the user typed it.
+
+    A relative pattern is taken from the current directory (``data/*.nc``, ``../run2/*.nc``),
+    ``~`` is the home directory, a URL pattern (``s3://bucket/*.nc``) is matched as it is.
+    As in the shell, ``*``, ``?`` and ``[...]`` stay within one directory and ``**`` spans
+    any number of them; a pattern ending in ``/`` means everything under that directory. A
+    pattern without ``/`` matches the file name wherever the file is, as ``find -name``.
+    """
+    full = shell_path_pattern(pattern)
+    prefilter = re.sub(r"\*+", "*", full.replace("**/", "*")).replace("[!", "[^")
+    return Condition("(source GLOB ? AND source REGEXP ?)", (prefilter, _glob_regex(full)))
+
+
+def shell_path_pattern(pattern: str) -> str:
+    """``pattern`` as a glob on the catalog's sources (absolute paths or URLs)."""
+    text = pattern.strip()
+    if "://" in text and not text.startswith("file://"):
+        full = text
+    elif "/" not in text:
+        return "**/" + text
+    else:
+        path = os.path.expanduser(text.removeprefix("file://"))
+        full = os.path.normpath(os.path.join(os.getcwd(), path))
+    return full + "/**" if text.endswith("/") else full
+
+
+def _glob_regex(pattern: str) -> str:
+    """A shell glob as a regular expression: ``*``/``?``/``[...]`` within a path component,
+    ``**/`` any number of directories, ``**`` anything."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1 : end]
+            negate = body[:1] in ("!", "^")
+            body = re.escape(body[1:] if negate else body).replace("\\-", "-")
+            out.append(f"[{'^/' if negate else ''}{body}]")
+            i = end + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return "".join(out)
 
 
 def attr_condition(name: str, wanted: Any) -> Condition:

@@ -25,9 +25,11 @@ moved into the database the first time the directory is opened, and renamed
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -93,6 +95,16 @@ CREATE INDEX IF NOT EXISTS files_by_time ON files(time_start, time_end);
 """
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(pattern)
+
+
+def regexp(pattern: str, value: str | None) -> bool:
+    """SQLite's ``value REGEXP pattern`` (a full match), which SQLite leaves to the caller."""
+    return value is not None and _compiled(pattern).fullmatch(value) is not None
+
+
 def db_path(directory: Path) -> Path:
     return Path(directory) / DB_NAME
 
@@ -118,6 +130,7 @@ def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:
             with contextlib.suppress(OSError):
                 os.chmod(path, 0o666 & ~_UMASK)
         con.row_factory = sqlite3.Row
+        con.create_function("regexp", 2, regexp, deterministic=True)  # for shell-style globs
         con.execute("PRAGMA foreign_keys = ON")
         if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             con.execute("PRAGMA journal_mode = WAL")

@@ -12,8 +12,22 @@ import logging
 import sys
 
 from . import catalog, combine, demo, index, info, reduce
-from ._common import FORMATTER, run, verbose_parent
+from ._common import FORMATTER, fail, run, verbose_parent
 from ._inputs import join_negative_values
+
+
+class CommandLineError(Exception):
+    """argparse found the command line malformed (exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors return to ``main`` instead of exiting, so that
+    ``--json`` gets its JSON error object then too."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        raise CommandLineError(f"{self.prog.removeprefix('activezarr ')}: {message}")
+
 
 EPILOG = """\
 examples:
@@ -26,7 +40,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="activezarr",
         description="Index netCDF4/HDF5 files once, then reduce them where the data lives.",
         epilog=EPILOG,
@@ -52,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2), already printed
+    except CommandLineError as exc:
+        return fail(str(exc), 2, "--json" in argv)
+    except SystemExit as exc:  # argparse: --help or --version (0), already printed
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -11,7 +11,6 @@ import numpy as np
 
 from ..errors import ActiveZarrError
 
-DEFAULT_CATALOG = "indexes"
 # Descriptions and epilogs (examples) are printed as written.
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
@@ -48,6 +47,64 @@ def remote_options(sp) -> None:
     )
 
 
+def server_options(sp) -> None:
+    """``--server`` and ``--server-ca``, for every command that can reduce on a server."""
+    from ._inputs import server_url
+
+    g = sp.add_argument_group("Reductionist server (data on S3 or HTTPS)")
+    g.add_argument(
+        "--server",
+        type=server_url,
+        metavar="URL",
+        help="Reductionist server URL; it reads s3:// and https:// sources, not local files "
+        "(default: reduce on this machine)",
+    )
+    g.add_argument(
+        "--server-ca",
+        metavar="PATH",
+        help="CA bundle (PEM) that signed the server's certificate (default: the system's)",
+    )
+
+
+def server_backend(args) -> dict:
+    """The ``Active`` options that ``--server``/``--server-ca`` ask for."""
+    from ._inputs import UsageError
+
+    if args.server_ca and not args.server:
+        raise UsageError(f"--server-ca {args.server_ca} needs --server URL as well")
+    if not args.server:
+        return {}
+    options = {"backend": "reductionist", "server": args.server}
+    if args.server_ca:
+        options["server_ca"] = args.server_ca
+    return options
+
+
+def check_server_reads(server: str | None, sources: list[str]) -> None:
+    """The one check of every command with ``--server``: can the server read ``sources``?
+
+    A Reductionist server reads S3 and HTTP(S) objects only: when every source is a local file
+    the command is refused naming one; when some are, stderr says they are reduced here.
+    """
+    if not server:
+        return
+    local = [u for u in sources if "://" not in u or u.startswith("file://")]
+    if local and len(local) == len(sources):
+        more = f" and {len(local) - 1} more" if len(local) > 1 else ""
+        raise ActiveZarrError(
+            f"--server {server} cannot read local files ({local[0]}{more}); drop --server "
+            "to reduce on this machine, or index the files from s3:// or https:// URLs the "
+            "server can reach"
+        )
+    if local:
+        print(
+            f"activezarr: note: --server {server} cannot read {len(local)} of the "
+            f"{len(sources)} sources, which are local files (first: {local[0]}); they are "
+            "reduced on this machine",
+            file=sys.stderr,
+        )
+
+
 def index_options(sp) -> None:
     """``--no-check-stale`` and ``--allow-path`` for commands that open an index."""
     sp.add_argument(
@@ -75,62 +132,6 @@ def storage_options(args) -> dict | None:
     if getattr(args, "profile", None):
         options["profile"] = args.profile
     return options or None
-
-
-def catalog_option(sp, select: bool = True) -> None:
-    """``--catalog`` (and ``--path``/``--attr`` to select entries), plus the remote options."""
-    sp.add_argument(
-        "--catalog",
-        default=DEFAULT_CATALOG,
-        metavar="DIR",
-        help=f"index directory holding the catalog (default: {DEFAULT_CATALOG})",
-    )
-    if select:
-        sp.add_argument(
-            "terms",
-            nargs="*",
-            metavar="FACET=VALUE",
-            help="only files matching these facets (source_id=IPSL* experiment_id=historical "
-            "variable_id=tas; globs, VALUE1,VALUE2 for any; default: all)",
-        )
-        sp.add_argument(
-            "--path",
-            metavar="GLOB",
-            help="only sources matching this glob, as typed or as absolute paths (default: all)",
-        )
-        sp.add_argument(
-            "--attr",
-            action="append",
-            metavar="NAME=VALUE",
-            help="only files whose global attribute NAME matches VALUE (a glob); repeatable "
-            "(default: all)",
-        )
-    remote_options(sp)
-
-
-def open_catalog(args):
-    """The ``Catalog`` of ``--catalog``, narrowed by FACET=VALUE terms, ``--path``, ``--attr``."""
-    from ..catalog import Catalog
-    from ..catalog.search import parse_terms
-    from ._inputs import check_catalog
-
-    check_catalog(args.catalog)
-    cat = Catalog(args.catalog, storage_options=storage_options(args))
-    if getattr(args, "terms", None):
-        cat = cat.search(**parse_terms(args.terms))
-    if getattr(args, "path", None) or getattr(args, "attr", None):
-        cat = cat.select(path=args.path, attrs=_attrs(args.attr))
-    return cat
-
-
-def _attrs(items: list[str] | None) -> dict[str, str] | None:
-    out = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ActiveZarrError(f"bad --attr {item!r}; use NAME=VALUE (VALUE may be a glob)")
-        out[key] = value
-    return out or None
 
 
 def parse_selection(text: str | None):
@@ -182,6 +183,18 @@ def _json_number(x):
     return x
 
 
+def strict(value):
+    """``value`` (dicts, lists, numbers, numpy scalars) with every non-finite float as its
+    string: what JSON can hold."""
+    if isinstance(value, dict):
+        return {str(k): strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    return _json_number(value)
+
+
 def to_jsonable(value):
     """A (masked) array as strict JSON: numbers, ``null`` where masked, and the strings
     ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` for non-finite values."""
@@ -196,9 +209,10 @@ def to_jsonable(value):
     return out.reshape(arr.shape).tolist()
 
 
-def dumps(payload: dict) -> str:
-    """Strict JSON (``allow_nan=False``): what ``--json`` prints."""
-    return json.dumps(payload, allow_nan=False)
+def dumps(payload, indent: int | None = None) -> str:
+    """Strict JSON (non-finite numbers as strings, ``allow_nan=False``): what ``--json``
+    prints."""
+    return json.dumps(strict(payload), allow_nan=False, indent=indent, default=str)
 
 
 def describe_value(op: str, name: str, value, count, where: str = "") -> str:
@@ -224,22 +238,32 @@ def value_of(op: str, parts: dict):
     return np.ma.masked_array(mean, mask=count == 0)
 
 
+def fail(message: str, code: int, as_json: bool) -> int:
+    """Report an error: one line on stderr and, for ``--json``, a JSON object on stdout
+    (``{"error": ..., "exit_status": ...}``) so that a script's parser always gets JSON."""
+    message = " ".join(str(message).split())  # one line, whatever the message held
+    print(f"activezarr: error: {message}", file=sys.stderr)
+    if as_json:
+        print(dumps({"error": message, "exit_status": code}))
+    return code
+
+
 def run(func, args) -> int:
     """Run a command: every error is one line on stderr; exit 1 (2 for a usage error).
 
-    The specific messages come from the checks in ``_inputs`` and the library's own errors;
-    the last ``except`` turns anything unforeseen into one line too (the traceback with -v).
+    The specific messages come from the checks in ``_inputs`` and the library's own errors
+    (their command-line wording, ``cli``, when they have one); the last ``except`` turns
+    anything unforeseen into one line too (the traceback with -v).
     """
     from ._inputs import UsageError
 
+    as_json = bool(getattr(args, "json", False))
     try:
         return func(args)
     except UsageError as exc:
-        print(f"activezarr: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc), 2, as_json)
     except ActiveZarrError as exc:
-        print(f"activezarr: error: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc.cli or str(exc), 1, as_json)
     except KeyboardInterrupt:
         print("activezarr: interrupted", file=sys.stderr)
         return 130
@@ -248,16 +272,15 @@ def run(func, args) -> int:
         return 0
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"activezarr: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return fail(f"{where}{exc.strerror or exc}", 1, as_json)
     except Exception as exc:  # noqa: BLE001 - the last guard: one line, not a traceback
         if getattr(args, "verbose", False):
             import traceback
 
             traceback.print_exc()
-        print(
-            f"activezarr: error: unexpected {type(exc).__name__}: {exc} (a bug: please report "
-            "it with the command and the output of `activezarr versions`; -v shows the traceback)",
-            file=sys.stderr,
+        return fail(
+            f"unexpected {type(exc).__name__}: {exc} (a bug: please report it with the command "
+            "and the output of `activezarr versions`; -v shows the traceback)",
+            1,
+            as_json,
         )
-        return 1

@@ -6,7 +6,6 @@ Thin commands over ``Catalog``: parse, call, print; problems go to stderr and se
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import sys
 from collections import Counter
@@ -14,16 +13,17 @@ from collections import Counter
 from ..errors import ActiveZarrError
 from ._common import (
     FORMATTER,
-    catalog_option,
+    check_server_reads,
     describe_value,
     dumps,
-    open_catalog,
     parse_axis,
     parse_selection,
+    server_backend,
+    server_options,
     to_jsonable,
     value_of,
 )
-from ._inputs import server_url
+from ._narrow import catalog_option, open_catalog
 
 EPILOG = """\
 examples:
@@ -59,11 +59,9 @@ def _span(entry) -> str:
 
 
 def cmd_ls(args) -> int:
-    cat = open_catalog(args)
-    if args.var:
-        cat = cat.select(var=args.var)
+    cat = open_catalog(args, var=args.var)
     if args.json:
-        print(json.dumps([_record(e) for e in cat], indent=1))
+        print(dumps([_record(e) for e in cat], indent=1))
         return 0
     for e in cat:
         size = e.fingerprint.get("size")
@@ -111,13 +109,13 @@ def _record(entry) -> dict:
 def cmd_show(args) -> int:
     cat = open_catalog(args)
     if args.source in cat.combined:
-        print(json.dumps(cat.combined[args.source], indent=1))
+        print(dumps(cat.combined[args.source], indent=1))
         return 0
     try:
         entry = cat[args.source]
     except KeyError as exc:
         raise ActiveZarrError(f"{exc.args[0]}; see `activezarr catalog ls`") from None
-    print(json.dumps(_record(entry), indent=1))
+    print(dumps(_record(entry), indent=1))
     return 0
 
 
@@ -208,16 +206,10 @@ def _held_range(cat, dim: str) -> str:
 
 
 def cmd_reduce(args) -> int:
-    cat = open_catalog(args)
     where = _where(args.where)
-    options = {"backend": "reductionist", "server": args.server} if args.server else {}
-    matching = cat.select(var=args.var)
-    if not len(matching):
-        names = sorted({v for e in cat for v in e.variables})
-        raise ActiveZarrError(
-            f"no file in {cat.path} holds variable '{args.var}' "
-            f"(variables: {', '.join(names) or 'none'}); see `activezarr catalog ls`"
-        )
+    options = server_backend(args)
+    cat = open_catalog(args, var=args.var)
+    check_server_reads(args.server, [e.source for e in cat])
     try:
         parts = cat.reduce(
             args.var,
@@ -235,7 +227,7 @@ def cmd_reduce(args) -> int:
         raise ActiveZarrError(f"--where {args.where!r}: {exc}") from None
     if not cat.files_read:
         dim = next(iter(where)) if where else "time"
-        raise ActiveZarrError(f"no file matched --where {args.where}; {_held_range(matching, dim)}")
+        raise ActiveZarrError(f"no file matched --where {args.where}; {_held_range(cat, dim)}")
     value = value_of(args.op, parts)
     if args.json:
         payload = {
@@ -375,11 +367,6 @@ def register(sub, parents=()) -> None:
         help='selection of the concatenation, e.g. ":,0:10" (default: everything)',
     )
     sp.add_argument("--axis", metavar="AXES", help="axes to reduce, e.g. 0 or 1,2 (default: all)")
-    sp.add_argument(
-        "--server",
-        type=server_url,
-        metavar="URL",
-        help="Reductionist server URL (default: reduce on this machine)",
-    )
     sp.add_argument("--json", action="store_true", help="print strict JSON for scripts")
+    server_options(sp)
     sp.set_defaults(func=cmd_reduce)

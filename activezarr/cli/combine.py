@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import FORMATTER, catalog_option, open_catalog
+from ._common import FORMATTER
+from ._narrow import catalog_option, open_catalog
 
 EPILOG = """\
 examples:
@@ -17,7 +18,7 @@ except in the last file); when they do not, use `activezarr catalog reduce`."""
 
 
 def cmd_combine(args) -> int:
-    cat = open_catalog(args)
+    cat = open_catalog(args, var=args.var)
     out = cat.combine(var=args.var, concat_dim=args.concat_dim, out=args.out)
     print(out)
     return 0

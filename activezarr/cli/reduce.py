@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ActiveZarrError
 from ._common import (
     FORMATTER,
+    check_server_reads,
     describe_value,
     dumps,
     index_options,
     parse_axis,
     parse_selection,
     remote_options,
+    server_backend,
+    server_options,
     storage_options,
     to_jsonable,
     value_of,
 )
-from ._inputs import resolve_index, server_url
+from ._inputs import resolve_index
 
 OPS = ["mean", "sum", "min", "max", "count"]
 
@@ -33,17 +35,6 @@ are numbers or nested lists, null where no valid value was seen, and the strings
 "Infinity" and "-Infinity" for non-finite results."""
 
 
-def _check_server_reaches(active, server: str) -> None:
-    """Reductionist reads S3 and HTTP(S) objects only: refuse an index of local files."""
-    local = [u for u in active.index.urls if "://" not in u or u.startswith("file://")]
-    if local and len(local) == len(active.index.urls):
-        raise ActiveZarrError(
-            f"--server {server}: {active.source} points at local files ({local[0]}), which a "
-            "Reductionist server cannot read; drop --server to reduce on this machine, or index "
-            "the files from s3:// or https:// URLs the server can reach"
-        )
-
-
 def cmd_reduce(args) -> int:
     from ..active import Active
 
@@ -51,16 +42,11 @@ def cmd_reduce(args) -> int:
     selection = parse_selection(args.select)
     axis = parse_axis(args.axis)
     index = resolve_index(args.index, so)
-    options = {}
-    if args.server:
-        options = {"backend": "reductionist", "server": args.server}
-        if args.server_ca:
-            options["server_ca"] = args.server_ca
+    options = server_backend(args)
     options["check_stale"] = not args.no_check_stale
     options["allow_paths"] = args.allow_path
     with Active(index, args.variable, storage_options=so, **options) as a:
-        if args.server:
-            _check_server_reaches(a, args.server)
+        check_server_reads(args.server, list(a.index.urls))
         parts = a.reduce(args.op, selection, axis, components=True)
         count = parts["count"]
         value = value_of(args.op, parts)
@@ -102,18 +88,8 @@ def register(sub, parents=()) -> None:
     sp.add_argument(
         "--axis", metavar="AXES", help="axes to reduce, e.g. 0 or 0,2 (default: all axes)"
     )
-    sp.add_argument(
-        "--server",
-        type=server_url,
-        metavar="URL",
-        help="Reductionist server URL, for data on S3/HTTPS (default: reduce on this machine)",
-    )
-    sp.add_argument(
-        "--server-ca",
-        metavar="PATH",
-        help="CA bundle (PEM) that signed the server's certificate (default: the system's)",
-    )
     sp.add_argument("--json", action="store_true", help="print strict JSON for scripts")
+    server_options(sp)
     remote_options(sp)
     index_options(sp)
     sp.set_defaults(func=cmd_reduce)

@@ -273,9 +273,12 @@ def check_recorded(index: str, recorded: dict[str, dict], storage_options: dict 
         if isinstance(now, Exception) and _gone(url):
             raise StaleIndexError(_gone_message(url, index, out)) from now
         if isinstance(now, Exception):
-            raise StaleIndexError(
+            what = (
                 f"{url}, indexed into {index}, cannot be checked ({type(now).__name__}: "
-                f"{now}); {refresh}, or pass check_stale=False (--no-check-stale)"
+                f"{now}); {refresh}, or"
+            )
+            raise StaleIndexError(
+                f"{what} pass check_stale=False", cli=f"{what} add --no-check-stale"
             ) from now
         changed = _differences(was, now)
         if changed:

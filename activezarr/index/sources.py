@@ -99,7 +99,10 @@ def _ssl_context(cafile: str) -> ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=cafile)
     except (OSError, ssl.SSLError) as exc:
-        raise ActiveZarrError(f"ssl={cafile!r}: cannot load the CA bundle ({exc})") from exc
+        raise ActiveZarrError(
+            f"ssl={cafile!r}: cannot load the CA bundle ({exc})",
+            cli=f'"ssl": "{cafile}" in --storage-options: cannot load the CA bundle ({exc})',
+        ) from exc
 
 
 def remote_filesystem(protocol: str, storage_options: dict | None = None):

@@ -338,10 +338,13 @@ def confine(
         real, st = _resolved_file(path, memo)
         if not any(real == r or real.startswith(r.rstrip("/") + "/") for r in real_roots):
             allowed = ", ".join(real_roots) or "none"
-            raise IndexLoadError(
+            what = (
                 f"{where}: chunk URL {url!r:.120} lies outside the directories this index may "
-                f"read ({allowed}); if you trust the index, pass allow_paths=[...] "
-                "(CLI: --allow-path DIR)"
+                f"read ({allowed}); if you trust the index,"
+            )
+            raise IndexLoadError(
+                f"{what} pass allow_paths=[DIR]",
+                cli=f"{what} add --allow-path {os.path.dirname(real)}",
             )
         if st is not None:
             sizes[url] = st.st_size
