@@ -43,6 +43,7 @@ from .progress import Progress
 log = logging.getLogger(__name__)
 
 IndexFormat = Literal["json", "parquet"]
+RUN_DIR = ".activezarr-runs"  # one lock file per running index run
 RUN_LOCK = ".activezarr-runs.lock"
 COMMIT_EVERY_S = 1.0  # the parent commits finished rows at least this often
 COMMIT_BATCH = 500  # ... or every this many rows
@@ -431,7 +432,7 @@ def _run_lock(out: Path):
     sees every other file unlocked knows no other run is writing, and none can start until it
     has cleaned up.
     """
-    runs = out / ".activezarr-runs"
+    runs = out / RUN_DIR
     runs.mkdir(parents=True, exist_ok=True)
     with open(out / RUN_LOCK, "a") as gate:
         fcntl.flock(gate, fcntl.LOCK_EX)

@@ -89,8 +89,24 @@ def index_cache_dir() -> Path:
     """
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except (RuntimeError, KeyError):  # no HOME and no password entry to find it
+        raise IndexBuildError(
+            f"no home directory to keep indexes in; set {CACHE_ENV} to a writable directory"
+        ) from None
     return Path(base) / "activezarr" / "indexes"
+
+
+def unwritable(out: Path) -> str | None:
+    """Why indexes cannot be written into directory ``out`` (made if missing), or None."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not os.access(out, os.W_OK | os.X_OK):
+        return "permission denied"
+    return None
 
 
 def ensure_index(
@@ -110,5 +126,13 @@ def ensure_index(
         known = entry is not None and entry.index.exists()
         if known and entry.fingerprint == source.fingerprint():
             return entry.index, False
+    reason = unwritable(out)
+    if reason:
+        raise IndexBuildError(
+            f"cannot write the index of {path} into {out} ({reason}); set {CACHE_ENV} to a "
+            "writable directory, or index the file with build_index(path, out=DIR)",
+            cli=f"cannot write the index of {path} into {out} ({reason}); index it with "
+            f"`activezarr index {path} --out DIR` and give DIR/NAME.json",
+        )
     log.info("indexing %s into %s", path, out)
     return build_index(path, out, storage_options=storage_options), True

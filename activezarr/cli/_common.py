@@ -49,7 +49,7 @@ def remote_options(sp) -> None:
 
 def server_options(sp) -> None:
     """``--server`` and ``--server-ca``, for every command that can reduce on a server."""
-    from ._inputs import server_url
+    from ._inputs import path_text, server_url
 
     g = sp.add_argument_group("Reductionist server (data on S3 or HTTPS)")
     g.add_argument(
@@ -61,6 +61,7 @@ def server_options(sp) -> None:
     )
     g.add_argument(
         "--server-ca",
+        type=path_text,
         metavar="PATH",
         help="CA bundle (PEM) that signed the server's certificate (default: the system's)",
     )
@@ -107,6 +108,8 @@ def check_server_reads(server: str | None, sources: list[str]) -> None:
 
 def index_options(sp) -> None:
     """``--no-check-stale`` and ``--allow-path`` for commands that open an index."""
+    from ._inputs import path_text
+
     sp.add_argument(
         "--no-check-stale",
         action="store_true",
@@ -114,6 +117,7 @@ def index_options(sp) -> None:
     )
     sp.add_argument(
         "--allow-path",
+        type=path_text,
         action="append",
         default=[],
         metavar="DIR",
@@ -255,6 +259,8 @@ def run(func, args) -> int:
     (their command-line wording, ``cli``, when they have one); the last ``except`` turns
     anything unforeseen into one line too (the traceback with -v).
     """
+    import sqlite3
+
     from ._inputs import UsageError
 
     as_json = bool(getattr(args, "json", False))
@@ -273,6 +279,14 @@ def run(func, args) -> int:
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         return fail(f"{where}{exc.strerror or exc}", 1, as_json)
+    except sqlite3.Error as exc:  # the catalog database: locked for too long, or damaged
+        where = getattr(args, "catalog", None) or getattr(args, "out", None) or "indexes"
+        hint = (
+            "another program holds it; retry when it is done"
+            if "locked" in str(exc)
+            else "move catalog.db away and re-index"
+        )
+        return fail(f"the catalog of {where}: {exc}; {hint}", 1, as_json)
     except Exception as exc:  # noqa: BLE001 - the last guard: one line, not a traceback
         if getattr(args, "verbose", False):
             import traceback

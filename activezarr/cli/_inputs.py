@@ -5,10 +5,12 @@ the input and the fix (``UsageError`` for malformed options: exit status 2)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,6 +29,13 @@ class UsageError(ActiveZarrError):
 
 
 # -- argparse types --------------------------------------------------------------------------
+
+
+def path_text(text: str) -> str:
+    """A path option or argument: not empty (an empty path would silently mean ".")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a path (use . for this directory)")
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -135,6 +144,28 @@ def _stat(path: Path, what: str) -> os.stat_result:
         raise ActiveZarrError(f"{what} {path} cannot be read ({exc.strerror})") from None
 
 
+def _special(st: os.stat_result) -> str | None:
+    """What a path that is neither a file nor a directory is (reading a FIFO would block)."""
+    for test, name in (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(st.st_mode):
+            return name
+    return None
+
+
+def check_readable(path: Path, what: str) -> os.stat_result:
+    """``path`` exists and is a file or a directory (not a pipe, device or socket)."""
+    st = _stat(path, what)
+    kind = _special(st)
+    if kind:
+        raise ActiveZarrError(f"{what} {path} is {kind}, not a file; give a regular file")
+    return st
+
+
 def _head(path: Path, n: int = 65536) -> bytes:
     try:
         with open(path, "rb") as fh:
@@ -155,7 +186,7 @@ def resolve_index(text: str, storage_options: dict | None, *, auto_index: bool =
         check_url(text, "index")
         return text
     path = Path(text.removeprefix("file://"))
-    st = _stat(path, "index")
+    st = check_readable(path, "index")
     if path.is_dir():
         return _index_directory(path)
     head = _head(path)
@@ -228,12 +259,17 @@ def _check_json_index(path: Path, head: bytes, size: int) -> None:
 
 
 def _index_on_the_fly(path: Path, storage_options: dict | None) -> Path:
-    from ..catalog.single import ensure_index
+    from ..catalog.single import ensure_index, unwritable
 
-    index, built = ensure_index(path, DEFAULT_INDEX_DIR, storage_options)
+    out: Path | None = Path(DEFAULT_INDEX_DIR)
+    reason = unwritable(out)
+    if reason:  # a read-only working directory: the cache directory ($ACTIVEZARR_INDEX_DIR)
+        out = None
+    index, built = ensure_index(path, out, storage_options)
     verb = "indexed it into" if built else "using its index"
+    where = f" ({DEFAULT_INDEX_DIR}/ here: {reason})" if reason else ""
     print(
-        f"activezarr: {path} is a netCDF file, not an index; {verb} {index} "
+        f"activezarr: {path} is a netCDF file, not an index; {verb} {index}{where} "
         f"(as `activezarr index {path}` does)",
         file=sys.stderr,
     )
@@ -244,12 +280,24 @@ def _index_on_the_fly(path: Path, storage_options: dict | None) -> Path:
 
 
 def read_path_list(name: str) -> list[str]:
-    """``--from-list``: one path per line, or a CSV whose header has a ``path`` column."""
-    path = Path(name)
-    _stat(path, "--from-list")
-    if path.is_dir():
-        raise ActiveZarrError(f"--from-list {path} is a directory; give a text or CSV file")
-    raw = path.read_bytes()
+    """``--from-list``: one path per line, or a CSV whose header has a ``path`` column.
+
+    ``-`` reads the list from stdin (``find data -name '*.nc' | activezarr index --from-list -``);
+    pipes such as ``<(find ...)`` are read like files.
+    """
+    if name == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise ActiveZarrError(
+                "--from-list - reads the paths from stdin, which is a terminal (or closed); "
+                "pipe a list in, e.g. find data -name '*.nc' | activezarr index --from-list -"
+            )
+        path, raw = Path("<stdin>"), sys.stdin.buffer.read()
+    else:
+        path = Path(name)
+        _stat(path, "--from-list")
+        if path.is_dir():
+            raise ActiveZarrError(f"--from-list {path} is a directory; give a text or CSV file")
+        raw = path.read_bytes()
     if b"\x00" in raw[:65536]:
         raise ActiveZarrError(
             f"--from-list {path} is a binary file; give a text file with one path per line "
@@ -289,6 +337,7 @@ def check_catalog(name: str) -> None:
         return  # a missing catalog gets the catalog's own message
     if path.is_dir():
         return
+    check_readable(path, "--catalog")
     head = _head(path)
     if head.startswith(b"SQLite format 3\x00"):
         return
@@ -314,10 +363,38 @@ def check_catalog(name: str) -> None:
     )
 
 
-def check_out_dir(name: str) -> None:
-    """``--out`` of ``index``: a directory (made if missing), never an existing file."""
+def check_out_dir(name: str, option: str = "--out", what: str = "the indexes") -> None:
+    """An output directory (made if missing), never an existing file."""
     path = Path(name)
     if path.exists() and not path.is_dir():
+        kind = _special(path.stat()) or "a file"
+        raise ActiveZarrError(f"{option} {path} is {kind}; give a directory for {what}")
+
+
+def check_out_file(name: str | os.PathLike, option: str = "--out") -> None:
+    """An output file: not a directory or a special file, in a directory that exists."""
+    path = Path(name)
+    if path.is_dir():
         raise ActiveZarrError(
-            f"--out {path} is a file; give a directory for the indexes (default: indexes/)"
+            f"{option} {path} is a directory; give the file to write, e.g. {path / 'NAME.json'}"
         )
+    if path.exists() and _special(path.stat()):
+        raise ActiveZarrError(f"{option} {path} is {_special(path.stat())}; give a file name")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise ActiveZarrError(f"{option} {path}: the directory {parent} {what}; create it first")
+
+
+def check_sources(paths: list[str]) -> None:
+    """``index`` arguments: supported URLs, and local paths that are not pipes or devices
+    (globs and missing files are left to the indexer, which names them)."""
+    for text in paths:
+        check_url(text)
+        if "://" in text and not text.startswith("file://"):
+            continue
+        path = Path(text.removeprefix("file://"))
+        with contextlib.suppress(OSError):
+            kind = _special(path.stat())
+            if kind:
+                raise ActiveZarrError(f"{path} is {kind}, not a netCDF4/HDF5 file")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..errors import ActiveZarrError
 from ._common import remote_options, storage_options
+from ._inputs import path_text
 
 DEFAULT_CATALOG = "indexes"
 SHOWN = 8  # values, folders or variables listed when nothing matched
@@ -16,6 +17,7 @@ def catalog_option(sp, select: bool = True) -> None:
     remote options."""
     sp.add_argument(
         "--catalog",
+        type=path_text,
         default=DEFAULT_CATALOG,
         metavar="DIR",
         help=f"index directory holding the catalog (default: {DEFAULT_CATALOG})",

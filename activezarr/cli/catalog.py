@@ -6,6 +6,7 @@ Thin commands over ``Catalog``: parse, call, print; problems go to stderr and se
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import sys
 from collections import Counter
@@ -23,6 +24,7 @@ from ._common import (
     to_jsonable,
     value_of,
 )
+from ._inputs import check_out_dir, path_text
 from ._narrow import catalog_option, open_catalog
 
 EPILOG = """\
@@ -83,6 +85,7 @@ SHOWN_FACETS = ("source_id", "experiment_id", "member_id", "table_id", "grid_lab
 
 
 def cmd_export(args) -> int:
+    check_out_dir(args.intake_esm, "--intake-esm", "the collection")
     cat = open_catalog(args)
     target = cat.to_intake_esm(args.intake_esm, name=args.name)
     print(target)
@@ -163,9 +166,13 @@ def _bound(text: str, where: str):
     if text == "":
         return None
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         pass
+    else:
+        if math.isnan(number):  # no coordinate value lies in a range that ends in NaN
+            raise ActiveZarrError(f"bad --where bound {text!r} in {where!r}; NaN is not a bound")
+        return number
     m = _DATE.match(text)
     if not m:
         raise ActiveZarrError(
@@ -177,7 +184,7 @@ def _bound(text: str, where: str):
     for field, value, low, high in limits:
         if value is not None and not low <= float(value) <= high:
             raise ActiveZarrError(
-                f"--where {where!r}: {text} has no {field} {value} (a {field} is {low}..{high})"
+                f"--where {where!r}: {text} has no {field} {value} ({field}s run {low}..{high})"
             )
     if month and day and int(day) > (30 if int(month) == 2 else 31):
         raise ActiveZarrError(f"--where {where!r}: {text} is not a date in any calendar")
@@ -295,7 +302,9 @@ def register(sub, parents=()) -> None:
         "  activezarr catalog export source_id=IPSL* --intake-esm esm/ --name ipsl",
     )
     catalog_option(sp)
-    sp.add_argument("--intake-esm", required=True, metavar="DIR", help="directory to write to")
+    sp.add_argument(
+        "--intake-esm", type=path_text, required=True, metavar="DIR", help="directory to write to"
+    )
     sp.add_argument("--name", help="collection name (default: activezarr)")
     sp.set_defaults(func=cmd_export)
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ._common import FORMATTER
+from ._inputs import check_out_file, path_text
 from ._narrow import catalog_option, open_catalog
 
 EPILOG = """\
@@ -18,6 +17,8 @@ except in the last file); when they do not, use `activezarr catalog reduce`."""
 
 
 def cmd_combine(args) -> int:
+    if args.out is not None:
+        check_out_file(args.out)
     cat = open_catalog(args, var=args.var)
     out = cat.combine(var=args.var, concat_dim=args.concat_dim, out=args.out)
     print(out)
@@ -44,7 +45,7 @@ def register(sub, parents=()) -> None:
     )
     sp.add_argument(
         "--out",
-        type=Path,
+        type=path_text,
         metavar="FILE",
         help="output index (default: DIR/combined_VAR_DIM.json beside the catalog)",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._common import FORMATTER
+from ._inputs import path_text
 
 EPILOG = """\
 examples:
@@ -17,6 +18,7 @@ def cmd_demo(args) -> int:
     from ._inputs import check_out_dir
 
     check_out_dir(args.out)
+    check_out_dir(args.data, "--data", "the sample file")
     run_demo(Path(args.out), Path(args.data))
     return 0
 
@@ -32,10 +34,15 @@ def register(sub, parents=()) -> None:
         formatter_class=FORMATTER,
     )
     sp.add_argument(
-        "--out", default="indexes", metavar="DIR", help="index directory (default: indexes/)"
+        "--out",
+        type=path_text,
+        default="indexes",
+        metavar="DIR",
+        help="index directory (default: indexes/)",
     )
     sp.add_argument(
         "--data",
+        type=path_text,
         default="data",
         metavar="DIR",
         help="where the sample netCDF file goes (default: data/)",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+from pathlib import Path
 
 from ..errors import ActiveZarrError
 from ._common import FORMATTER, remote_options, storage_options
-from ._inputs import check_out_dir, check_url, positive_int, read_path_list
+from ._inputs import check_out_dir, check_sources, path_text, positive_int, read_path_list
 
 EPILOG = """\
 examples:
@@ -28,20 +30,39 @@ def cmd_index(args) -> int:
         paths += read_path_list(args.from_list)
     if not paths:
         raise ActiveZarrError("no files to index: give paths, globs or --from-list FILE")
-    for path in paths:
-        check_url(path)
-    with _scheduler(args.scheduler) as executor:
-        report = index_many(
-            paths,
-            out=args.out,
-            jobs=args.jobs,
-            force=args.force,
-            storage_options=storage_options(args),
-            format=args.format,
-            progress=not args.quiet,
-            executor=executor,
-        )
+    check_sources(paths)
+    new = not Path(args.out).exists()
+    report = None
+    try:
+        with _scheduler(args.scheduler) as executor:
+            report = index_many(
+                paths,
+                out=args.out,
+                jobs=args.jobs,
+                force=args.force,
+                storage_options=storage_options(args),
+                format=args.format,
+                progress=not args.quiet,
+                executor=executor,
+            )
+    finally:
+        if new and not (report and (report.indexed or report.skipped)):
+            _remove_if_empty(Path(args.out))
     return 1 if report.failed else 0
+
+
+def _remove_if_empty(out: Path) -> None:
+    """Remove an index directory this run created when it holds no index (every file failed):
+    no empty catalog is left behind to be mistaken for a result."""
+    from ..catalog.catalog import Catalog
+    from ..catalog.indexing import RUN_DIR, RUN_LOCK
+    from ..index.cache import CACHE_DIR
+
+    # what an index run leaves in its directory besides indexes
+    bookkeeping = {"catalog.db", "catalog.db-wal", "catalog.db-shm", CACHE_DIR, RUN_DIR, RUN_LOCK}
+    with contextlib.suppress(OSError, ActiveZarrError):
+        if {p.name for p in out.iterdir()} <= bookkeeping and not len(Catalog(out)):
+            shutil.rmtree(out)
 
 
 @contextlib.contextmanager
@@ -75,14 +96,25 @@ def register(sub, parents=()) -> None:
         epilog=EPILOG,
         formatter_class=FORMATTER,
     )
-    sp.add_argument("paths", nargs="*", help="files, globs or URLs (quote globs for ** patterns)")
     sp.add_argument(
-        "--out", default="indexes", metavar="DIR", help="index directory (default: indexes/)"
+        "paths",
+        nargs="*",
+        type=path_text,
+        help="files, globs or URLs (quote globs for ** patterns)",
+    )
+    sp.add_argument(
+        "--out",
+        type=path_text,
+        default="indexes",
+        metavar="DIR",
+        help="index directory (default: indexes/)",
     )
     sp.add_argument(
         "--from-list",
+        type=path_text,
         metavar="FILE",
-        help="also index the paths in FILE: one per line, or a CSV with a 'path' column",
+        help="also index the paths in FILE: one per line, or a CSV with a 'path' column; "
+        "- reads them from stdin (default: none)",
     )
     sp.add_argument(
         "--jobs",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ._common import FORMATTER, index_options, remote_options, storage_options
-from ._inputs import resolve_index
+from ._inputs import path_text, resolve_index
 
 INFO_EPILOG = """\
 examples:
@@ -116,7 +116,11 @@ def register(sub, parents=()) -> None:
         epilog=INFO_EPILOG,
         formatter_class=FORMATTER,
     )
-    sp.add_argument("index", help="index file (.json), parquet index directory, URL, or a .nc file")
+    sp.add_argument(
+        "index",
+        type=path_text,
+        help="index file (.json), parquet index directory, URL, or a .nc file",
+    )
     sp.add_argument("variable", nargs="?", help="only this variable (default: all of them)")
     remote_options(sp)
     index_options(sp)

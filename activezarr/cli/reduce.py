@@ -19,7 +19,7 @@ from ._common import (
     to_jsonable,
     value_of,
 )
-from ._inputs import resolve_index
+from ._inputs import path_text, resolve_index
 
 OPS = ["mean", "sum", "min", "max", "count"]
 
@@ -77,7 +77,11 @@ def register(sub, parents=()) -> None:
         epilog=EPILOG,
         formatter_class=FORMATTER,
     )
-    sp.add_argument("index", help="index file (.json), parquet index directory, URL, or a .nc file")
+    sp.add_argument(
+        "index",
+        type=path_text,
+        help="index file (.json), parquet index directory, URL, or a .nc file",
+    )
     sp.add_argument("variable", help="variable name, e.g. tas (see `activezarr info INDEX`)")
     sp.add_argument("--op", required=True, choices=OPS, help="the reduction (required)")
     sp.add_argument(
