@@ -1,13 +1,25 @@
-"""A fuzzer over the command line's argument grammar: no input ends in a Python traceback.
+"""A fuzzer over the command line: no input ends in a traceback, a hang or a half-written file.
 
-Hypothesis draws ``reduce``/``info``/``index``/``catalog``/``combine`` invocations from a
-grammar of good and bad values (netCDF files, directories, symlink loops, ``null`` JSON and
-catalogs given as the index; missing and binary ``--from-list`` files; invalid
-``--storage-options``; ``ftp://`` and bare ``s3://`` URLs; impossible dates in ``--where``;
-negative, zero and non-numeric counts ...) and runs the entry point in-process
-(``activezarr.cli.main(argv)``, for speed). Every run must exit 0, 1 or 2, print no
-traceback, and never reach the catch-all "unexpected" message: each error has its own line.
-A few cases also run as a subprocess, through ``python -m activezarr``.
+Hypothesis draws invocations of every command and subcommand from a grammar of good and
+hostile values (netCDF files, directories, symlink loops, ``null`` JSON, truncated JSON,
+catalogs and parquet indexes given as the index; a corrupt ``catalog.db``; missing and binary
+``--from-list`` files; invalid ``--storage-options``; ``ftp://`` and bare ``s3://`` URLs;
+impossible dates and NaN in ``--where``; empty, unicode, negative, huge and NaN counts and
+selections ...) and runs the entry point in-process (``activezarr.cli.main(argv)``, for
+speed). Every run must
+
+- exit 0, 1 (a runtime error) or 2 (a usage error), print no traceback and never reach the
+  catch-all "unexpected" message;
+- on failure, print one ``activezarr: error:`` line that spells its fix as options and
+  commands, never as Python (``selection=``, ``Catalog.reduce``);
+- with ``--json``, print strict JSON on stdout (no NaN literals), an error object on failure;
+- leave every index directory consistent: each catalog row's index loads, no index file
+  without its row, no temporary files, and no directory at all when a run into a new one
+  indexed nothing.
+
+Cases that could hang (named pipes), need another environment (CI=true without stdin, no HOME,
+an unwritable cache directory, NO_COLOR, a 20-column terminal) or must show the exact message
+run as a subprocess through ``python -m activezarr``.
 """
 
 from __future__ import annotations
@@ -16,8 +28,8 @@ import contextlib
 import io
 import json
 import os
-import subprocess
-import sys
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +38,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.catalog_files import write_series
+from tests.cli_run import run_cli
 from tests.generate import write_variable
 
-REPO = Path(__file__).parents[1]
+# Python spellings a command-line user cannot type: keyword arguments, classes, "in Python"
+PYTHONISMS = re.compile(
+    r"\b[a-z_]+=(\[|\(|\{|None|True|False|\.\.\.|')|\bCatalog\.|\bActive\(|in Python|\bpass \w+="
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +63,28 @@ def ws(tmp_path_factory) -> Path:
     index_many([str(p) for p in series], root / "indexes", progress=False)
     index_many([str(data / "v.nc")], root / "indexes", progress=False)
     index_many([str(data / "v.nc")], root / "pq", progress=False, format="parquet")
+    index_many([str(series[0])], root / "corrupt", progress=False)
+    (root / "corrupt" / "catalog.db").write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 20)
+    for extra in (root / "corrupt").glob("catalog.db-*"):
+        extra.unlink()
     (root / "old_catalog.json").write_text(json.dumps({"version": 1, "entries": {}}))
     (root / "null.json").write_text("null")
     (root / "list.json").write_text("[1, 2]")
     (root / "other.json").write_text(json.dumps({"name": "not an index"}))
     (root / "bad.json").write_text('{"refs": ')
     (root / "empty.json").write_text("")
+    whole = (root / "indexes" / "tas_00.json").read_text()
+    (root / "truncated.json").write_text(whole[: len(whole) // 2])
     (root / "binary.bin").write_bytes(bytes(range(256)) * 4)
     (root / "cdf3.nc").write_bytes(b"CDF\x01" + bytes(100))
+    (root / "truncated.nc").write_bytes(series[0].read_bytes()[:3000])
+    (root / "tâs ünï.nc").write_bytes(series[0].read_bytes())
     (root / "list.txt").write_text(f"{data / 'v.nc'}\n")
     (root / "nopath.csv").write_text("file,size\nv.nc,1\n")
     (root / "a_file").write_text("x")
     os.symlink(root / "loop_b", root / "loop_a")
     os.symlink(root / "loop_a", root / "loop_b")
+    os.mkfifo(root / "fifo")
     return root
 
 
@@ -68,11 +93,16 @@ INDEXES = [
     "indexes/tas_00.json",
     "pq/v.parq",
     "data/v.nc",
+    "series/tas_01.nc",
+    "tâs ünï.nc",
     "cdf3.nc",
+    "truncated.nc",
+    "truncated.json",
     "data",
     "indexes",
     "old_catalog.json",
     "indexes/catalog.db",
+    "corrupt/catalog.db",
     "loop_a",
     "null.json",
     "list.json",
@@ -87,74 +117,94 @@ INDEXES = [
     "https://",
     "",
 ]
-VARIABLES = ["v", "tas", "pr", "time", "nosuch", "", "-1"]
+VARIABLES = ["v", "tas", "pr", "time", "nosuch", "", "-1", "tâs", "a b", "x" * 300]
+NUMBERS = ["0", "-1", "1", "2", "99999999999999999999999", "-99999999999999999999", "nan", "inf",
+           "1e400", "1.5", "", " ", "０", "x"]  # fmt: skip
 SELECTS = [
-    "0",
-    "-1:",
-    "-1:,...",
-    "0:2,4:6,7:9",
-    "...",
-    "::2",
-    "3,...,::2",
-    "1:2:3:4",
-    "a",
-    "0,0,0,0,0",
-    "::0",
-    "99",
-    "-99",
-    ",",
-    "0:1,,",
-]
-AXES = ["0", "-1", "0,2", "5", "x", "0,0", ""]
-OPTIONS_JSON = ["{", "null", "[]", '{"anon": true}', "{}", '"x"', "1"]
+    "0", "-1:", "-1:,...", "0:2,4:6,7:9", "...", "::2", "3,...,::2", "1:2:3:4", "a",
+    "0,0,0,0,0", "::0", "1:2:-1", "::-1", "99", "-99", ",", "0:1,,", "...,...", "1.5", "0.0:1",
+    " 0 : 2 , ... ", "", "nan", "inf", "99999999999999999999999", "-99999999999999999999:",
+    "０:２", ":,:,:", "Ellipsis", "0:1:1e3",
+]  # fmt: skip
+AXES = ["0", "-1", "0,2", "5", "x", "0,0", "", " 1 , 2 ", "1.5", "nan", "99999999999999999999"]
+OPTIONS_JSON = ["{", "null", "[]", '{"anon": true}', "{}", '"x"', "1", '{"anon": NaN}', ""]
 WHERES = [
-    "time=0..100",
-    "time=2000-01-01..2000-02-15",
-    "time=2000-13-45..2001",
-    "time=2000-02-31..2000-03-01",
-    "time=..",
-    "time",
-    "x=1..2",
-    "=..",
-    "time=abc..def",
-    "time=5000..6000",
-]
-JOBS = ["0", "-1", "x", "2", "1"]
-LISTS = ["list.txt", "missing.txt", "binary.bin", "nopath.csv", "data", "loop_a"]
-OUTS = ["out", "a_file", "indexes"]
-SERVERS = ["not-a-url", "http://127.0.0.1:9", "ftp://x", "http://"]
+    "time=0..100", "time=2000-01-01..2000-02-15", "time=2000-13-45..2001", "time=2000-02-31..",
+    "time=..", "time", "x=1..2", "=..", "time=abc..def", "time=5000..6000", "time=nan..1",
+    "time=inf..-inf", "time=1e400..", "lat=0..10", "tïme=0..1", "time=2000-01-01T25:00..",
+    "time=-99999999999-01-01..", "", "time=1..0",
+]  # fmt: skip
+PATHS = ["series/*.nc", "./series/tas_0[01].nc", "series/", "**/v.nc", "*.nc", "nothing/*",
+         "", "/", "[", "tas_0[!1].nc", "../*"]  # fmt: skip
+TERMS = ["experiment_id=historical", "experiment_id=nope", "source_id=*", "=x", "x", "foo=bar",
+         "variable_id=tas,pr"]  # fmt: skip
+CATALOGS = ["indexes", "indexes/catalog.db", "corrupt", "pq", "null.json", "missing.json",
+            "binary.bin", "data", "", "a_file", "old_catalog.json"]  # fmt: skip
+LISTS = ["list.txt", "missing.txt", "binary.bin", "nopath.csv", "data", "loop_a", ""]
+OUTS = ["out_fuzz", "a_file", "indexes", "", "data/v.nc", "new/deeper/dir"]
+SERVERS = ["not-a-url", "http://127.0.0.1:9", "ftp://x", "http://", "", "http://h:99999"]
 INDEX_PATHS = [
-    "data/v.nc",
-    "data/*.nc",
-    "missing.nc",
-    "cdf3.nc",
-    "data",
-    "loop_a",
-    "binary.bin",
-    "ftp://host/x.nc",
-    "s3://",
-    "s3://bucket",
-]
+    "data/v.nc", "data/*.nc", "missing.nc", "cdf3.nc", "truncated.nc", "data", "loop_a",
+    "binary.bin", "ftp://host/x.nc", "s3://", "s3://bucket", "", "tâs ünï.nc", "series/*.nc",
+]  # fmt: skip
 
 
-def _maybe(draw, flag: str, values: list[str], p: bool = True) -> list[str]:
-    return [flag, draw(st.sampled_from(values))] if p and draw(st.booleans()) else []
+def _maybe(draw, flag: str, values: list[str]) -> list[str]:
+    return [flag, draw(st.sampled_from(values))] if draw(st.booleans()) else []
+
+
+def _selection(draw, command: str) -> list[str]:
+    """The options that narrow a catalog: FACET=VALUE terms, --path, --attr."""
+    argv = draw(st.lists(st.sampled_from(TERMS), max_size=2))
+    argv += _maybe(draw, "--path", PATHS)
+    argv += _maybe(draw, "--attr", ["title=*", "title", "experiment_id=nope"])
+    return argv
+
+
+def _catalog_command(draw) -> list[str]:
+    sub = draw(st.sampled_from(["ls", "search", "reduce", "verify", "show", "prune", "export"]))
+    argv = ["catalog", sub, "--catalog", draw(st.sampled_from(CATALOGS))]
+    if sub == "show":
+        argv.append(draw(st.sampled_from(["data/v.nc", "nosuch", "v.json", ""])))
+    if sub == "prune":
+        return argv + (["--dry-run"] if draw(st.booleans()) else [])
+    argv += _selection(draw, sub)
+    if sub in ("ls", "search"):
+        argv += _maybe(draw, "--var", VARIABLES)
+        argv += ["--json"] if draw(st.booleans()) else []
+    elif sub == "export":
+        argv += ["--intake-esm", draw(st.sampled_from(["esm_fuzz", "a_file", ""]))]
+    elif sub == "reduce":
+        argv += ["--var", draw(st.sampled_from(VARIABLES))]
+        argv += ["--op", draw(st.sampled_from(["mean", "max", "count", "sum"]))]
+        argv += _maybe(draw, "--where", WHERES)
+        argv += _maybe(draw, "--select", SELECTS)
+        argv += _maybe(draw, "--axis", AXES)
+        argv += _maybe(draw, "--concat-dim", ["time", "lat", "", "nosuch"])
+        argv += _maybe(draw, "--server", SERVERS)
+        argv += ["--json"] if draw(st.booleans()) else []
+    return argv
 
 
 @st.composite
 def command_lines(draw) -> list[str]:
-    command = draw(st.sampled_from(["reduce", "info", "index", "catalog", "combine"]))
+    command = draw(
+        st.sampled_from(["reduce", "info", "index", "catalog", "combine", "demo", "versions"])
+    )
     argv: list[str] = []
     if draw(st.booleans()):
         argv.append("-v")
     if command == "reduce":
         argv += ["reduce", draw(st.sampled_from(INDEXES)), draw(st.sampled_from(VARIABLES))]
-        op = draw(st.sampled_from(["mean", "sum", "min", "max", "count", "median", None]))
-        argv += ["--op", op] if op else []
+        op = draw(st.sampled_from(["mean", "sum", "min", "max", "count", "median", "", None]))
+        argv += ["--op", op] if op is not None else []
         argv += _maybe(draw, "--select", SELECTS)
         argv += _maybe(draw, "--axis", AXES)
         argv += _maybe(draw, "--server", SERVERS)
+        argv += _maybe(draw, "--server-ca", ["", "a_file", "missing.pem"])
         argv += _maybe(draw, "--storage-options", OPTIONS_JSON)
+        argv += _maybe(draw, "--allow-path", ["", "data", "/"])
+        argv += ["--no-check-stale"] if draw(st.booleans()) else []
         argv += ["--json"] if draw(st.booleans()) else []
     elif command == "info":
         argv += ["info", draw(st.sampled_from(INDEXES))]
@@ -162,31 +212,25 @@ def command_lines(draw) -> list[str]:
         argv += _maybe(draw, "--storage-options", OPTIONS_JSON)
     elif command == "index":
         argv += ["index", *draw(st.lists(st.sampled_from(INDEX_PATHS), max_size=3))]
-        argv += ["--out", draw(st.sampled_from(OUTS)) + "_fuzz"]
+        argv += ["--out", draw(st.sampled_from(OUTS))]
         argv += _maybe(draw, "--from-list", LISTS)
-        argv += _maybe(draw, "--jobs", JOBS)
+        argv += _maybe(draw, "--jobs", NUMBERS)
+        argv += _maybe(draw, "--format", ["json", "parquet", "zarr", ""])
         argv += _maybe(draw, "--storage-options", OPTIONS_JSON)
+        argv += ["--force"] if draw(st.booleans()) else []
+        argv += ["-q"]
     elif command == "catalog":
-        sub = draw(st.sampled_from(["ls", "reduce", "verify", "show"]))
-        argv += ["catalog", sub]
-        catalog = draw(
-            st.sampled_from(
-                ["indexes", "indexes/catalog.db", "null.json", "missing.json", "binary.bin"]
-            )
-        )
-        argv += ["--catalog", catalog]
-        if sub == "show":
-            argv.append(draw(st.sampled_from(["data/v.nc", "nosuch", "v.json"])))
-        if sub == "reduce":
-            argv += ["--var", draw(st.sampled_from(VARIABLES))]
-            argv += ["--op", draw(st.sampled_from(["mean", "max", "count"]))]
-            argv += _maybe(draw, "--where", WHERES)
-            argv += _maybe(draw, "--select", SELECTS)
-            argv += _maybe(draw, "--axis", AXES)
-            argv += ["--json"] if draw(st.booleans()) else []
+        argv += _catalog_command(draw)
+    elif command == "combine":
+        argv += ["combine", "--catalog", draw(st.sampled_from(CATALOGS))]
+        argv += ["--var", draw(st.sampled_from(["tas", "v", "nosuch", ""]))]
+        argv += _selection(draw, "combine")
+        argv += _maybe(draw, "--concat-dim", ["time", "lat", "", "nosuch"])
+        argv += _maybe(draw, "--out", ["c_fuzz.json", "data", "", "nodir/x.json", "a_file"])
+    elif command == "demo":
+        argv += ["demo", "--out", draw(st.sampled_from(OUTS)), "--data", "demo_data_fuzz"]
     else:
-        argv += ["combine", "--catalog", draw(st.sampled_from(["indexes", "x"]))]
-        argv += ["--var", draw(st.sampled_from(["tas", "v", "nosuch"]))]
+        argv += ["versions"]
     return argv
 
 
@@ -204,28 +248,73 @@ def run_in_process(argv: list[str], cwd: Path) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def check_outcome(argv, code, err) -> None:
-    shown = " ".join(argv)
+def _reject_constant(name):
+    raise AssertionError(f"--json printed the non-JSON literal {name}")
+
+
+def check_outcome(argv, code, out, err) -> None:
+    shown = " ".join(map(repr, argv))
     assert code in (0, 1, 2), f"`activezarr {shown}` exited {code}\n{err}"
     assert "Traceback" not in err, f"`activezarr {shown}` printed a traceback:\n{err}"
     assert "unexpected" not in err, f"`activezarr {shown}` hit the catch-all:\n{err}"
-    if code == 1 and argv[-1] != "-v" and "index" not in argv[:2]:
-        errors = [ln for ln in err.splitlines() if ln.startswith("activezarr: error:")]
+    errors = [ln for ln in err.splitlines() if ln.startswith("activezarr: error:")]
+    if code:
         assert len(errors) == 1, f"`activezarr {shown}`: want one error line, got:\n{err}"
+        assert not PYTHONISMS.search(errors[0]), f"`activezarr {shown}`: Python in {errors[0]}"
+        if "index" not in argv[:2] and "-v" not in argv:
+            assert err.strip().splitlines()[-1] == errors[0], err
     if code == 2:
-        assert err.strip().splitlines()[-1].startswith(("activezarr", "usage")), err
+        assert "usage:" in err or "argument" in errors[0] or "needs" in errors[0], err
+    if "--json" in argv and argv[0] != "versions":
+        try:
+            payload = json.loads(out, parse_constant=_reject_constant)
+        except json.JSONDecodeError as exc:
+            raise AssertionError(f"`activezarr {shown}`: not JSON ({exc}):\n{out!r}") from None
+        if code:
+            assert payload == {"error": errors[0].removeprefix("activezarr: error: "),
+                               "exit_status": code}  # fmt: skip
+
+
+def assert_consistent(directory: Path) -> None:
+    """Every catalog row's index loads, every index has its row, nothing temporary is left."""
+    from activezarr.catalog import Catalog
+    from activezarr.index.load import read_index
+
+    if not (directory / "catalog.db").is_file():
+        return
+    leftovers = [p.name for p in directory.glob(".*.tmp")] + [
+        p.name for p in directory.glob(".*.parq.*")
+    ]
+    assert not leftovers, f"{directory}: temporary files left: {leftovers}"
+    cat = Catalog(directory)
+    names = {e.index.name for e in cat}
+    for e in cat:
+        read_index(str(e.index))
+    on_disk = {p.name for p in directory.iterdir() if p.suffix in (".json", ".parq")}
+    on_disk -= {n for n in on_disk if n.startswith("combined_")} | set(cat.combined)
+    assert on_disk <= names, f"{directory}: indexes without a catalog row: {on_disk - names}"
 
 
 @settings(
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(argv=command_lines())
 def test_no_command_line_ends_in_a_traceback(ws, monkeypatch, argv):
     monkeypatch.setenv("ACTIVEZARR_INDEX_DIR", str(ws / "cache"))
-    code, _, err = run_in_process(argv, ws)
-    check_outcome(argv, code, err)
+    monkeypatch.setenv("CI", "true")
+    out_dir = argv[argv.index("--out") + 1] if "--out" in argv and "index" in argv[:2] else None
+    new = out_dir and not (ws / out_dir).exists()
+    code, out, err = run_in_process(argv, ws)
+    check_outcome(argv, code, out, err)
+    if out_dir:
+        if new and "indexed " not in out and "up to date" not in out:
+            assert not (ws / out_dir).exists(), f"{out_dir} left behind by a run that failed"
+        elif (ws / out_dir).is_dir():
+            assert_consistent(ws / out_dir)
+    for made in ("out_fuzz", "new"):  # later examples start from no such directory again
+        shutil.rmtree(ws / made, ignore_errors=True)
 
 
 SUBPROCESS_CASES = [
@@ -250,24 +339,81 @@ SUBPROCESS_CASES = [
         1,
         "has no month 13",
     ),
+    # named pipes: refused without reading them (reading would block)
+    (["reduce", "fifo", "v", "--op", "mean"], 1, "index fifo is a named pipe (FIFO), not a file"),
+    (["info", "fifo"], 1, "is a named pipe (FIFO)"),
+    (["catalog", "ls", "--catalog", "fifo"], 1, "--catalog fifo is a named pipe (FIFO)"),
+    (["index", "fifo", "--out", "sp_out"], 1, "fifo is a named pipe (FIFO), not a netCDF4"),
+    (["combine", "--var", "tas", "--out", "fifo"], 1, "--out fifo is a named pipe (FIFO)"),
+    (["demo", "--out", "fifo"], 1, "--out fifo is a named pipe (FIFO)"),
+    # empty paths are usage errors, not "."
+    (["index", "data/v.nc", "--out", ""], 2, "argument --out: is empty"),
+    (["reduce", "", "v", "--op", "mean", "--json"], 2, "argument index: is empty"),
+    (["catalog", "export", "--intake-esm", ""], 2, "argument --intake-esm: is empty"),
+    # no stdin (CI): --from-list - says so
+    (["index", "--from-list", "-", "--out", "sp_out"], 1, "--from-list <stdin> lists no paths"),
+    (["catalog", "ls", "--catalog", "corrupt"], 1, "cannot be opened as a catalog"),
+    (["reduce", "truncated.json", "tas", "--op", "mean"], 1, "is not valid JSON"),
+    (["reduce", "truncated.nc", "tas", "--op", "mean"], 1, "cannot be read as HDF5"),
+    (["combine", "--var", "tas", "--out", "data"], 1, "--out data is a directory"),
+    (["combine", "--var", "tas", "--out", "nodir/x.json"], 1, "nodir does not exist"),
+    (["catalog", "reduce", "--var", "tas", "--op", "max", "--where", "time=nan..1"], 1, "NaN"),
+    (["reduce", "indexes/v.json", "v", "--op", "max", "--server-ca", "a_file"], 2, "--server"),
 ]  # fmt: skip
+
+# what a CI job or a minimal container gives: no stdin, no HOME, no colour, a narrow terminal
+HOSTILE_ENV = {"CI": "true", "NO_COLOR": "1", "COLUMNS": "20", "LINES": "5", "TERM": "dumb"}
+
+
+def run_hostile(ws: Path, argv, cwd: Path | None = None, **env) -> object:
+    environment = {k: v for k, v in os.environ.items() if k != "HOME"}
+    environment.update(HOSTILE_ENV, ACTIVEZARR_INDEX_DIR=str(ws / "cache"))
+    environment.update(env)
+    return run_cli(*argv, cwd=cwd or ws, env=environment)
 
 
 @pytest.mark.parametrize(("argv", "code", "message"), SUBPROCESS_CASES)
 def test_errors_are_one_line_from_the_real_entry_point(ws, argv, code, message):
-    env = dict(os.environ, ACTIVEZARR_INDEX_DIR=str(ws / "cache"))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "activezarr", *argv],
-        capture_output=True,
-        text=True,
-        cwd=ws,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    proc = run_hostile(ws, argv)
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr
     assert message in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("activezarr: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert not PYTHONISMS.search(errors[0]), errors[0]
     if code == 1:
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    if "--json" in argv:
+        assert json.loads(proc.stdout)["exit_status"] == code
+    assert not (ws / "sp_out").exists(), "a failed run into a new directory left it behind"
+
+
+def test_on_the_fly_indexing_without_a_writable_directory(ws):
+    nc = ws / "data" / "v.nc"
+    # the working directory cannot hold indexes/: the cache directory does
+    proc = run_hostile(ws, ["reduce", nc, "v", "--op", "count", "--json"], cwd=Path("/proc"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["count"] == 55
+    assert f"into {ws / 'cache'}" in proc.stderr and "indexes/ here:" in proc.stderr
+    # neither can: one line naming the directory and the command that works
+    argv = ["info", nc]
+    proc = run_hostile(ws, argv, cwd=Path("/proc"), ACTIVEZARR_INDEX_DIR="/proc/no/such")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "cannot write the index of" in proc.stderr and "/proc/no/such" in proc.stderr
+    assert f"`activezarr index {nc} --out DIR`" in proc.stderr
+
+
+def test_help_fits_a_narrow_terminal_without_colour(ws):
+    from tests.cli_run import commands
+
+    for name, _ in commands():
+        proc = run_hostile(ws, [*name.split(), "--help"])
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert "examples:" in proc.stdout and "\x1b[" not in proc.stdout + proc.stderr
+
+
+def test_exit_status_and_json_are_documented():
+    usage = (Path(__file__).parents[1] / "docs" / "usage.md").read_text()
+    for text in ("exit status", '"error"', '"exit_status"', "2", "1"):
+        assert text in usage, text

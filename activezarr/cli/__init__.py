@@ -26,7 +26,8 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.print_usage(sys.stderr)
-        raise CommandLineError(f"{self.prog.removeprefix('activezarr ')}: {message}")
+        command = self.prog.removeprefix("activezarr").strip()
+        raise CommandLineError(f"{command}: {message}" if command else message)
 
 
 EPILOG = """\
@@ -61,11 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _parse(parser: Parser, argv: list[str]) -> argparse.Namespace:
+    """``parse_args``, except that FACET=VALUE terms may come anywhere among the options
+    (argparse takes a positional list only once: ``ls a=1 --path X b=2`` would leave b=2)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "terms") and all("=" in e and not e.startswith("-") for e in extra):
+        args.terms = [*(args.terms or ()), *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``activezarr`` with ``argv`` (default: the process's arguments); return the exit code."""
     argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(build_parser(), argv)
     except CommandLineError as exc:
         return fail(str(exc), 2, "--json" in argv)
     except SystemExit as exc:  # argparse: --help or --version (0), already printed

@@ -350,7 +350,13 @@ def check_catalog(name: str) -> None:
             "--out DIR` wrote (its catalog is DIR/catalog.db)"
         ) from None
     if isinstance(data, dict) and ("entries" in data or "combined" in data):
-        return  # an old catalog.json: moved into the database when opened
+        if path.name == LEGACY_NAME:
+            return  # an old catalog.json: moved into the database when opened
+        raise ActiveZarrError(
+            f"--catalog {path} is an old activezarr catalog; it is read as {LEGACY_NAME} in "
+            f"its index directory: rename it to {path.parent / LEGACY_NAME} and give "
+            f"--catalog {path.parent}"
+        )
     if isinstance(data, dict) and ("refs" in data or ".zgroup" in data):
         raise ActiveZarrError(
             f"--catalog {path} is an index, not a catalog; give the index directory that "
