@@ -4,6 +4,8 @@ and the one place where errors become one line on stderr and an exit code."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import sys
 
@@ -248,7 +250,8 @@ def fail(message: str, code: int, as_json: bool) -> int:
     message = " ".join(str(message).split())  # one line, whatever the message held
     print(f"activezarr: error: {message}", file=sys.stderr)
     if as_json:
-        print(dumps({"error": message, "exit_status": code}))
+        with contextlib.suppress(OSError):  # stdout itself may be what failed (a full disk)
+            print(dumps({"error": message, "exit_status": code}))
     return code
 
 
@@ -272,13 +275,18 @@ def run(func, args) -> int:
         return fail(exc.cli or str(exc), 1, as_json)
     except KeyboardInterrupt:
         print("activezarr: interrupted", file=sys.stderr)
+        if as_json:
+            with contextlib.suppress(OSError):
+                print(dumps({"error": "interrupted", "exit_status": 130}))
         return 130
     except BrokenPipeError:  # output piped into head and the like
         sys.stderr.close()
         return 0
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        return fail(f"{where}{exc.strerror or exc}", 1, as_json)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        hint = "; free some space, or write elsewhere (--out, or redirect stdout)" if full else ""
+        return fail(f"{where}{exc.strerror or exc}{hint}", 1, as_json)
     except sqlite3.Error as exc:  # the catalog database: locked for too long, or damaged
         where = getattr(args, "catalog", None) or getattr(args, "out", None) or "indexes"
         hint = (

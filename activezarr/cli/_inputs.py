@@ -222,6 +222,12 @@ def _check_json_index(path: Path, head: bytes, size: int) -> None:
     """Refuse what is plainly not a kerchunk index: binary data, JSON that is not an object,
     the catalog, JSON without references. Large files that look like indexes pass unparsed."""
     text = head.lstrip()
+    if head.startswith(b"SQLite format 3\x00"):
+        raise ActiveZarrError(
+            f"{path} is a catalog database, not an index; list its indexes with `activezarr "
+            f"catalog ls --catalog {path.parent}` or reduce across its files with `activezarr "
+            f"catalog reduce --catalog {path.parent} --var VAR --op OP`"
+        )
     if not text.startswith((b"{", b"[", b"null")):
         what = "an empty file" if not text else "not JSON"
         raise ActiveZarrError(

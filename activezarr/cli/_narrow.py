@@ -92,7 +92,7 @@ def _attrs(items: list[str] | None) -> dict[str, str] | None:
     out = {}
     for item in items or ():
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             raise ActiveZarrError(f"bad --attr {item!r}; use NAME=VALUE (VALUE may be a glob)")
         out[key] = value
     return out or None

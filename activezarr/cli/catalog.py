@@ -125,6 +125,11 @@ def cmd_show(args) -> int:
 def cmd_verify(args) -> int:
     cat = open_catalog(args)
     problems = cat.verify()
+    if args.json:
+        fields = ("source", "kind", "detail", "fix")
+        print(dumps({"entries": len(cat), "problems": [{f: getattr(p, f) for f in fields}
+                                                       for p in problems]}))  # fmt: skip
+        return 1 if problems else 0
     for p in problems:
         print(f"{p.kind}: {p.source}: {p.detail}; fix: {p.fix}", file=sys.stderr)
     if problems:
@@ -330,6 +335,9 @@ def register(sub, parents=()) -> None:
         "  activezarr catalog verify --catalog idx --path '*2014*'",
     )
     catalog_option(sp)
+    sp.add_argument(
+        "--json", action="store_true", help="print the problems as JSON for scripts (default: off)"
+    )
     sp.set_defaults(func=cmd_verify)
 
     sp = command(

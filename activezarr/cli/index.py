@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import shutil
 from pathlib import Path
 
 from ..errors import ActiveZarrError
-from ._common import FORMATTER, remote_options, storage_options
+from ._common import FORMATTER, dumps, remote_options, storage_options
 from ._inputs import check_out_dir, check_sources, path_text, positive_int, read_path_list
 
 EPILOG = """\
@@ -33,8 +34,10 @@ def cmd_index(args) -> int:
     check_sources(paths)
     new = not Path(args.out).exists()
     report = None
+    # --json: the per-file lines index_many prints give way to one JSON report
+    quiet = contextlib.redirect_stdout(io.StringIO()) if args.json else contextlib.nullcontext()
     try:
-        with _scheduler(args.scheduler) as executor:
+        with quiet, _scheduler(args.scheduler) as executor:
             report = index_many(
                 paths,
                 out=args.out,
@@ -42,13 +45,25 @@ def cmd_index(args) -> int:
                 force=args.force,
                 storage_options=storage_options(args),
                 format=args.format,
-                progress=not args.quiet,
+                progress=not args.quiet and not args.json,
                 executor=executor,
             )
     finally:
         if new and not (report and (report.indexed or report.skipped)):
             _remove_if_empty(Path(args.out))
+    if args.json:
+        print(dumps(_report_json(report)))
     return 1 if report.failed else 0
+
+
+def _report_json(report) -> dict:
+    """What ``index --json`` prints: every file's outcome, failures included."""
+    return {
+        "indexed": [{"path": p, "index": str(t)} for p, t in report.indexed],
+        "skipped": list(report.skipped),
+        "failed": [{"path": p, "error": reason} for p, reason in report.failed],
+        "warnings": list(report.warnings),
+    }
 
 
 def _remove_if_empty(out: Path) -> None:
@@ -129,6 +144,12 @@ def register(sub, parents=()) -> None:
         help="index on this dask scheduler, e.g. tcp://host:8786 (default: local processes)",
     )
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress (default: shown)")
+    sp.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON report (indexed, skipped, failed with the reason) instead of a line "
+        "per file (default: off)",
+    )
     sp.add_argument(
         "--force", action="store_true", help="rebuild indexes that are up to date (default: off)"
     )
