@@ -27,7 +27,7 @@ from .index.freshness import check_variable_fresh
 from .index.load import INLINE, MISSING, VariableIndex, open_variable
 from .index.sources import is_remote, is_source_file
 from .plan import ChunkPlan, DimSelection, normalize_selection, plan_chunks, small_pieces
-from .reduction.missing import MissingRule, Packing, storage_dtype
+from .reduction.missing import MissingRule, Packing, storage_dtype, swaps_one_element
 from .reduction.partials import OPS, Accumulator, Groups, Op, ReductionSpec, reduce_block
 
 BATCH_BYTES = 16 * 2**20  # bytes one batch of whole uncompressed chunks may hold
@@ -269,6 +269,13 @@ class Active:
         self.source = source
         self.storage_options = storage_options
         self.rule = MissingRule.from_metadata(var.dtype, var.fill_attr, var.attrs, var.no_fill)
+        self._element_rule = (  # netCDF4's rule for one element, where it differs
+            MissingRule.from_metadata(
+                var.dtype, var.fill_attr, var.attrs, var.no_fill, one_element=True
+            )
+            if swaps_one_element(var.dtype, var.attrs)
+            else None
+        )
         self.packing = Packing.from_attrs(var.attrs, var.dtype)
         self._storage_dtype = storage_dtype(var.dtype, var.attrs)
         self._fill = self._fill_scalar()
@@ -375,12 +382,13 @@ class Active:
         kept = spec.kept_axes
         groups = self._groups(groups, sel, spec)
         values = None if groups else self._small_values(sel, reducing=True)
+        rule = self._rule_for(sel)
         if values is not None:  # a few chunks: inline, no planning tables, no thread pool
-            part = reduce_block(values, self.rule.mask(values), spec, spec.reduce_axes)
+            part = reduce_block(values, rule.mask(values), spec, spec.reduce_axes)
             acc = Accumulator.of(spec, part)
         else:
             plan = plan_chunks(sel, self.shape, self.chunks)
-            job = replace(self._job(plan, spec), groups=groups)
+            job = replace(self._job(plan, spec, rule), groups=groups)
             lead = (groups.n,) if groups else ()
             acc = Accumulator(lead + tuple(sel[d].size for d in kept), spec)
             self.stats = RunStats()
@@ -511,7 +519,7 @@ class Active:
             batches = list(self._batches(job, plan, reducing=False))
             self._map(lambda b: self.local.select(job, b, out), batches)
             values = out.astype(self._storage_dtype, copy=False)
-        mask = self.rule.mask(values)
+        mask = self._rule_for(sel).mask(values)
         data = self.packing.decode(values)
         index = tuple(
             0 if s.drop else (slice(None, None, -1) if s.reverse else slice(None)) for s in sel
@@ -551,7 +559,16 @@ class Active:
         sel = normalize_selection(selection, self.shape, self.dimensions)
         return plan_chunks(sel, self.shape, self.chunks)
 
-    def _job(self, plan: ChunkPlan | None, spec: ReductionSpec | None) -> Job:
+    def _rule_for(self, sel: tuple[DimSelection, ...]) -> MissingRule:
+        """The missing-data rule of a selection: netCDF4's one-element rule when every
+        dimension is indexed by an integer and it differs (``swaps_one_element``)."""
+        if self._element_rule is not None and all(s.drop for s in sel):
+            return self._element_rule
+        return self.rule
+
+    def _job(
+        self, plan: ChunkPlan | None, spec: ReductionSpec | None, rule: MissingRule | None = None
+    ) -> Job:
         var = self.index
         view = self._storage_dtype.newbyteorder(var.dtype.byteorder)
         if view.itemsize == 1:
@@ -564,7 +581,7 @@ class Active:
             raw_dtype=var.dtype,
             view_dtype=view,
             codecs=tuple(var.codecs),
-            rule=self.rule,
+            rule=rule or self.rule,
             packing=self.packing,
             spec=spec,
             steps=() if plan is None else tuple(int(s) for s in plan.steps),

@@ -11,6 +11,7 @@ import numpy as np
 
 from .index.freshness import check_variable_fresh
 from .index.load import INLINE, list_variables, load_variable, read_index
+from .index.member import parse_member
 from .reduction.missing import default_fill
 
 NAME_ATTRS = ("units", "long_name", "standard_name", "calendar")
@@ -59,19 +60,23 @@ def _fill_text(var) -> str | None:
 
 
 def _loader(index, storage_options, allow_paths):
-    """(variable names, load(name) -> VariableIndex, location) for a JSON or parquet index."""
+    """(variable names, load(name) -> VariableIndex, location, skipped variables and why)
+    for a JSON or parquet index."""
     location = str(index)
     if not isinstance(index, dict) and "://" not in location:
         from .index.parquet import is_parquet, load_parquet_variable, read_metadata
 
         if is_parquet(location):
-            names = list_variables(read_metadata(location)["metadata"])
-            return names, lambda name: load_parquet_variable(location, name), location
+            meta = read_metadata(location)
+            names = list_variables(meta["metadata"])
+            skipped = parse_member(meta.get("activezarr"), location).skipped
+            return names, lambda name: load_parquet_variable(location, name), location, skipped
     doc = read_index(index, storage_options)
     return (
         list_variables(doc.refs),
         lambda name: load_variable(doc, name, allow_paths=allow_paths),
         doc.location,
+        doc.member.skipped,
     )
 
 
@@ -119,7 +124,7 @@ def describe(
 ) -> str:
     """Text describing each variable (or one) of ``index``; ``StaleIndexError`` when a source
     changed since it was indexed (unless ``check_stale=False``)."""
-    names, load, location = _loader(index, storage_options, allow_paths)
+    names, load, location, skipped = _loader(index, storage_options, allow_paths)
     if variable:
         names = [variable]
     lines = [f"index: {index}"]
@@ -168,4 +173,6 @@ def describe(
         ]
     if not variable:
         lines.append(f"total stored bytes: {size_text(total)} in {len(loaded)} variables")
+        for name, reason in sorted(skipped.items()):
+            lines.append(f"not indexed: '{name}' {reason}")
     return "\n".join(lines)

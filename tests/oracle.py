@@ -34,20 +34,42 @@ RTOL_FLOAT64 = 1e-10
 RTOL_SERVER_SCALED = 1e-6
 
 
+def nc_variable(ds: netCDF4.Dataset, name: str) -> netCDF4.Variable:
+    """Variable ``name`` of ``ds``: ``group/sub/name`` inside groups, as activezarr names it."""
+    group, _, leaf = name.rpartition("/")
+    return (ds[group] if group else ds).variables[leaf]
+
+
 def decoded_dtype(ncvar: netCDF4.Variable) -> np.dtype:
-    """The dtype netCDF4-python gives ``ncvar[...]`` (after _Unsigned and scale/offset)."""
+    """The dtype netCDF4-python gives ``ncvar[...]`` (after _Unsigned and scale/offset).
+
+    Follows ``Variable.__getitem__`` step by step: packing attributes that ``float()`` refuses
+    (a vector ``scale_factor``) leave the data packed; ``scale_factor`` 1 with ``add_offset``
+    0 converts to the scale's dtype; a lone 1 or 0 changes nothing.
+    """
     dtype = np.dtype(ncvar.dtype)
     attrs = set(ncvar.ncattrs())
     if dtype.kind == "i" and getattr(ncvar, "_Unsigned", "false") in ("true", "True"):
         dtype = np.dtype(f"u{dtype.itemsize}")
-    if "scale_factor" in attrs or "add_offset" in attrs:
-        sample = np.zeros(1, dtype)
-        if "scale_factor" in attrs:
-            sample = sample * ncvar.scale_factor
-        if "add_offset" in attrs:
-            sample = sample + ncvar.add_offset
-        dtype = sample.dtype
-    return dtype
+    scale = ncvar.scale_factor if "scale_factor" in attrs else None
+    offset = ncvar.add_offset if "add_offset" in attrs else None
+    try:
+        for value in (scale, offset):
+            if value is not None:
+                float(value)
+    except (TypeError, ValueError):
+        return dtype
+    sample = np.zeros(1, dtype)
+    if scale is not None and offset is not None:
+        if offset != 0.0 or scale != 1.0:
+            sample = sample * scale + offset
+        else:
+            sample = sample.astype(np.asarray(scale).dtype)
+    elif scale is not None and scale != 1.0:
+        sample = sample * scale
+    elif offset is not None and offset != 0.0:
+        sample = sample + offset
+    return sample.dtype
 
 
 def is_scaled(ncvar: netCDF4.Variable) -> bool:
@@ -68,7 +90,7 @@ def _as_masked(value: Any, dtype: np.dtype) -> np.ma.MaskedArray:
 def oracle_read(nc_path: str | Path, var: str, selection: Any = Ellipsis) -> np.ma.MaskedArray:
     """``netCDF4.Dataset(nc_path)[var][selection]`` as a MaskedArray of the decoded dtype."""
     with netCDF4.Dataset(nc_path) as ds:
-        ncvar = ds.variables[var]
+        ncvar = nc_variable(ds, var)
         ncvar.set_auto_maskandscale(True)
         dtype = decoded_dtype(ncvar)
         return _as_masked(ncvar[selection], dtype)
@@ -77,7 +99,7 @@ def oracle_read(nc_path: str | Path, var: str, selection: Any = Ellipsis) -> np.
 def oracle_info(nc_path: str | Path, var: str) -> dict[str, Any]:
     """Shape, decoded dtype and whether CF scale/offset applies."""
     with netCDF4.Dataset(nc_path) as ds:
-        ncvar = ds.variables[var]
+        ncvar = nc_variable(ds, var)
         return {
             "shape": tuple(ncvar.shape),
             "dtype": decoded_dtype(ncvar),

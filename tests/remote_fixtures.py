@@ -40,6 +40,7 @@ from tests.oracle import (
     OPS,
     RTOL_SERVER_SCALED,
     assert_same,
+    nc_variable,
     oracle_atol,
     oracle_info,
     oracle_read,
@@ -201,6 +202,14 @@ S3_CASES = [
     ("corners_unsigned.nc", "unsigned_upper"),
     ("corners_records.nc", "rec_short_fill"),
     ("corners_contiguous.nc", "contig_big"),
+    # the classes of the second hunt: integer packing that wraps (local), fill + missing vector
+    # + valid_range on packed ints, big-endian _Unsigned, blosc (local), a variable in a group
+    ("corners_cf2.nc", "scale_u1_wraps"),
+    ("corners_cf2.nc", "i2_fill_mv_vr_packed"),
+    ("corners_cf2.nc", "unsigned_fill_vr_i1"),
+    ("corners_be_unsigned.nc", "be_unsigned_i2"),
+    ("corners_filters.nc", "blosc_lz4_f4"),
+    ("corners_structure.nc", "grp/sub/deep"),
 ]
 
 
@@ -513,7 +522,7 @@ def tolerance_for(
 
 def storage_dtype_of(path: Path, var: str) -> np.dtype:
     with netCDF4.Dataset(path) as ds:
-        return np.dtype(ds.variables[var].dtype).newbyteorder("=")
+        return np.dtype(nc_variable(ds, var).dtype).newbyteorder("=")
 
 
 # ------------------------------------------------------------------------ conformance

@@ -67,9 +67,22 @@ def open_zarr(index) -> zarr.Group:
     return zarr.open_group(store, mode="r", zarr_format=2, use_consolidated=False)
 
 
-def _numeric_variables(path: Path) -> list[str]:
+def _numeric_variables(path: Path, index=None) -> list[str]:
+    """The root group's numeric variables, less those ``index`` records as not indexed (with
+    the reason ``info`` shows: filters it cannot decode, vlen types, external storage)."""
+    skipped = set()
+    if index is not None:
+        skipped = set(json.loads(Path(index).read_text()).get("activezarr", {}).get("skipped", {}))
     with netCDF4.Dataset(path) as ds:
-        return [n for n, v in ds.variables.items() if np.dtype(v.dtype).kind in "iuf"]
+        return [
+            n
+            for n, v in ds.variables.items()
+            if np.dtype(v.dtype).kind in "iuf" and n not in skipped
+        ]
+
+
+def _compact(dset: h5py.Dataset) -> bool:
+    return dset.id.get_create_plist().get_layout() == h5py.h5d.COMPACT
 
 
 def _same_raw(got: np.ndarray, want: np.ndarray) -> bool:
@@ -100,7 +113,7 @@ def test_zarr_reads_raw_values_like_h5py(kind, name, generated_dir, generated_in
     index, source = _index_and_source(kind, name, generated_dir, generated_index, real_index)
     group = open_zarr(index)
     arrays = dict(group.arrays())
-    expected_vars = _numeric_variables(source)
+    expected_vars = _numeric_variables(source, index)
     assert set(expected_vars) <= set(arrays), f"missing {set(expected_vars) - set(arrays)}"
     failures = []
     with h5py.File(source, "r") as h5:
@@ -134,7 +147,7 @@ def test_refs_are_plain_kerchunk_v1(kind, name, generated_dir, generated_index, 
     source_abs = Path(source).resolve()
     failures = []
     with h5py.File(source, "r") as h5:
-        for var in _numeric_variables(source):
+        for var in _numeric_variables(source, index):
             zarray = refs[f"{var}/.zarray"]
             zarray = json.loads(zarray) if isinstance(zarray, str) else zarray
             assert zarray["zarr_format"] == 2
@@ -142,6 +155,9 @@ def test_refs_are_plain_kerchunk_v1(kind, name, generated_dir, generated_index, 
             assert tuple(zarray["shape"]) == _netcdf_shape(source, dset), var
             table = _h5_chunk_table(dset)
             keys = {k for k in refs if k.startswith(f"{var}/") and not _is_meta(k)}
+            if _compact(dset):  # data in the object header: inlined, as kerchunk does
+                assert [type(refs[k]) for k in keys] == [str], var
+                continue
             assert keys == set(table), f"{var}: chunk keys {sorted(keys)} != {sorted(table)}"
             for key in sorted(keys):
                 ref = refs[key]
@@ -459,7 +475,7 @@ def test_xarray_opens_every_index(kind, name, engine, generated_dir, generated_i
     index, source = _index_and_source(kind, name, generated_dir, generated_index, real_index)
     failures = []
     with _xarray_raw(index, engine) as ds, h5py.File(source, "r") as h5:
-        for var in _numeric_variables(source):
+        for var in _numeric_variables(source, index):
             if var not in ds.variables:
                 failures.append(f"{var}: not opened by xarray ({engine})")
             elif not _same_raw(
@@ -491,6 +507,16 @@ def test_virtualizarr_opens_every_index(kind, name, generated_dir, generated_ind
         for k, v in refs.items()
         if k.endswith("/.zarray") and json.loads(v)["shape"] == [] and k[:-7] + "0" not in refs
     ]
+    # nor can it read inlined chunks (zarr-developers/VirtualiZarr#489): compact datasets;
+    # and xarray's decoding in it refuses a 2-element scale_factor (kerchunk's index too)
+    unwritten_scalars += ["scale_two_values"] + [
+        k.split("/")[0]
+        for k, v in refs.items()
+        if isinstance(v, str)
+        and not _is_meta(k)
+        and "/" in k
+        and k.split("/")[0] not in unwritten_scalars
+    ]
     import warnings
 
     with warnings.catch_warnings():
@@ -503,7 +529,7 @@ def test_virtualizarr_opens_every_index(kind, name, generated_dir, generated_ind
         )
     failures = []
     with h5py.File(source, "r") as h5:
-        for var in set(_numeric_variables(source)) - set(unwritten_scalars):
+        for var in set(_numeric_variables(source, index)) - set(unwritten_scalars):
             if var not in vds.variables:
                 failures.append(f"{var}: not opened by VirtualiZarr")
                 continue

@@ -128,6 +128,9 @@ def missing_field(rule: MissingRule, dtype: np.dtype) -> dict | None | bool:
     beyond ``valid_max`` does not force a local fallback. Zero is a value like any other.
     """
     lo, hi = rule.valid_min, rule.valid_max
+    for bound in (lo, hi):
+        if bound is not None and bound.dtype.kind == "f" and not np.isfinite(bound):
+            return False  # JSON cannot carry NaN or infinity
     values = []
     for v in rule.equality_values():
         if v.dtype.kind == "f" and np.isnan(v):
@@ -432,6 +435,8 @@ class ReductionistBackend(Backend):
         spec = job.spec
         if spec.needs_sum and dt.kind in "iu" and dt.itemsize == 4:
             return "32-bit integer sums would overflow (the server sums in the input dtype)"
+        if spec.decode_extremes:
+            return "unpacking is not monotonic here (integers that wrap, floats, inf or NaN)"
         unpacked = spec.packing is None or not spec.packing.active
         if spec.op == "mean" and unpacked and dt.kind in "iu" and dt.itemsize == 8:
             return "means of 64-bit integers are float64 sums (the server sums integers)"

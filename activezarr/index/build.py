@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import IndexBuildError, UnsupportedVariableError
 from . import cache, h5objects
 from .h5objects import H5Dataset, H5Object, root_group
-from .hdf5 import DatasetRefs, dataset_refs, is_dimension_only, read_attrs
+from .hdf5 import DatasetRefs, PhonyDims, dataset_refs, is_dimension_only, read_attrs
 from .load import from_table
 from .member import Member
 from .refs import dumps_document, meta_text, ref_item, write_atomic
@@ -42,6 +42,7 @@ class Translation:
     meta: dict[str, Any]
     variables: list[DatasetRefs]
     skipped: list[str] = field(default_factory=list)
+    skipped_names: dict[str, str] = field(default_factory=dict)  # variable -> the reason
     fingerprint: dict[str, Any] = field(default_factory=dict)  # the source's, before reading
     # the stored values of the coordinate variables along leading dimensions, read while the
     # file was open (only those whose every chunk is stored: see ``coordinate_values``)
@@ -55,6 +56,7 @@ class Translation:
             attribute_types={v.name: v.attr_types for v in self.variables if v.attr_types},
             variables={v.name: v.extra for v in self.variables},
             present=True,
+            skipped=self.skipped_names,
         )
 
     def refs_for(self, *names: str) -> dict[str, Any]:
@@ -124,6 +126,9 @@ def _translate_file(h5: h5py.File, source: Source) -> Translation:
         except UnsupportedVariableError as exc:
             warnings.warn(str(exc), stacklevel=2)
             result.skipped.append(str(exc))
+            result.skipped_names[name] = (
+                str(exc).removeprefix(where).strip().removesuffix("; skipped")
+            )
             return
         refs.update(ds.meta)
         result.variables.append(ds)
@@ -138,6 +143,10 @@ def _translate_file(h5: h5py.File, source: Source) -> Translation:
                 lengths[key] = max(lengths.get(key, 0), n)
     for ds in result.variables:
         ds.grow(lengths)
+    phony = PhonyDims()
+    for ds in phony.order(result.variables):
+        if ds.phony_axes:
+            phony.name(ds)
     result.coordinates = coordinate_values(result.variables, datasets)
     return result
 

@@ -42,7 +42,16 @@ HIDDEN_ATTRS = frozenset(
 )
 NC_DIM_ONLY = b"This is a netCDF dimension but not a netCDF variable"
 
-FILTER_NAMES = {4: "szip", 6: "scaleoffset", 32000: "lzf", 32004: "lz4", 32008: "bitshuffle"}
+FILTER_NAMES = {
+    4: "szip",
+    5: "nbit",
+    6: "scaleoffset",
+    32000: "lzf",
+    32004: "lz4",
+    32008: "bitshuffle",
+    32013: "zfp",
+    32026: "blosc2",
+}
 
 
 @dataclass
@@ -68,6 +77,7 @@ class DatasetRefs:
     extra: dict[str, Any] = field(default_factory=dict)  # activezarr's own facts (fills)
     growable: list[str | None] = field(default_factory=list)  # unlimited axes: their scale
     attr_types: dict[str, str] = field(default_factory=dict)  # attribute -> HDF5 type
+    phony_axes: list[tuple[int, bool]] = field(default_factory=list)  # (axis, unlimited)
 
     def grow(self, lengths: dict[str, int]) -> None:
         """Extend unlimited axes to their netCDF dimension's length (``lengths`` by scale).
@@ -138,11 +148,27 @@ def _filter_config(code: int, values: tuple, dtype: np.dtype, where: str) -> dic
         return {"id": "fletcher32"}
     if code == 32015:
         return {"id": "zstd", "level": int(values[0]) if values else 0}
+    if code == 307:  # bzip2 (netCDF-C's filter, netCDF4-python's compression="bzip2")
+        return {"id": "bz2", "level": min(max(int(values[0]) if values else 9, 1), 9)}
+    if code == 32001:  # blosc: each chunk is a self-describing blosc frame
+        return _blosc_config(values)
     name = FILTER_NAMES.get(code, f"id {code}")
     raise UnsupportedVariableError(
         f"{where} uses the HDF5 filter {name} ({code}), which activezarr cannot decode; "
         "rewrite it with zlib (e.g. `nccopy -d 4 in.nc out.nc`) to reduce it"
     )
+
+
+BLOSC_CNAMES = ("blosclz", "lz4", "lz4hc", "snappy", "zlib", "zstd")
+
+
+def _blosc_config(values: tuple) -> dict:
+    """numcodecs' Blosc for the HDF5 blosc filter's parameters (version, version format,
+    type size, chunk bytes, level, shuffle, compressor): decoding reads them from each
+    frame, so they only describe how the data was written."""
+    values = tuple(int(v) for v in values) + (0,) * 7
+    cname = BLOSC_CNAMES[values[6]] if values[6] < len(BLOSC_CNAMES) else "blosclz"
+    return {"id": "blosc", "cname": cname, "clevel": values[4], "shuffle": values[5]}
 
 
 def codec_pipeline(dset: H5Dataset, where: str) -> list[dict]:
@@ -171,10 +197,61 @@ def dimension_scales(dset: H5Dataset) -> list[str | None]:
 
 
 def dimension_names(scales: list[str | None]) -> list[str]:
-    """Dimension names from their scales' paths (``phony_dim_<i>`` where there is none)."""
+    """Dimension names from their scales' paths (``phony_dim_<i>`` where there is none, until
+    ``PhonyDims`` names them as netCDF-C does)."""
     return [
         s.rsplit("/", 1)[-1] if s is not None else f"phony_dim_{i}" for i, s in enumerate(scales)
     ]
+
+
+class PhonyDims:
+    """netCDF-C's names for the axes of datasets without dimension scales (plain HDF5).
+
+    netCDF-C reads a group's subgroups before its own datasets, datasets in name order, and
+    gives each such axis the first ``phony_dim_<n>`` of the group with the same length and
+    unlimitedness that the dataset does not use yet, else a new one numbered across the file.
+    With the same names, xarray opens files whose datasets have different shapes.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.groups: dict[str, list[tuple[str, int, bool]]] = {}
+
+    def name(self, refs: DatasetRefs) -> None:
+        """Rename ``refs``' phony axes in place (its dimensions and ``_ARRAY_DIMENSIONS``)."""
+        group = refs.name.rpartition("/")[0]
+        known = self.groups.setdefault(group, [])
+        used: set[str] = set()
+        for axis, unlimited in refs.phony_axes:
+            n = refs.shape[axis]
+            name = next(
+                (d for d, dn, du in known if dn == n and du == unlimited and d not in used), None
+            )
+            if name is None:
+                name = f"phony_dim_{self.count}"
+                self.count += 1
+                known.append((name, n, unlimited))
+            used.add(name)
+            refs.dimensions[axis] = name
+
+    @staticmethod
+    def order(variables: list[DatasetRefs]) -> list[DatasetRefs]:
+        """``variables`` in the order netCDF-C meets them: subgroups first, then by name."""
+        groups: dict[str, list[DatasetRefs]] = {}
+        for var in variables:
+            groups.setdefault(var.name.rpartition("/")[0], []).append(var)
+        paths = set(groups)
+        for path in list(paths):
+            while path:
+                path = path.rpartition("/")[0]
+                paths.add(path)
+
+        def walk(path: str) -> list[DatasetRefs]:
+            children = sorted(p for p in paths if p and p.rpartition("/")[0] == path)
+            out = [v for child in children for v in walk(child)]
+            return out + sorted(groups.get(path, []), key=lambda v: v.name)
+
+        return walk("")
 
 
 def read_attrs(obj: H5Object) -> dict[str, Any]:
@@ -304,6 +381,7 @@ def dataset_refs(dset: H5Dataset, url: str, where: str) -> DatasetRefs:
         fill_facts(dset),
         [key if dset.maxshape[i] is None else None for i, key in enumerate(scales)],
         attr_types,
+        [(i, dset.maxshape[i] is None) for i, key in enumerate(scales) if key is None],
     )
 
 

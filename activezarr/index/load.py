@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import IndexLoadError
+from ..errors import IndexLoadError, UnsupportedVariableError
 from .member import Member, parse_member, typed_attrs
 from .refs import decode_inline, loads
 from .sources import is_remote, local_path
@@ -364,6 +364,10 @@ def variable_from_meta(
     default).
     """
     types = (member.attribute_types.get(name) if member else None) or {}
+    if member is not None and name in member.skipped and f"{name}/.zarray" not in refs:
+        raise UnsupportedVariableError(
+            f"variable '{name}' is not in index {source}: it {member.skipped[name]}"
+        )
     meta, attrs = _array_meta(refs, name, source, types)
     if facts is None and member is not None:
         facts = member.variables.get(name)
@@ -556,18 +560,18 @@ def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str, l
 
 
 def _chunk_coords(keys: list[str], cut: int, sep: str, ndim: int) -> np.ndarray | None:
-    """Chunk coordinates of ``keys`` (each a common prefix of ``cut`` characters, then
-    ``ndim`` canonical integers joined by ``sep``), or None when any key is not one.
+    """Chunk coordinates of ``keys`` (each a common prefix of ``cut`` characters, the
+    variable's name, then ``ndim`` canonical integers joined by ``sep``), or None when any
+    key is not one.
 
     Checked on the joined text and by C loops over the keys, not key by key in Python.
     """
-    text = " ".join(keys)
-    if text.count(" ") != len(keys) - 1:
-        return None  # a key with a space
-    prefix = keys[0][:cut]
-    if set(map(operator.methodcaller("count", sep), keys)) != {prefix.count(sep) + ndim - 1}:
+    suffixes = list(map(operator.itemgetter(slice(cut, None)), keys))  # names may hold spaces
+    body = " ".join(suffixes)
+    if body.count(" ") != len(keys) - 1:
+        return None  # a chunk key with a space
+    if set(map(operator.methodcaller("count", sep), suffixes)) != {ndim - 1}:
         return None  # a key with another number of parts
-    body = text[cut:].replace(" " + prefix, " ") if prefix else text
     digits = body.replace(" ", "").replace(sep, "")
     if not (digits.isascii() and digits.isdigit()):
         return None

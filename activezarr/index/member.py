@@ -11,7 +11,8 @@ ReferenceFileSystem, kerchunk, VirtualiZarr, zarr and xarray through them) never
                                     "sha256": "<hex>", "sample": 4096}},
        "attribute_types": {"tas": {"scale_factor": "<f4", "valid_range": "|u1",
                                    "units": "str"}},
-       "variables": {"tas": {"fill": 1e20, "_FillValue": 1e20, "no_fill": false}}}}
+       "variables": {"tas": {"fill": 1e20, "_FillValue": 1e20, "no_fill": false}},
+       "skipped": {"flags": "'flags' has string type |S1, which activezarr cannot reduce"}}}
 
 ``sources`` holds each source's fingerprint (``freshness.py`` checks it; local chunk URLs must
 lie under a recorded source's directory). ``attribute_types`` holds, per variable, the HDF5
@@ -20,7 +21,9 @@ the number: ``0.5`` may have been float32 or float64, and netCDF4-python's CF ru
 it. ``.zattrs`` keeps plain JSON values for other readers; ``typed_attrs`` turns them back into
 numpy values of the recorded type. ``variables`` holds per-variable fill facts (what unwritten
 chunks hold, the ``_FillValue`` attribute as stored, whether the variable was created without
-fill), which ``load.fill_fields`` reads.
+fill), which ``load.fill_fields`` reads. ``skipped`` names the source's variables that were not
+indexed and why (a string or compound type, a filter activezarr cannot decode), so that
+``info`` lists them and asking for one says why it is not there.
 """
 
 from __future__ import annotations
@@ -60,14 +63,18 @@ class Member:
     attribute_types: dict[str, dict[str, str]] = field(default_factory=dict)
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)  # fill facts
     present: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)  # variable -> why not indexed
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": self.format,
             "sources": self.sources,
             "attribute_types": self.attribute_types,
             "variables": self.variables,
         }
+        if self.skipped:
+            out["skipped"] = self.skipped
+        return out
 
 
 def parse_member(value: Any, where: str) -> Member:
@@ -103,7 +110,10 @@ def parse_member(value: Any, where: str) -> Member:
     variables = value.get("variables", {})
     if not isinstance(variables, dict) or not all(isinstance(v, dict) for v in variables.values()):
         raise IndexLoadError(f"{where}: 'activezarr.variables' must map names to objects")
-    return Member(FORMAT, sources, types, variables, present=True)
+    skipped = value.get("skipped", {})
+    if not isinstance(skipped, dict) or not all(isinstance(v, str) for v in skipped.values()):
+        raise IndexLoadError(f"{where}: 'activezarr.skipped' must map names to reasons")
+    return Member(FORMAT, sources, types, variables, present=True, skipped=skipped)
 
 
 def _check_type_name(name: Any, where: str) -> None:

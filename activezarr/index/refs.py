@@ -88,7 +88,13 @@ def decode_inline(value: str) -> bytes:
 
 
 def json_attr(value: Any) -> Any:
-    """An HDF5 attribute value as plain JSON (numbers, strings, lists)."""
+    """An HDF5 attribute value as plain JSON (numbers, strings, lists).
+
+    An empty attribute (an HDF5 null dataspace, h5py's ``Empty``) is an empty list, as
+    netCDF4-python reads it: an empty array.
+    """
+    if type(value).__name__ == "Empty":  # h5py.Empty, without importing h5py here
+        return []
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if isinstance(value, np.ndarray):

@@ -29,7 +29,8 @@ class FlatReducer:
         self.count = 0
         self.total = self.acc.type(0)
         self.lo = self.hi = None
-        self.clean_test = rule.clean_test()
+        # the clean path folds a stored extreme: not when min/max are of unpacked values
+        self.clean_test = None if spec.decode_extremes else rule.clean_test()
 
     def add(self, flat: np.ndarray) -> None:
         """Fold a 1-d array in, a cache-sized block at a time."""
@@ -52,10 +53,13 @@ class FlatReducer:
         self.count += n
         if spec.needs_sum:
             self.total += np.sum(spec.summands(block), dtype=self.acc, where=where)
+        if spec.needs_min or spec.needs_max:
+            block = spec.extreme_values(block)
+            dt = spec.extreme_dtype
         if spec.needs_min:
-            self._fold_min(np.min(block, initial=extreme_identity(spec.dtype, "min"), where=where))
+            self._fold_min(np.min(block, initial=extreme_identity(dt, "min"), where=where))
         if spec.needs_max:
-            self._fold_max(np.max(block, initial=extreme_identity(spec.dtype, "max"), where=where))
+            self._fold_max(np.max(block, initial=extreme_identity(dt, "max"), where=where))
 
     # np.minimum/np.maximum, not Python's min/max: a NaN in any block must win, as in numpy.
     def _fold_min(self, value) -> None:
@@ -85,7 +89,7 @@ class FlatReducer:
         return True
 
     def partial(self) -> Partial:
-        spec, dt = self.spec, self.spec.dtype
+        spec, dt = self.spec, self.spec.extreme_dtype
         part = Partial(np.asarray(self.count, dtype=np.int64))
         if spec.needs_sum:
             part.sum = np.asarray(self.total, dtype=self.acc)

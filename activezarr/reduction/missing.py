@@ -111,17 +111,25 @@ class MissingRule:
 
     @classmethod
     def from_metadata(
-        cls, raw: np.dtype, fill_attr: Any, attrs: dict, no_fill: bool = False
+        cls,
+        raw: np.dtype,
+        fill_attr: Any,
+        attrs: dict,
+        no_fill: bool = False,
+        *,
+        one_element: bool = False,
     ) -> MissingRule:
         """The rule of netCDF4-python's ``_toma`` for a variable of stored dtype ``raw``.
 
         ``fill_attr`` is the ``_FillValue`` attribute (None when the file has none);
         ``no_fill`` says the variable was created without fill (HDF5 fill time NEVER), in
-        which case byte variables do not mask the default fill.
+        which case byte variables do not mask the default fill. ``one_element``: the rule
+        for a read of one element (see ``swaps_one_element``).
         """
         native = raw.newbyteorder("=")
         sdt = storage_dtype(raw, attrs)
-        view = lambda arr: None if arr is None else arr.view(sdt)
+        swap = one_element and swaps_one_element(raw, attrs)
+        view = lambda arr: None if arr is None else _unsigned_view(arr, sdt, swap)
         cf = {k: v for k, v in attrs.items() if k in CF_MISSING_ATTRS}
         if fill_attr is not None:
             cf["_FillValue"] = decode_json_float(fill_attr)
@@ -172,6 +180,19 @@ class MissingRule:
             hit = data > self.valid_max
             mask = hit if mask is None else mask | hit
         return mask
+
+
+def swaps_one_element(raw: np.dtype, attrs: dict) -> bool:
+    """netCDF4-python reads one element of a big-endian ``_Unsigned`` variable (of more than
+    one byte) as a native numpy scalar, views it as unsigned in native order, but views the
+    big-endian ``_FillValue``, ``missing_value`` and valid bounds in that same native order:
+    they are compared byte-swapped. activezarr masks one-element reads the same way."""
+    return raw.byteorder == ">" and raw.itemsize > 1 and is_unsigned(attrs, raw)
+
+
+def _unsigned_view(arr: np.ndarray, sdt: np.dtype, swap: bool) -> np.ndarray:
+    out = arr.view(sdt)
+    return out.byteswap() if swap else out
 
 
 def _isnan(value: np.ndarray) -> bool:

@@ -10,7 +10,9 @@ Sums are sums of *decoded* values, as netCDF4-python + numpy.ma compute them: a 
 variable is unpacked element by element (in the decoded dtype, e.g. float32) before it is
 added in the accumulator (``ReductionSpec.acc_dtype``), so the mean of one element is that
 element. Minimum and maximum are taken on stored values and decoded once at the end (unpacking
-is monotonic); a NaN anywhere in the selection makes them NaN, as numpy does.
+integers to floats is monotonic), except where it is not (integers that wrap, float data with
+infinities, a non-finite scale or offset): there they are taken on the unpacked values. A NaN
+anywhere in the selection makes them NaN, as numpy does.
 """
 
 from __future__ import annotations
@@ -67,6 +69,27 @@ class ReductionSpec:
         return self.packing.decoded_dtype(self.dtype)
 
     @property
+    def decode_extremes(self) -> bool:
+        """Min/max of unpacked values, not unpacked min/max, where unpacking may not be
+        monotonic: to integers (which wrap: ``uint8 * uint8(2)``), from floats (``inf * 0``
+        is NaN) or by a non-finite scale or offset."""
+        packing = self.packing
+        if packing is None or not packing.active:
+            return False
+        if self.dtype.kind not in "iu" or self.decoded_dtype.kind in "iu":
+            return True
+        return not (np.isfinite(packing.scale) and np.isfinite(packing.offset))
+
+    @property
+    def extreme_dtype(self) -> np.dtype:
+        """The dtype min/max partials hold: stored values, or unpacked ones."""
+        return self.decoded_dtype if self.decode_extremes else self.dtype
+
+    def extreme_values(self, values: np.ndarray) -> np.ndarray:
+        """What min/max are taken over: the stored values, or their unpacked integers."""
+        return self.summands(values) if self.decode_extremes else values
+
+    @property
     def acc_dtype(self) -> np.dtype:
         """The dtype of partial sums (sums of decoded values)."""
         return accumulator_dtype(self.op, self.decoded_dtype)
@@ -87,7 +110,7 @@ class ReductionSpec:
         """Which extreme of the stored values the operation needs."""
         if self.op not in ("min", "max"):
             return None
-        if self.flip_extremes:
+        if self.flip_extremes and not self.decode_extremes:
             return "max" if self.op == "min" else "min"
         return self.op
 
@@ -144,10 +167,12 @@ def reduce_block(
     else:
         count = np.count_nonzero(valid, axis=axes).astype(np.int64, copy=False)
     part = Partial(np.asarray(count))
-    dt = spec.dtype
+    dt = spec.extreme_dtype
     if spec.needs_sum:
         summands = spec.summands(data)
         part.sum = np.asarray(np.sum(summands, axis=axes, dtype=spec.acc_dtype, where=_w(valid)))
+    if spec.needs_min or spec.needs_max:
+        data = spec.extreme_values(data)
     if spec.needs_min:
         part.min = np.asarray(
             np.min(data, axis=axes, initial=extreme_identity(dt, "min"), where=_w(valid))
@@ -169,7 +194,7 @@ class Accumulator:
     def __init__(self, shape: tuple[int, ...], spec: ReductionSpec) -> None:
         self.spec = spec
         self.count = np.zeros(shape, dtype=np.int64)
-        dt = spec.dtype
+        dt = spec.extreme_dtype
         self.sum = np.zeros(shape, dtype=spec.acc_dtype) if spec.needs_sum else None
         self.min = np.full(shape, extreme_identity(dt, "min"), dtype=dt) if spec.needs_min else None
         self.max = np.full(shape, extreme_identity(dt, "max"), dtype=dt) if spec.needs_max else None
@@ -215,7 +240,7 @@ class Accumulator:
                 mean = np.true_divide(self.sum, np.where(empty, 1, self.count), dtype=np.float64)
             return np.ma.masked_array(mean, mask=empty)
         raw = self.min if self.spec.stored_extreme == "min" else self.max
-        value = packing.decode(raw)
+        value = raw if self.spec.decode_extremes else packing.decode(raw)
         if components:
             return {op: np.ma.masked_array(value, mask=empty), "count": count}
         return np.ma.masked_array(value, mask=empty)
