@@ -5,7 +5,9 @@
 >>> Active(index, "tas").mean[0:12, :, 10:20]  # doctest: +SKIP
 """
 
-from .active import Active
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import (
     ActiveZarrError,
     ChunkReadError,
@@ -16,7 +18,11 @@ from .errors import (
     StaleIndexError,
     UnsupportedVariableError,
 )
-from .index.load import read_refs as _read_refs
+
+if TYPE_CHECKING:  # imported when first used (below), so that the command line starts quickly
+    from .active import Active
+    from .catalog import Catalog
+    from .xarray import open_dataset
 
 __version__ = "0.1.0"
 
@@ -36,23 +42,29 @@ def build_index(path, out="indexes", *, storage_options=None, catalog=True, form
     return _build(path, out, storage_options=storage_options, catalog=catalog, format=format)
 
 
+# public name -> the module that defines it, imported on first use: `import activezarr` (and
+# the command line's catalog listing and search) need neither numpy nor h5py, zarr or xarray
+_LAZY = {"Active": "active", "Catalog": "catalog", "open_dataset": "xarray"}
+
+
 def __getattr__(name: str):
-    # the catalog (SQLite) and xarray are imported when first used: `import activezarr` stays
-    # quick for reductions
-    if name == "Catalog":
-        from .catalog import Catalog
-
-        return Catalog
-    if name == "open_dataset":
-        from .xarray import open_dataset
-
-        return open_dataset
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    try:  # a submodule not imported yet (``activezarr.active``)
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
     raise AttributeError(f"module 'activezarr' has no attribute {name!r}")
 
 
 def open_index(index, storage_options: dict | None = None) -> dict:
     """The reference dict of an index (path, URL or dict), for inspection or reuse."""
-    return _read_refs(index, storage_options)
+    from .index.load import read_refs
+
+    return read_refs(index, storage_options)
 
 
 __all__ = [

@@ -162,6 +162,35 @@ def test_cli_search_ls_with_dates_and_show(archive, capsys):
     assert "over 2 files" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["ls", "search"])
+def test_cli_listing_imports_no_array_library(archive, command):
+    """``catalog ls`` and ``catalog search`` start quickly: the command line imports numpy,
+    h5py, zarr, fsspec and xarray only for the commands that use them."""
+    import os
+    import subprocess
+    import sys
+
+    _, cat = archive
+    script = (
+        "import sys\n"
+        "from activezarr.cli import main\n"
+        f"rc = main(['catalog', {command!r}, '--catalog', {str(cat.directory)!r}, "
+        "'source_id=MIROC6'])\n"
+        "heavy = {'numpy', 'h5py', 'zarr', 'fsspec', 'xarray', 'cftime'} & set(sys.modules)\n"
+        "assert rc == 0 and not heavy, heavy\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 8 and "8 entries" in proc.stderr
+
+
 def test_search_of_a_missing_facet_value_is_an_empty_catalog_not_an_error(archive):
     _, cat = archive
     assert cat.search(domain=None).entries == cat.entries

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ActiveZarrError
+from ..index.atomic import write_atomic
 from ..index.load import INLINE, MISSING, VariableIndex, open_variables, read_index
 from ..index.member import combined_member
-from ..index.refs import document_pieces, inline_bytes, json_attr, ref_item, write_atomic
+from ..index.refs import document_pieces, inline_bytes, json_attr, ref_item
 from .concat import Layout, _names, concatenate, layout, narrowing_error, narrowing_fix
 from .progress import on_terminal
 from .store import record_combined

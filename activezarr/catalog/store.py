@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ActiveZarrError, IndexLoadError
+from ..index.atomic import UMASK
 from ..index.freshness import DB_NAME, LEGACY_NAME
-from ..index.refs import _UMASK, loads
+from ..index.jsontext import loads
 from .facets import FACETS
 
 SCHEMA_VERSION = 1
@@ -128,7 +129,7 @@ def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:
         con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         if new:  # SQLite creates 0644; give the mode any new file gets, as the indexes have
             with contextlib.suppress(OSError):
-                os.chmod(path, 0o666 & ~_UMASK)
+                os.chmod(path, 0o666 & ~UMASK)
         con.row_factory = sqlite3.Row
         con.create_function("regexp", 2, regexp, deterministic=True)  # for shell-style globs
         con.execute("PRAGMA foreign_keys = ON")

@@ -7,9 +7,8 @@ import argparse
 import contextlib
 import errno
 import json
+import math
 import sys
-
-import numpy as np
 
 from ..errors import ActiveZarrError
 
@@ -184,7 +183,7 @@ NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
 def _json_number(x):
-    if isinstance(x, float) and not np.isfinite(x):
+    if isinstance(x, float) and not math.isfinite(x):
         return NON_FINITE[str(x)]
     return x
 
@@ -196,7 +195,8 @@ def strict(value):
         return {str(k): strict(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [strict(v) for v in value]
-    if isinstance(value, np.generic):
+    numpy = sys.modules.get("numpy")  # numpy scalars exist only once numpy is imported
+    if numpy is not None and isinstance(value, numpy.generic):
         value = value.item()
     return _json_number(value)
 
@@ -204,6 +204,8 @@ def strict(value):
 def to_jsonable(value):
     """A (masked) array as strict JSON: numbers, ``null`` where masked, and the strings
     ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` for non-finite values."""
+    import numpy as np  # not at import: `catalog ls` and `search` start without numpy
+
     arr = np.ma.asarray(value)
     values = np.asarray(arr.data).reshape(-1).tolist()
     masked = np.ma.getmaskarray(arr).reshape(-1).tolist()
@@ -223,6 +225,8 @@ def dumps(payload, indent: int | None = None) -> str:
 
 def describe_value(op: str, name: str, value, count, where: str = "") -> str:
     """The text form of a result: says so when no valid value was seen."""
+    import numpy as np
+
     count = np.asarray(count)
     label = f"{op} of {name}{where}"
     if count.ndim == 0:
@@ -238,6 +242,8 @@ def value_of(op: str, parts: dict):
     """The answer of ``op`` from its components (mean = sum / count)."""
     if op != "mean":
         return parts[op]
+    import numpy as np
+
     count = np.asarray(parts["count"])
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.asarray(parts["sum"], dtype=np.float64) / np.where(count == 0, 1, count)

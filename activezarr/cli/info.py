@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -60,6 +58,8 @@ def cmd_info(args) -> int:
 
 def _git_commit() -> str | None:
     """The commit of the checkout activezarr runs from (an editable install), if any."""
+    import subprocess
+
     root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None
@@ -86,6 +86,8 @@ def _version(name: str) -> str:
 
 
 def cmd_versions(args) -> int:
+    import platform
+
     print(f"python: {platform.python_version()} ({sys.executable})")
     print(f"os: {platform.platform()} ({platform.machine()})")
     commit = _git_commit()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ._common import (
     FORMATTER,
     check_server_reads,
@@ -36,6 +34,8 @@ are numbers or nested lists, null where no valid value was seen, and the strings
 
 
 def cmd_reduce(args) -> int:
+    import numpy as np
+
     from ..active import Active
 
     so = storage_options(args)

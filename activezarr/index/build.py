@@ -20,11 +20,12 @@ import numpy as np
 
 from ..errors import IndexBuildError, UnsupportedVariableError
 from . import cache, h5objects
+from .atomic import write_atomic
 from .h5objects import H5Dataset, H5Object, root_group
 from .hdf5 import DatasetRefs, PhonyDims, dataset_refs, is_dimension_only, read_attrs
 from .load import from_table
 from .member import Member
-from .refs import dumps_document, meta_text, ref_item, write_atomic
+from .refs import dumps_document, meta_text, ref_item
 from .sources import HDF5_SIGNATURE, NETCDF3_SIGNATURES, Source
 
 log = logging.getLogger(__name__)

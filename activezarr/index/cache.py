@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from .refs import _UMASK, create_temporary, decode_inline, inline_bytes, json_attr, loads
+from .atomic import UMASK, create_temporary
+from .refs import decode_inline, inline_bytes, json_attr, loads
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def save(index: Path, variables, member=None, status: os.stat_result | None = No
         except FileNotFoundError:  # the first sidecar in this directory
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = create_temporary(target, 0o644)
-        if 0o644 & _UMASK:
+        if 0o644 & UMASK:
             os.fchmod(fd, 0o644)  # readable by all whatever the umask, like the index itself
         with os.fdopen(fd, "wb") as fh:
             fh.write(body)

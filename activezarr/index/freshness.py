@@ -10,7 +10,6 @@ other. (A directory still holding only an old ``catalog.json`` is read as such.)
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 import os
 import sqlite3
@@ -179,6 +178,8 @@ def fingerprints(urls: list[str], storage_options: dict | None = None) -> dict[s
     remote = [u for u in urls if is_remote(u)]
     out = {u: probe(u) for u in urls if not is_remote(u)}
     if remote:
+        import concurrent.futures as cf
+
         with cf.ThreadPoolExecutor(min(16, len(remote))) as pool:
             out.update(zip(remote, pool.map(probe, remote), strict=True))
     return out
@@ -264,6 +265,8 @@ def check_recorded(index: str, recorded: dict[str, dict], storage_options: dict 
     remote = [i for i in items if is_remote(i[0])]
     results = [probe(i) for i in items if not is_remote(i[0])]
     if remote:
+        import concurrent.futures as cf
+
         with cf.ThreadPoolExecutor(min(16, len(remote))) as pool:
             results += list(pool.map(probe, remote))
     directory = Path(index).parent if "://" not in index and index != "<refs dict>" else None

@@ -1,39 +1,18 @@
-"""Reading and writing kerchunk reference sets (version 1 JSON), with atomic file writes."""
+"""Reading and writing kerchunk reference sets (version 1 JSON)."""
 
 from __future__ import annotations
 
 import base64
-import itertools
 import json
-import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-try:
-    import orjson
-except ImportError:  # optional (extra "fast"): the standard library parses the same JSON
-    orjson = None
+from .atomic import write_atomic  # noqa: F401 - also importable from here
+from .jsontext import compact_json, loads  # noqa: F401 - also importable from here
 
 META_NAMES = (".zgroup", ".zarray", ".zattrs")
-
-
-def loads(data: bytes | str) -> Any:
-    """Parse JSON with orjson when installed (several times faster), falling back to the
-    standard library for what orjson refuses (NaN literals, huge integers, deep nesting: the
-    standard library then parses it or raises)."""
-    if orjson is not None:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
-
-
-# ``json.dumps(value, separators=(",", ":"))``, without building an encoder per call
-compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def is_meta_key(key: str) -> bool:
@@ -104,85 +83,6 @@ def json_attr(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _read_umask() -> int:
-    """The process umask, read once at import (reading it means setting it: not thread-safe)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-_TMP_NUMBERS = itertools.count()
-
-
-def create_temporary(path: Path, mode: int = 0o666) -> tuple[int, Path]:
-    """A new, empty file beside ``path`` named ``.<name>.<pid>-<n>.tmp`` (``O_EXCL``: never
-    someone else's), open for writing, with the mode a new file gets (``mode`` less the umask).
-
-    Cheaper than ``tempfile.mkstemp`` (no random names, no ``fchmod``): indexing many small
-    files makes two of them per file.
-    """
-    while True:
-        tmp = path.parent / f".{path.name}.{os.getpid()}-{next(_TMP_NUMBERS)}.tmp"
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), tmp
-        except FileExistsError:  # left by a dead process that had our pid
-            continue
-
-
-def write_atomic(
-    path: Path, data: str | bytes | Iterable[str], *, durable: bool = True
-) -> os.stat_result:
-    """Write ``data`` (or its pieces, as they come) to ``path`` through a temporary file and
-    a rename; return the new file's status (size and modification time, as ``os.stat(path)``
-    gives them after).
-
-    A crash leaves either the old file or the new one, never half of either. ``durable``
-    also flushes the file to disk before the rename (a power cut cannot lose it); indexing
-    many files turns it off, like the catalog's own commits, since an fsync per file costs
-    more than translating it.
-    """
-    try:
-        fd, tmp = create_temporary(path)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = create_temporary(path)
-    try:
-        for piece in _blocks(data):
-            view = memoryview(piece)
-            while view:
-                view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
-        status = os.fstat(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-        return status
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _blocks(data: str | bytes | Iterable[str], size: int = 1 << 20) -> Iterator[bytes]:
-    """``data`` as bytes, pieces gathered into blocks of about ``size`` bytes."""
-    if isinstance(data, str | bytes):
-        yield data.encode() if isinstance(data, str) else data
-        return
-    block: list[str] = []
-    held = 0
-    for piece in data:
-        block.append(piece)
-        held += len(piece)
-        if held >= size:
-            yield "".join(block).encode()
-            block, held = [], 0
-    if block:
-        yield "".join(block).encode()
 
 
 MEMBER = "activezarr"  # our top-level member next to "refs": kerchunk readers ignore it

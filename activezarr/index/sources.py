@@ -15,13 +15,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import ssl
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from ..errors import ActiveZarrError, IndexBuildError
-from ..tls import tls_hint, tls_reason
 
 SAMPLE_BYTES = 4096  # the content check hashes this many bytes at each end of a source
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -94,8 +92,10 @@ def filesystem_options(protocol: str, storage_options: dict | None) -> dict[str,
 
 
 @functools.lru_cache(maxsize=16)
-def _ssl_context(cafile: str) -> ssl.SSLContext:
+def _ssl_context(cafile: str):
     """A verifying client context trusting ``cafile`` (cached: fsspec caches by options)."""
+    import ssl  # here, not at import: local paths never need it
+
     try:
         return ssl.create_default_context(cafile=cafile)
     except (OSError, ssl.SSLError) as exc:
@@ -126,6 +126,8 @@ def remote_failure(url: str, exc: BaseException, storage_options: dict | None = 
         seen = seen.__cause__ or seen.__context__
     names = " ".join(f"{type(e).__name__} {e}" for e in chain)
     if "CERTIFICATE_VERIFY_FAILED" in names or "Certificate" in names or "SSL" in names:
+        from ..tls import tls_hint, tls_reason
+
         reason = tls_reason(exc) or "certificate verify failed"
         ca = (storage_options or {}).get("ssl")
         ca = os.fspath(ca) if isinstance(ca, str | os.PathLike) else None
