@@ -73,6 +73,18 @@ def test_files_reduced_together_match_netcdf4(series, var, op, blosc, monkeypatc
             assert_same(got, want, op, scaled=scaled, where=f"{var} {case} jobs={jobs}")
 
 
+def test_files_taken_a_few_at_a_time_match_netcdf4(series, monkeypatch):
+    """Files reduced three at a time (the next three opened meanwhile) give the same."""
+    from activezarr.catalog import reduce
+
+    monkeypatch.setattr(reduce, "_limit", lambda: 3)
+    paths, cat = series
+    want_all = oracle_concat(paths, "tas")
+    for case, selection, axis in CASES:
+        got = cat.reduce("tas", "sum", selection=selection, axis=axis)
+        assert_same(got, reduce_masked(want_all[selection], "sum", axis), "sum", where=case)
+
+
 def test_files_join_while_they_continue_one_grid(tmp_path):
     """Runs break after a file that is not whole chunks and where the chunking changes."""
     overrides = {m: {"chunks": (4, 2, 3)} for m in range(6, 9)}

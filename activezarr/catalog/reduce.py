@@ -196,9 +196,30 @@ def _check_fresh(tasks: list[FileTask], catalog: Catalog, storage_options) -> No
 def _run(tasks: list[FileTask], var: str, op: str, axes, options, jobs: int) -> list[dict]:
     """The partials of every task, in order: files that continue one another (same
     metadata, whole chunks along the dimension, one selection step across them) are reduced
-    together as one concatenated variable, the others one ``Active`` each."""
-    variables = _open(tasks, var, options)
-    groups = _groups(tasks, variables, _limit())
+    together as one concatenated variable, the others one ``Active`` each.
+
+    Files are taken ``_limit()`` at a time; the next ones are opened (their sidecars read and
+    checked) on another thread while these are reduced.
+    """
+    limit = _limit()
+    spans = [tasks[a : a + limit] for a in range(0, len(tasks), limit)]
+    bar = on_terminal(len(tasks))
+    out: list[dict] = []
+    try:
+        with cf.ThreadPoolExecutor(1, "activezarr-open") as ahead:
+            opening = ahead.submit(_open, spans[0], var, options)
+            for k, span in enumerate(spans):
+                variables = opening.result()
+                if k + 1 < len(spans):
+                    opening = ahead.submit(_open, spans[k + 1], var, options)
+                out += _reduce_span(span, variables, var, op, axes, options, jobs, bar)
+        return out
+    finally:
+        bar.close()
+
+
+def _reduce_span(tasks, variables, var, op, axes, options, jobs, bar) -> list[dict]:
+    groups = _groups(tasks, variables, len(tasks))
 
     def one(group: list[int]) -> dict:
         if len(group) == 1:
@@ -209,24 +230,22 @@ def _run(tasks: list[FileTask], var: str, op: str, axes, options, jobs: int) -> 
         with Active(index, var, check_stale=False, **options) as a:
             return a.reduce(op, selection, axes, components=True)
 
-    bar = on_terminal(len(tasks))
+    singles = [g for g in groups if len(g) == 1]
+    if jobs <= 1 or len(singles) <= 1:
+        pool = None
+        results = map(one, groups)
+    else:  # files one by one in parallel; joined groups use Active's own threads
+        pool = cf.ThreadPoolExecutor(min(jobs, len(singles)), "activezarr-files")
+        results = pool.map(one, groups)
+    out = []
     try:
-        singles = [g for g in groups if len(g) == 1]
-        if jobs <= 1 or len(singles) <= 1:
-            pool = None
-            results = map(one, groups)
-        else:  # files one by one in parallel; joined groups use Active's own threads
-            pool = cf.ThreadPoolExecutor(min(jobs, len(singles)), "activezarr-files")
-            results = pool.map(one, groups)
-        out = []
         for group, partial in zip(groups, results, strict=True):
             out.append(partial)
             bar.step(n=len(group))
-        if pool is not None:
-            pool.shutdown()
-        return out
     finally:
-        bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return out
 
 
 def _open(tasks: list[FileTask], var: str, options: dict) -> list[VariableIndex | None]:
