@@ -406,3 +406,30 @@ def test_integer_index_into_an_empty_dimension_is_refused(generated_dir, generat
             active.mean[0]
         assert int(active.count[...]) == 0 and active.sum[...].mask
         assert active[...].shape == oracle_read(path, var).shape
+
+
+def test_parquet_indexes_of_the_structure_files(generated_dir, tmp_path):
+    """Parquet references of files with groups, empty dimensions and refused variables:
+    written without error, every variable reduces as netCDF4, the refused ones are named."""
+    pytest.importorskip("pyarrow")
+    from activezarr.errors import UnsupportedVariableError
+    from activezarr.info import describe
+    from tests.generate_corners import STRUCTURE_VARIABLES
+    from tests.oracle import assert_same, oracle_reduce
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = activezarr.build_index(
+            generated_dir / "corners_structure.nc", out=tmp_path, catalog=False, format="parquet"
+        )
+        for var in STRUCTURE_VARIABLES:
+            active = activezarr.Active(index, var, allow_paths=[generated_dir])
+            for op in ("mean", "count", "max"):
+                expected = oracle_reduce(generated_dir / "corners_structure.nc", var, op)
+                assert_same(active.reduce(op, ...), expected, op, atol=1e-12, where=var)
+        refused = activezarr.build_index(
+            generated_dir / "corners_refused.h5", out=tmp_path, catalog=False, format="parquet"
+        )
+    assert "not indexed: 'lzf' uses the HDF5 filter lzf" in describe(refused)
+    with pytest.raises(UnsupportedVariableError, match="lzf"):
+        activezarr.Active(refused, "lzf")

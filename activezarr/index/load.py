@@ -615,8 +615,12 @@ def open_variable(
     from .parquet import is_parquet, load_parquet_variable
 
     if is_parquet(location):
-        var = load_parquet_variable(location, name)
         member = _parquet_member(location)
+        if name in member.skipped:
+            raise UnsupportedVariableError(
+                f"variable '{name}' is not in index {location}: it {member.skipped[name]}"
+            )
+        var = load_parquet_variable(location, name)
         types = member.attribute_types.get(name) or {}
         var.attrs = typed_attrs(var.attrs, types, f"index {location}: variable '{name}'")
         var.attribute_types = dict(types)

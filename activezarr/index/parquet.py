@@ -59,6 +59,8 @@ def write_parquet(target: Path, translation, record_size: int = RECORD_SIZE) -> 
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         facts = {"format": 1, "variables": {v.name: v.extra for v in translation.variables}}
+        if translation.skipped_names:
+            facts["skipped"] = translation.skipped_names
         meta = {"metadata": translation.meta, "record_size": record_size, MEMBER: facts}
         (tmp / ".zmetadata").write_text(json.dumps(meta))
         for ds in translation.variables:
@@ -89,6 +91,9 @@ def _write_variable(root: Path, var: VariableIndex, record_size: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     n = max(var.n_chunks, 1) if var.shape or var.chunks == () else var.n_chunks
     ids = var.url_ids[:n] if var.url_ids.size else np.full(n, MISSING, np.int32)
+    offsets, sizes = var.offsets, var.sizes
+    if offsets.size < n:  # an empty variable (a dimension of length 0): one empty record
+        offsets = sizes = np.zeros(n, np.uint64)
     urls = pa.array(var.urls, pa.string())
     for k, start in enumerate(range(0, n, record_size)):
         stop = min(start + record_size, n)
@@ -101,8 +106,8 @@ def _write_variable(root: Path, var: VariableIndex, record_size: int) -> None:
         table = pa.table(
             {
                 "path": path,
-                "offset": np.r_[var.offsets[start:stop].astype(np.int64), np.zeros(pad, np.int64)],
-                "size": np.r_[var.sizes[start:stop].astype(np.int64), np.zeros(pad, np.int64)],
+                "offset": np.r_[offsets[start:stop].astype(np.int64), np.zeros(pad, np.int64)],
+                "size": np.r_[sizes[start:stop].astype(np.int64), np.zeros(pad, np.int64)],
                 "raw": pa.array(raw, pa.binary()),
             }
         )
