@@ -433,3 +433,16 @@ def test_parquet_indexes_of_the_structure_files(generated_dir, tmp_path):
     assert "not indexed: 'lzf' uses the HDF5 filter lzf" in describe(refused)
     with pytest.raises(UnsupportedVariableError, match="lzf"):
         activezarr.Active(refused, "lzf")
+
+
+def test_xarray_over_the_index_keeps_zeros_of_plain_hdf5_datasets(generated_index):
+    """A plain h5py dataset's fill 0 is not a _FillValue (netCDF4 masks nothing): xarray over
+    the index keeps its zeros and integer dtype, and so does a netCDF scalar's default fill."""
+    xr = pytest.importorskip("xarray")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_dataset(str(generated_index("corners_h5.h5")), engine="kerchunk")
+        assert ds["fletcher_shuffle_gzip"].dtype == np.int32
+        assert ds["shuffle_only"].notnull().all()
+        ds = xr.open_dataset(str(generated_index("corners_structure.nc")), engine="kerchunk")
+        assert ds["scalar_i8"].dtype == np.int64 and int(ds["scalar_i8"]) == 2**62

@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from ..errors import UnsupportedVariableError
+from ..reduction.missing import default_fill
 from .h5objects import H5Dataset, H5Object
 from .member import type_name
 from .refs import encode_fill_value, inline_bytes, json_attr, meta_text, ref_item
@@ -295,8 +296,14 @@ def check_dtype(dset: H5Dataset, where: str) -> np.dtype:
 
 
 def zarr_fill_value(dset: H5Dataset) -> Any:
-    """The ``.zarray`` fill value kerchunk writes: ``_FillValue``, else null for netCDF
-    variables (and time-like ones), else the HDF5 dataset's own fill value."""
+    """The ``.zarray`` fill value: ``_FillValue``, else null for netCDF variables (and
+    time-like ones), as kerchunk writes them, and for datasets whose own fill is 0 or netCDF's
+    default (a netCDF scalar, a plain h5py dataset); else the dataset's own fill value.
+
+    xarray and zarr read a ``.zarray`` fill as ``_FillValue``: a plain dataset's fill 0 there
+    would mask every 0 (netCDF4 masks none: it is not a ``_FillValue``). Null reads the same
+    0 in unwritten chunks; activezarr takes what they hold from its own member.
+    """
     if "_FillValue" in dset:
         return np.asarray(dset.attr("_FillValue")).ravel()[0]
     units = dset.get("units")
@@ -305,7 +312,12 @@ def zarr_fill_value(dset: H5Dataset) -> Any:
         isinstance(units, str) and "since" in units
     ):
         return None
-    return dset.fillvalue
+    fill = dset.fillvalue
+    default = default_fill(dset.dtype.newbyteorder("="))
+    with np.errstate(all="ignore"):
+        if fill == 0 or (default is not None and fill == np.asarray(default, dset.dtype)):
+            return None
+    return fill
 
 
 def fill_facts(dset: H5Dataset) -> dict[str, Any]:
