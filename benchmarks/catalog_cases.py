@@ -12,7 +12,9 @@ listing and exporting a catalog of a million rows.
 2. ``activezarr index`` into a fresh directory with ``--jobs 1`` and ``--jobs 2`` (timed from
    start to exit, wall and CPU; the rows' ``created_at`` give the time of every 1,000th file),
    side by side with kerchunk's loop (``SingleHdf5ToZarr(path, inline_threshold=0).translate()``
-   then ``json.dump`` per file) in one and in two processes.
+   then ``json.dump`` per file) in one and in two processes, and VirtualiZarr's
+   (``open_virtual_dataset(..., parser=HDFParser())`` then ``.vz.to_kerchunk(...)`` per file)
+   over the first ``--virtualizarr-files`` of them.
 3. The same ``activezarr index`` again over the unchanged files (the fingerprint sweep).
 4. A synthetic catalog of ``--rows`` rows (100 models x 10 experiments x ... facets) written
    straight into ``catalog.db``; timed: ``Catalog(...).search(...)`` with three facets and
@@ -110,20 +112,45 @@ def _kerchunk_one(args: tuple[str, str]) -> None:
         json.dump(refs, fh)
 
 
-def kerchunk_run(paths: list[Path], out: Path, processes: int) -> dict:
-    """kerchunk's loop in ``processes`` processes (started inside the timing, like ours)."""
+_VZ_REGISTRY = None
+
+
+def _virtualizarr_one(args: tuple[str, str]) -> None:
+    """VirtualiZarr 2's own HDF5 parser, then its kerchunk JSON writer, for one file."""
+    import warnings
+
+    from obspec_utils.registry import ObjectStoreRegistry
+    from obstore.store import LocalStore
+    from virtualizarr import open_virtual_dataset
+    from virtualizarr.parsers import HDFParser
+
+    global _VZ_REGISTRY
+    if _VZ_REGISTRY is None:
+        _VZ_REGISTRY = ObjectStoreRegistry({"file://": LocalStore()})
+    path, out = args
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numcodecs' zarr 3 wrappers warn on every codec
+        vds = open_virtual_dataset(
+            f"file://{path}", registry=_VZ_REGISTRY, parser=HDFParser(), loadable_variables=[]
+        )
+        vds.vz.to_kerchunk(out, format="json")
+
+
+def kerchunk_run(paths: list[Path], out: Path, processes: int, tool: str = "_kerchunk_one") -> dict:
+    """kerchunk's loop (or VirtualiZarr's, ``tool="_virtualizarr_one"``) in ``processes``
+    processes (started inside the timing, like ours)."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     script = (
         "import sys, json, multiprocessing as mp\n"
-        "from benchmarks.catalog_cases import _kerchunk_one\n"
+        f"from benchmarks.catalog_cases import {tool} as one\n"
         "jobs = json.load(sys.stdin)\n"
         f"n = {processes}\n"
         "if n == 1:\n"
-        "    for j in jobs: _kerchunk_one(j)\n"
+        "    for j in jobs: one(j)\n"
         "else:\n"
         "    with mp.get_context('fork').Pool(n) as pool:\n"
-        "        pool.map(_kerchunk_one, jobs, chunksize=64)\n"
+        "        pool.map(one, jobs, chunksize=64)\n"
     )
     jobs = [(str(p), str(out / f"{p.stem}.json")) for p in paths]
     cpu, start = _cpu_children(), time.perf_counter()
@@ -233,10 +260,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--files", type=int, default=10_000, help="small files to index")
     parser.add_argument("--rows", type=int, default=1_000_000, help="synthetic catalog rows")
     parser.add_argument("--export-rows", type=int, default=100_000)
-    parser.add_argument("--skip", nargs="*", default=[], help="index, kerchunk, search")
+    parser.add_argument("--skip", nargs="*", default=[], help="index, kerchunk, virtualizarr, search")
     parser.add_argument("--jobs", type=int, nargs="+", default=[2, 1], help="index runs")
     parser.add_argument(
         "--kerchunk-processes", type=int, nargs="+", default=[2, 1], help="kerchunk loop runs"
+    )
+    parser.add_argument(
+        "--virtualizarr-files",
+        type=int,
+        default=1000,
+        help="files VirtualiZarr indexes (the first N: it is ~10x slower than kerchunk), 0: none",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "catalog-latest.json")
     args = parser.parse_args(argv)
@@ -256,6 +289,14 @@ def main(argv: list[str] | None = None) -> dict:
             run = kerchunk_run(paths, DATA / f"kerchunk-p{n}", n)
             result[f"kerchunk_processes{n}"] = run
             print(f"kerchunk loop, {n} processes: {run['seconds']:.1f} s", file=sys.stderr)
+    if "virtualizarr" not in args.skip and args.virtualizarr_files:
+        some = paths[: args.virtualizarr_files]
+        for n in args.kerchunk_processes:
+            run = kerchunk_run(some, DATA / f"virtualizarr-p{n}", n, "_virtualizarr_one")
+            run["seconds_per_1000"] = run["seconds"] / len(some) * 1000
+            result[f"virtualizarr_processes{n}"] = run
+            print(f"VirtualiZarr loop, {n} processes, {len(some)} files: {run['seconds']:.1f} s",
+                  file=sys.stderr)  # fmt: skip
     if "search" not in args.skip:
         directory = DATA / f"synthetic-{args.rows}"
         start = time.perf_counter()

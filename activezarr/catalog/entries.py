@@ -88,12 +88,12 @@ def coordinate_ranges(translation) -> dict[str, dict[str, Any]]:
 def coordinate(translation, coord) -> np.ma.MaskedArray:
     """A coordinate variable's values, masked and unpacked as ``Active(...)[:]`` gives them:
     from the values read while the file was open, else through the index."""
-    from ..active import Active
-
     source = translation.source
     stored = translation.coordinates.get(coord.name)
     if stored is not None:
         return cf_values(stored, from_table(coord, source.url))
+    from ..active import Active  # here: most files never need it
+
     try:
         with Active(
             translation.refs_for(coord.name),

@@ -39,7 +39,7 @@ from typing import Any
 from ..errors import ActiveZarrError, IndexLoadError
 from ..index.atomic import UMASK
 from ..index.freshness import DB_NAME, LEGACY_NAME
-from ..index.jsontext import loads
+from ..index.jsontext import compact_json, loads
 from .facets import FACETS
 
 SCHEMA_VERSION = 1
@@ -211,7 +211,7 @@ def file_row(entry: dict[str, Any]) -> tuple:
         if column == "index_name":
             value = entry["index"]
         if column in _JSON_COLUMNS:
-            value = json.dumps(value if value is not None else {}, separators=(",", ":"))
+            value = compact_json(value if value is not None else {})
         values.append(value)
     return tuple(values)
 

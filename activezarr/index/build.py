@@ -8,9 +8,11 @@ every supported variable; ``write_index`` writes them to ``<out>/<stem>.json`` (
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,10 +97,14 @@ def check_signature(head: bytes, name: str) -> None:
 
 def translate(source: Source) -> Translation:
     """kerchunk references for every numeric variable of ``source``."""
-    check_signature(source.head(8), source.display)
-    fingerprint = source.recorded_fingerprint()
+    if source.remote:
+        check_signature(source.head(8), source.display)
+        fingerprint = source.recorded_fingerprint()
+    else:  # one open for the signature and the fingerprint, HDF5's own driver for the rest
+        fingerprint, head = source.local_record()
+        check_signature(head, source.display)
     try:
-        with source.open() as fh, h5py.File(fh, "r") as h5:
+        with _opened(source) as h5:
             translation = _translate_file(h5, source)
             translation.fingerprint = fingerprint
             return translation
@@ -108,8 +114,19 @@ def translate(source: Source) -> Translation:
         raise IndexBuildError(f"{source.display}: cannot be read as HDF5 ({exc})") from exc
 
 
-def _translate_file(h5: h5py.File, source: Source) -> Translation:
-    refs: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": read_attrs(root_group(h5))}
+@contextlib.contextmanager
+def _opened(source: Source) -> Iterator[h5py.File | h5py.h5f.FileID]:
+    if not source.remote:
+        with h5objects.open_file(source.url) as fid:
+            yield fid
+        return
+    with source.open() as fh, h5py.File(fh, "r") as h5:
+        yield h5
+
+
+def _translate_file(h5: h5py.File | h5py.h5f.FileID, source: Source) -> Translation:
+    root = root_group(h5)
+    refs: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": read_attrs(root)}
     result = Translation(source, refs, [])
 
     def visit(name: str, obj: H5Object) -> None:
@@ -137,7 +154,7 @@ def _translate_file(h5: h5py.File, source: Source) -> Translation:
 
     lengths: dict[str, int] = {}
     datasets: dict[str, H5Dataset] = {}
-    h5objects.visit(root_group(h5).id, visit)
+    h5objects.visit(root.id, visit)
     for ds in result.variables:  # netCDF dimension lengths: the longest variable along each
         for key, n in zip(ds.growable, ds.shape, strict=True):
             if key:
