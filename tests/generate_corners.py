@@ -20,6 +20,18 @@ from tests.generate import generated, ints, put_raw, rng_for, sprinkle
 
 DEFAULT_FILL = netCDF4.default_fillvals
 
+# Files of many small variables that run through the oracle matrix with fewer selections (the
+# forms that differ: whole, strided, reversed, integer-collapsed, one element), to keep the
+# suite fast; tests/test_cf_corners.py's hypothesis test draws arbitrary selections of them.
+LIGHT_MATRIX_FILES = {
+    "corners_filters.nc",
+    "corners_h5.h5",
+    "corners_structure.nc",
+    "corners_cf2.nc",
+    "corners_be_unsigned.nc",
+}
+LIGHT_SELECTIONS = {"full", "ellipsis", "steps", "negint_negstep", "all_ints", "int_middle"}
+
 
 def _dims(ds, **sizes) -> tuple[str, ...]:
     for name, n in sizes.items():
