@@ -12,7 +12,7 @@ import concurrent.futures as cf
 import itertools
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Self
 
@@ -31,7 +31,7 @@ from .reduction.missing import MissingRule, Packing, storage_dtype, swaps_one_el
 from .reduction.partials import OPS, Accumulator, Groups, Op, ReductionSpec, reduce_block
 
 BATCH_BYTES = 16 * 2**20  # bytes one batch of whole uncompressed chunks may hold
-DECODED_BATCH_BYTES = 2**20  # ... of compressed chunks, decoded (each thread holds one)
+DECODED_BATCH_BYTES = 2**19  # ... of compressed chunks, decoded (each thread holds one)
 BATCH_ROWS = 64  # partly selected chunks per batch
 SMALL_CHUNKS = 8  # a selection touching at most this many chunks ...
 SMALL_VALUES = 1 << 16  # ... and values is read inline, without planning tables or threads
@@ -103,7 +103,7 @@ def _normalize_axis(axis, ndim: int) -> tuple[int, ...] | None:
 IN_FLIGHT = 64  # batches submitted ahead to an external executor (a dask cluster)
 
 
-def _ordered_window(pool: cf.Executor, call, items: Sequence, window: int) -> Iterator:
+def _ordered_window(pool: cf.Executor, call, items: Iterable, window: int) -> Iterator:
     """Results of ``pool.submit(*call(item))`` in item order, at most ``window`` submitted
     ahead of the one being read: results wait to be folded, not the whole selection's."""
     pending: collections.deque = collections.deque()
@@ -654,16 +654,19 @@ class Active:
         Partials are yielded batch by batch as they are ready (in batch order, so sums add
         in the same order every run) and folded by the caller at once: memory holds the
         partials of the batches in flight, not one partial per chunk of the whole selection.
+        Batches are made as the window moves, not all up front.
         """
-        batches = list(self._batches(job, plan, reducing))
-        if self._executor is not None and len(batches) > 1:
+        made = self._batches(job, plan, reducing)
+        first = list(itertools.islice(made, 2))
+        batches = itertools.chain(first, made)
+        if self._executor is not None and len(first) > 1:
             config = self._config
             outcomes = _ordered_window(
                 self._executor, lambda b: (run_batch, config, job, b), batches, IN_FLIGHT
             )
-        elif len(batches) > 1:
+        elif len(first) > 1:
             fn = lambda b: (dispatch, self.backend, self.local, job, b)
-            outcomes = _ordered_window(self._pool(), fn, batches, 2 * self.max_workers)
+            outcomes = _ordered_window(self._pool(), fn, batches, self.max_workers + 1)
         else:
             outcomes = (dispatch(self.backend, self.local, job, b) for b in batches)
         for batch_parts, counts in outcomes:

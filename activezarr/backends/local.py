@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import ChunkReadError
 from ..index.load import INLINE
 from ..index.sources import is_remote
-from ..readers import Readers, adjacent_runs
+from ..readers import Readers, adjacent_runs, adjacent_runs_by_url
 from ..reduction.kernels import FlatReducer, reduce_all, reduce_masked, reduce_rows, row_of
 from ..reduction.partials import Accumulator, Partial
 from .base import Backend, BlockPartial, ChunkBatch, Job
@@ -371,9 +371,8 @@ class LocalBackend(Backend):
         blobs: dict[int, object] = dict(batch.inline)
         if stored.size:
             urls = [job.urls[u] for u in batch.url_ids[stored]]
-            for pos, blob in zip(
-                stored, self.readers.read_ranges(urls, offsets[stored], sizes[stored]), strict=True
-            ):
+            read = self._read_local if not is_remote(urls[0]) else self.readers.read_ranges
+            for pos, blob in zip(stored, read(urls, offsets[stored], sizes[stored]), strict=True):
                 blobs[int(pos)] = blob
         keep = [p for p in range(len(batch)) if p in blobs or job.fill is not None]
         stack = self._stack((len(keep), *(job.chunks if not partial else shape)), job.view_dtype)
@@ -583,15 +582,35 @@ class LocalBackend(Backend):
             reducer.add(np.ascontiguousarray(chunk[sel]).reshape(-1))
         return reducer.partial()
 
+    def _read_local(self, urls: list[str], offsets: np.ndarray, sizes: np.ndarray) -> list:
+        """Views of each range's bytes, read (ranges that touch end to end in one call) into
+        this thread's blob buffer: reused batch after batch, as the decode buffer is."""
+        buf = self._thread_array("blobs", int(sizes.sum()))
+        view, at, out = memoryview(buf), 0, []
+        for a, b in adjacent_runs_by_url(urls, offsets, sizes):
+            start = int(offsets[a])
+            n = int(offsets[b - 1] + sizes[b - 1]) - start
+            self.readers.local.read_into(urls[a], start, view[at : at + n])
+            for i in range(a, b):
+                lo = at + int(offsets[i]) - start
+                out.append(view[lo : lo + int(sizes[i])])
+            at += n
+        return out
+
+    def _thread_array(self, name: str, nbytes: int) -> np.ndarray:
+        """This thread's byte buffer ``name``, grown to at least ``nbytes``."""
+        buf = getattr(self._thread, name, None)
+        if buf is None or buf.nbytes < nbytes:
+            buf = np.empty(nbytes, np.uint8)
+            setattr(self._thread, name, buf)
+        return buf[:nbytes]
+
     def _stack(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """An uninitialised array in this thread's decode buffer (reused batch after batch:
         each batch is reduced before the thread decodes the next, and partials never view
         it), so decoding allocates nothing per batch."""
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        buf = getattr(self._thread, "stack", None)
-        if buf is None or buf.nbytes < nbytes:
-            buf = self._thread.stack = np.empty(nbytes, np.uint8)
-        return buf[:nbytes].view(dtype).reshape(shape)
+        return self._thread_array("stack", nbytes).view(dtype).reshape(shape)
 
     def _buffer(self, size: int = STREAM_PIECE) -> bytearray:
         """This thread's read buffer, grown to at least ``size`` bytes."""

@@ -147,7 +147,8 @@ class Groups:
 
 @dataclass
 class Partial:
-    """Statistics of one block of the output (arrays shaped like that block)."""
+    """Statistics of one block of the output (arrays shaped like that block; ``count`` may
+    be a read-only broadcast view when every cell saw the same number of values)."""
 
     count: np.ndarray
     sum: np.ndarray | None = None
@@ -160,10 +161,10 @@ def reduce_block(
 ) -> Partial:
     """Reduce ``data`` over ``axes``, ignoring elements where ``mask`` is True."""
     valid = None if mask is None else ~mask
-    if valid is None:
+    if valid is None:  # the same count everywhere: one value seen through a read-only view
         kept = [n for i, n in enumerate(data.shape) if i not in axes]
         n = int(np.prod([data.shape[a] for a in axes], dtype=np.int64))
-        count = np.full(kept, n, dtype=np.int64)
+        count = np.broadcast_to(np.int64(n), kept)
     else:
         count = np.count_nonzero(valid, axis=axes).astype(np.int64, copy=False)
     part = Partial(np.asarray(count))
@@ -204,7 +205,8 @@ class Accumulator:
         """An accumulator holding ``part`` alone (the whole output in one partial)."""
         acc = cls.__new__(cls)
         acc.spec = spec
-        acc.count, acc.sum, acc.min, acc.max = part.count, part.sum, part.min, part.max
+        count = part.count if part.count.flags.writeable else np.array(part.count)
+        acc.count, acc.sum, acc.min, acc.max = count, part.sum, part.min, part.max
         return acc
 
     def partial(self) -> Partial:

@@ -74,6 +74,11 @@ def result_dtype(dtype: np.dtype, op: Op, values: np.ndarray) -> np.dtype:
     return dtype
 
 
+def mean_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype of a mean in xarray: float data keeps its dtype, other data float64."""
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
 class _Target:
     """One DataArray's link to its index: the source, the stored variable and the selection."""
 
@@ -183,7 +188,10 @@ class ActiveDataArrayAccessor(_Reductions):
         reduced = _dims(self._da.dims, dim)
         target = self._target()
         part = target.partials(reduced, op)
-        return target.to_dataarray(finish(part), part.dims, reduced, op, keep_attrs)
+        dims = part.dims
+        values = finish(part, mean_dtype(self._da.dtype))
+        del part  # the partials go before the result is built
+        return target.to_dataarray(values, dims, reduced, op, keep_attrs)
 
     def weighted(self, weights: xr.DataArray):
         """Weighted reductions; see ``ActiveWeighted``."""

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .accessor import _dims, _Reductions, result_dtype
+from .accessor import _dims, _Reductions, mean_dtype, result_dtype
 from .partials import Op, Partials, finish
 
 if TYPE_CHECKING:
@@ -63,8 +63,9 @@ class ActiveGroupBy(_Reductions):
             part = self._by_codes(target, reduced, op)
         else:
             part = self._by_runs(target, reduced, op)
-        stacked = finish(part)  # group axis first, then the kept dims in stored order
         out_dims = part.dims[1:]
+        stacked = finish(part, mean_dtype(da.dtype))  # group axis first, then kept dims
+        del part  # the partials go before the result is built
         kept = [d for d in da.dims if d in out_dims]
         stacked = np.transpose(stacked, [0] + [1 + out_dims.index(d) for d in kept])
         stacked = stacked.astype(result_dtype(da.dtype, op, stacked), copy=False)

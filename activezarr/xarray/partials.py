@@ -167,16 +167,25 @@ class _Accumulator:
         self.count[where] += count
 
 
-def finish(p: Partials) -> np.ndarray:
-    """The operation's values: float64 mean, sums and extremes as decoded, NaN where empty
-    (one new array the size of the result, no temporaries)."""
+def finish(p: Partials, mean_dtype=np.float64) -> np.ndarray:
+    """The operation's values: means (divided in float64, written as ``mean_dtype``), sums
+    and extremes as decoded, NaN where empty.
+
+    A mean consumes ``p``: float64 sums are divided in place and ``p`` lets go of its
+    arrays, so the counts are freed before the result is written.
+    """
     if p.op == "count":
         return p.count
     empty = p.count == 0
     value = p.value if p.value is not None else np.zeros(p.count.shape)
     if p.op == "mean":
-        out = np.full(p.count.shape, np.nan)
-        return np.divide(value, p.count, out=out, where=~empty, dtype=np.float64)
+        if value.dtype == np.float64 and value.flags.writeable:
+            np.divide(value, p.count, out=value, where=~empty)
+        else:
+            value = np.asarray(np.divide(value, np.where(empty, 1, p.count), dtype=np.float64))
+        p.count = p.value = None
+        value[empty] = np.nan
+        return value.astype(mean_dtype, copy=False)
     if empty.any():
         value = value.astype(np.float64 if value.dtype.kind != "f" else value.dtype)
         value[empty] = np.nan
