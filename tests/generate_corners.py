@@ -432,7 +432,7 @@ REFUSED = {  # dataset -> what ``info`` and ``Active`` say about it
     "nbit": "filter nbit",
     "external": "external files",
     "fixed_strings": "string type",
-    "vlen_strings": "variable-length type",
+    "vlen_strings": "variable-length string type",
     "compound": "compound/opaque type",
     "complex": "complex128",
     "boolean": "bool",
@@ -503,7 +503,7 @@ def build_structure(path: Path) -> None:
 
 
 STRUCTURE_REFUSED = {
-    "str_var": "variable-length type",
+    "str_var": "variable-length string type",
     "char_var": "string type",
     "vlen_var": "variable-length type",
     "cmp_var": "compound/opaque type",

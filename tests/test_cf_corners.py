@@ -446,3 +446,21 @@ def test_xarray_over_the_index_keeps_zeros_of_plain_hdf5_datasets(generated_inde
         assert ds["shuffle_only"].notnull().all()
         ds = xr.open_dataset(str(generated_index("corners_structure.nc")), engine="kerchunk")
         assert ds["scalar_i8"].dtype == np.int64 and int(ds["scalar_i8"]) == 2**62
+
+
+def test_half_precision_floats_reduce_as_h5py_reads_them(tmp_path):
+    """netCDF has no float16 (netCDF4 cannot read it); activezarr reduces such HDF5 datasets
+    as h5py reads them, with no default fill (inf is a value), sums in float64."""
+    import h5py
+
+    path = tmp_path / "half.h5"
+    values = np.array([[1.5, np.inf, -2.0], [np.nan, 0.0, 65504.0]], "f2")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("h", data=values.astype(">f2"), chunks=(1, 2))
+    index = activezarr.build_index(path, out=tmp_path, catalog=False)
+    active = activezarr.Active(index, "h")
+    assert active.dtype == np.float16 and not active[...].mask.any()
+    assert int(active.count[...]) == 6
+    assert active.sum(axis=1)[1:, 1:].dtype == np.float64 and active.sum(axis=0)[1, 1:] == 65504
+    assert np.isnan(active.max[...]) and active.max[0].dtype == np.float16
+    assert active.max[0, ::2] == np.float16(1.5) and active.min[0] == np.float16(-2.0)

@@ -289,6 +289,8 @@ def check_dtype(dset: H5Dataset, where: str) -> np.dtype:
     dt = dset.dtype
     if dt.kind not in "iuf" or dt.fields is not None or h5py.check_string_dtype(dt):
         kind = {"S": "string", "O": "variable-length", "V": "compound/opaque"}.get(dt.kind, dt.str)
+        if dt.kind == "O" and h5py.check_string_dtype(dt):
+            kind = "variable-length string"
         raise UnsupportedVariableError(
             f"{where} has {kind} type {dt}, which activezarr cannot reduce; skipped"
         )
