@@ -95,6 +95,7 @@ class ActiveZarrTool(Tool):
 
     def imports(self, case):
         import activezarr
+        from activezarr import Active, Catalog  # noqa: F401 - the package imports them lazily
 
         self.az = activezarr
         if case["kind"] == "build":

@@ -31,6 +31,7 @@ from .base import Backend, BlockPartial, ChunkBatch, Job
 STREAM_PIECE = 1 << 20  # bytes read and reduced at a time when streaming whole chunks
 MAX_CLASSES = 512  # more offset classes than this in a batch: copy chunk by chunk instead
 SHUFFLED_BATCH = 1 << 20  # shuffled chunks up to this size are unshuffled together, by so much
+BLOSC_ABOVE = 1 << 14  # ... but above this size by blosc, chunk by chunk (its call costs ~4 us)
 
 
 class CodecCache:
@@ -398,14 +399,14 @@ class LocalBackend(Backend):
 
     def _unshuffled(self, job: Job, batch: ChunkBatch, keep: list, blobs: dict, stack) -> bool:
         """Decode whole small chunks whose last decoding step is a byte shuffle (netCDF's usual
-        ``shuffle`` + ``zlib``) when c-blosc is missing: the other steps chunk by chunk into a
-        byte buffer, then the bytes of many chunks are unshuffled at once. False (nothing done)
-        for other pipelines, chunks over ``SHUFFLED_BATCH`` bytes, and with blosc (its
-        unshuffle, chunk by chunk, is faster still)."""
+        ``shuffle`` + ``zlib``): the other steps chunk by chunk into a byte buffer, then the
+        bytes of many chunks are unshuffled at once. False (nothing done) for other pipelines,
+        chunks over ``SHUFFLED_BATCH`` bytes, and, when c-blosc is there, chunks over
+        ``BLOSC_ABOVE`` bytes (its unshuffle, chunk by chunk, is faster for those)."""
         nbytes = stack[0].nbytes if len(keep) > 1 else 0
         decoders = self.codecs.decoders(job.codecs, nbytes) if nbytes else []
         last = decoders[-1] if decoders else None
-        if not isinstance(last, ByteUnshuffle) or last.uses_blosc:
+        if not isinstance(last, ByteUnshuffle) or last.uses_blosc and nbytes > BLOSC_ABOVE:
             return False  # blosc unshuffles chunk by chunk in decode_into, faster still
         size = last.elementsize
         if nbytes % size or nbytes > SHUFFLED_BATCH:
