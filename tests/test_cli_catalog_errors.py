@@ -194,3 +194,31 @@ def test_facets_and_variables_that_match_nothing_list_what_there_is(ws):
     assert "holds variable 'ts' (variables: lat, lon, pr, tas, time)" in line
     proc = run("catalog", "ls", "--var", "ts", "--json", cwd=ws)
     assert json.loads(proc.stdout)["exit_status"] == 1
+
+
+# ------------------------------------------------------------------------------ --json
+def test_json_reports_partial_failures_file_by_file(ws):
+    (ws / "bad.nc").write_bytes(b"not a netCDF file")
+    proc = run("index", "data/tas_00.nc", "bad.nc", "--json", cwd=ws)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["skipped"] == ["data/tas_00.nc"] and report["indexed"] == []
+    assert [f["path"] for f in report["failed"]] == ["bad.nc"]
+    assert "not a netCDF4/HDF5 file" in report["failed"][0]["error"]
+    with open(ws / "data" / "tas_01.nc", "ab") as fh:  # the source changes after indexing
+        fh.write(b"\0" * 16)
+    proc = run("catalog", "verify", "--json", cwd=ws)
+    assert proc.returncode == 1, proc.stderr
+    verified = json.loads(proc.stdout)
+    assert verified["entries"] == 3
+    [problem] = verified["problems"]
+    assert problem["kind"] == "changed" and problem["source"].endswith("tas_01.nc")
+    assert problem["fix"].startswith("activezarr index ")
+    # a command that fails as a whole still prints JSON: the error and the exit status
+    proc = run("catalog", "reduce", "--var", "tas", "--op", "max", "--json", cwd=ws)
+    assert proc.returncode == 1
+    payload = json.loads(proc.stdout)
+    assert (
+        payload["exit_status"] == 1 and "tas_01.nc changed since it was indexed" in payload["error"]
+    )
+    assert proc.stderr.strip() == f"activezarr: error: {payload['error']}"
