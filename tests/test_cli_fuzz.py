@@ -480,6 +480,8 @@ def test_help_fits_a_narrow_terminal_without_colour(ws):
         proc = run_hostile(ws, [*name.split(), "--help"])
         assert proc.returncode == 0, (name, proc.stderr)
         assert "examples:" in proc.stdout and "\x1b[" not in proc.stdout + proc.stderr
+    proc = run_hostile(ws, ["--version"])
+    assert proc.returncode == 0 and proc.stdout.startswith("activezarr "), proc.stderr
 
 
 def test_exit_status_and_json_are_documented():

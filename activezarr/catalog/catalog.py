@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..index.freshness import DB_NAME, combine_command, fingerprints, refresh_command
+from ..index.freshness import (
+    DB_NAME,
+    combine_command,
+    differences,
+    fingerprints,
+    refresh_command,
+)
 from . import store
 from .facets import FACETS
 from .progress import on_terminal
@@ -317,9 +323,8 @@ class Catalog:
                 else:
                     problems.append(Problem(e.source, "unreachable", str(current), fix))
             elif current != e.fingerprint:
-                problems.append(
-                    Problem(e.source, "changed", f"was {e.fingerprint}, now {current}", fix)
-                )
+                detail = "; ".join(differences(e.fingerprint, current)) or "fingerprint differs"
+                problems.append(Problem(e.source, "changed", detail, fix))
             elif not e.index.exists():
                 problems.append(Problem(e.source, "no-index", f"{e.index} is missing", fix))
         problems += self._verify_combined(now)

@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 
+from .. import __version__
 from . import catalog, combine, demo, index, info, reduce
 from ._common import FORMATTER, fail, run, verbose_parent
 from ._inputs import join_negative_values
@@ -49,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "-v", "--verbose", action="store_true", help="log progress and details (default: off)"
+    )
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"activezarr {__version__}",
+        help="print the version and exit (`activezarr versions` for bug reports)",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents = [verbose_parent()]

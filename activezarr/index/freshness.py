@@ -10,6 +10,8 @@ other. (A directory still holding only an old ``catalog.json`` is read as such.)
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import os
 import sqlite3
@@ -224,11 +226,22 @@ def current_record(url: str, storage_options: dict | None, sample: int) -> dict[
     return record
 
 
-def _differences(was: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def _readable(key: str, value: Any) -> Any:
+    """A modification time as a UTC date and time; other values as they are."""
+    if key == "mtime" and isinstance(value, int | float):
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            when = dt.datetime.fromtimestamp(value, dt.UTC)
+            return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value
+
+
+def differences(was: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What changed between two fingerprints, as people read it (``size was 10, now 12``)."""
     out = []
     for key, what in (("size", "size"), ("mtime", "mtime"), ("etag", "ETag")):
         if key in was and was[key] != now.get(key):
-            out.append(f"{what} was {was[key]}, now {now.get(key)}")
+            before, after = (_readable(key, v) for v in (was[key], now.get(key)))
+            out.append(f"{what} was {before}, now {after}")
     if "sha256" in was and was["sha256"] != now.get("sha256"):
         out.append(f"the first and last {was.get('sample', SAMPLE_BYTES)} bytes differ")
     return out
@@ -283,7 +296,7 @@ def check_recorded(index: str, recorded: dict[str, dict], storage_options: dict 
             raise StaleIndexError(
                 f"{what} pass check_stale=False", cli=f"{what} add --no-check-stale"
             ) from now
-        changed = _differences(was, now)
+        changed = differences(was, now)
         if changed:
             raise StaleIndexError(
                 f"{url} changed since it was indexed into {index} ({'; '.join(changed)}); {refresh}"
