@@ -457,6 +457,33 @@ def test_errors_are_one_line_from_the_real_entry_point(ws, argv, code, message):
     assert not (ws / "sp_out").exists(), "a failed run into a new directory left it behind"
 
 
+def test_a_locked_catalog_is_one_line_and_keeps_nothing_half(ws, tmp_path, monkeypatch):
+    import sqlite3
+
+    from activezarr.catalog import store
+
+    out = tmp_path / "locked"
+    assert run_in_process(["index", str(ws / "data" / "v.nc"), "--out", str(out), "-q"], ws)[0] == 0
+    holder = sqlite3.connect(out / "catalog.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another program holds the catalog
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.2)  # instead of waiting two minutes
+    try:
+        argv = ["index", str(ws / "series" / "tas_00.nc"), "--out", str(out), "--json"]
+        code, stdout, err = run_in_process(argv, ws)
+        check_outcome(argv, code, stdout, err)
+        assert code == 1 and "database is locked" in err, err
+        payload = json.loads(stdout)
+        assert payload.get("failed") or payload.get("exit_status") == 1, payload
+        # readers are not blocked
+        argv = ["catalog", "reduce", "--catalog", str(out), "--var", "v", "--op", "count"]
+        assert run_in_process([*argv, "--json"], ws)[0] == 0
+    finally:
+        holder.rollback()
+        holder.close()
+    assert_consistent(out)
+    assert not (out / "tas_00.json").exists(), "an index without its catalog row"
+
+
 def test_on_the_fly_indexing_without_a_writable_directory(ws):
     nc = ws / "data" / "v.nc"
     # the working directory cannot hold indexes/: the cache directory does
