@@ -106,6 +106,22 @@ def test_server_is_checked(nc, tmp_path):
     assert proc.returncode == 1 and "cannot read" in proc.stderr and "local files" in proc.stderr
 
 
+def test_python_warnings_are_one_line_each(tmp_path):
+    path = tmp_path / "mv.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 4)
+        v = ds.createVariable("v", "i4", ("x",))
+        v.missing_value = np.float64(1.5)  # netCDF4 cannot cast it to int32: not applied
+        v[:] = [1, 2, 3, 4]
+    proc = run("reduce", path, "v", "--op", "count", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    want = "missing_value not used since it cannot be safely cast to variable data type"
+    assert f"activezarr: warning: {want}" in lines, proc.stderr
+    assert "UserWarning" not in proc.stderr and "warnings.warn" not in proc.stderr
+    assert "count: 4" in proc.stdout
+
+
 # ------------------------------------------------------------------------------ a .nc as index
 def test_nc_given_as_index_is_indexed_on_the_fly_then_reused(nc, tmp_path):
     proc = run("reduce", nc, "tas", "--op", "count", cwd=tmp_path)

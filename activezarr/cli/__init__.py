@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 from .. import __version__
 from . import catalog, combine, demo, index, info, reduce
@@ -69,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (a CF attribute netCDF4 would not apply, say) as one stderr line each,
+    without the source line Python's default shows."""
+    text = " ".join(str(message).split()).removeprefix("WARNING: ")
+    print(f"activezarr: warning: {text}", file=file or sys.stderr)
+
+
 def _parse(parser: Parser, argv: list[str]) -> argparse.Namespace:
     """``parse_args``, except that FACET=VALUE terms may come anywhere among the options
     (argparse takes a positional list only once: ``ls a=1 --path X b=2`` would leave b=2)."""
@@ -93,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s: %(message)s",
     )
+    warnings.showwarning = _one_line_warning
     return run(args.func, args)
 
 
