@@ -222,3 +222,18 @@ def test_json_reports_partial_failures_file_by_file(ws):
         payload["exit_status"] == 1 and "tas_01.nc changed since it was indexed" in payload["error"]
     )
     assert proc.stderr.strip() == f"activezarr: error: {payload['error']}"
+
+
+def test_indexing_again_in_the_other_format_replaces_the_index(ws):
+    idx = ws / "indexes"
+    for fmt, name, gone in (("parquet", "tas_00.parq", "tas_00.json"), ("json", "tas_00.json",
+                                                                        "tas_00.parq")):  # fmt: skip
+        proc = run("index", "data/tas_00.nc", "--format", fmt, "--force", "--json", cwd=ws)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["indexed"][0]["index"].endswith(name)
+        assert (idx / name).exists() and not (idx / gone).exists()
+        assert not list(idx.glob(".*.old")), "the replaced index left debris"
+        [entry] = json.loads(run("catalog", "ls", "--path", "*_00.nc", "--json", cwd=ws).stdout)
+        assert entry["index"].endswith(name)
+        proc = run("reduce", idx / name, "tas", "--op", "count", cwd=ws)
+        assert proc.returncode == 0, proc.stderr

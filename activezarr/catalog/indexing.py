@@ -213,7 +213,9 @@ def index_many(
             fresh = _unchanged(con, out, urls, storage_options)
             report.skipped += [p for p in todo if p in fresh]
             todo = [p for p in todo if p not in fresh]
-        names = store.reserve_names(con, {urls[p]: _preferred(urls[p], out, format) for p in todo})
+        replaced: dict[str, str] = {}  # sources indexed before in the other format
+        wanted = {urls[p]: _preferred(urls[p], out, format) for p in todo}
+        names = store.reserve_names(con, wanted, replaced)
         targets = {p: out / names[urls[p]] for p in todo}
         bar = Progress(len(todo), enabled=progress and bool(todo))
         try:
@@ -222,6 +224,7 @@ def index_many(
             report.interrupted = True
         finally:
             bar.close()
+            store.drop_replaced(con, out, replaced)
             with alone() as nobody_else:
                 if nobody_else:
                     _clean_up(con, out)

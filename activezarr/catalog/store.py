@@ -281,24 +281,49 @@ def recorded(con: sqlite3.Connection, sources: list[str]) -> dict[str, dict[str,
 # -- index names ----------------------------------------------------------------------------
 
 
-def reserve_names(con: sqlite3.Connection, wanted: dict[str, str]) -> dict[str, str]:
+def reserve_names(
+    con: sqlite3.Connection, wanted: dict[str, str], replaced: dict[str, str] | None = None
+) -> dict[str, str]:
     """The index file name of each source (``{source: preferred name}``), reserved in one
     transaction: a source keeps the name it had; a new one gets its preferred name unless
-    another source holds it, then ``<stem>-<hash of the source>``."""
+    another source holds it, then ``<stem>-<hash of the source>``.
+
+    A source indexed again in the other format (``.json`` ↔ ``.parq``) keeps its stem with the
+    new suffix; its old name goes into ``replaced`` (``{source: old name}``), for
+    ``drop_replaced`` to remove once the new index is committed.
+    """
     out: dict[str, str] = {}
     with transaction(con):
         for source, name in wanted.items():
             row = con.execute("SELECT index_name FROM names WHERE source = ?", (source,)).fetchone()
-            if row is not None:
+            if row is not None and Path(row[0]).suffix == Path(name).suffix:
                 out[source] = row[0]
                 continue
-            if con.execute("SELECT 1 FROM names WHERE index_name = ?", (name,)).fetchone():
+            if row is not None:
+                name = Path(row[0]).with_suffix(Path(name).suffix).name
+            taken = con.execute(
+                "SELECT 1 FROM names WHERE index_name = ? AND source != ?", (name, source)
+            ).fetchone()
+            if taken:
                 stem, dot, suffix = name.rpartition(".")
                 digest = hashlib.sha1(source.encode()).hexdigest()[:8]
                 name = f"{stem}-{digest}.{suffix}" if dot else f"{name}-{digest}"
-            con.execute("INSERT INTO names (source, index_name) VALUES (?, ?)", (source, name))
+            if row is not None:
+                con.execute("UPDATE names SET index_name = ? WHERE source = ?", (name, source))
+                if replaced is not None:
+                    replaced[source] = row[0]
+            else:
+                con.execute("INSERT INTO names (source, index_name) VALUES (?, ?)", (source, name))
             out[source] = name
     return out
+
+
+def drop_replaced(con: sqlite3.Connection, directory: Path, replaced: dict[str, str]) -> None:
+    """Remove the old-format indexes of ``replaced`` sources whose new index is committed."""
+    for source, old in replaced.items():
+        row = con.execute("SELECT index_name FROM files WHERE source = ?", (source,)).fetchone()
+        if row is not None and row[0] != old:
+            remove_index(directory, old)
 
 
 def release_orphans(con: sqlite3.Connection, directory: Path) -> list[str]:

@@ -78,10 +78,18 @@ def _swap_in(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
         return
     old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
     os.replace(target, old)
     os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """Remove ``path``, a directory or a file, if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _write_variable(root: Path, var: VariableIndex, record_size: int) -> None:
