@@ -17,6 +17,7 @@ anywhere in the selection makes them NaN, as numpy does.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,13 +63,13 @@ class ReductionSpec:
     flip_extremes: bool = False  # a negative scale_factor: decoded min is the stored max
     packing: Packing | None = None  # CF unpacking, applied to values before they are summed
 
-    @property
+    @functools.cached_property  # asked for per block: computed once (frozen: fields only)
     def decoded_dtype(self) -> np.dtype:
         if self.packing is None or not self.packing.active:
             return self.dtype
         return self.packing.decoded_dtype(self.dtype)
 
-    @property
+    @functools.cached_property
     def decode_extremes(self) -> bool:
         """Min/max of unpacked values, not unpacked min/max, where unpacking may not be
         monotonic: to integers (which wrap: ``uint8 * uint8(2)``), from floats (``inf * 0``
