@@ -8,10 +8,13 @@ concurrently.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import mmap
 import os
 import threading
-from collections.abc import Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +23,21 @@ from .errors import ChunkReadError
 from .index.sources import is_remote, local_path, remote_failure, remote_filesystem
 
 MAX_MERGED = 64 * 2**20  # never merge ranges into one read larger than this
+
+
+def open_file_budget() -> int:
+    """How many local files one reader keeps open (a descriptor, and a map that holds its own):
+    a quarter of the process's descriptor limit, so a combined index of thousands of files
+    stays under ``ulimit -n`` with room for everything else."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            soft = 8192
+    except (ImportError, OSError, ValueError):
+        soft = 1024
+    return max(4, min(1024, soft // 8))
 
 
 def adjacent_runs(offsets: np.ndarray, sizes: np.ndarray, limit: int = MAX_MERGED) -> list:
@@ -51,29 +69,38 @@ PAGE = mmap.PAGESIZE
 
 
 class LocalFiles:
-    """Positional reads and memory maps of local files, one descriptor per file kept open.
+    """Positional reads and memory maps of local files, a bounded number kept open.
 
     Maps are read-only and shared by threads; ``release`` drops pages a reduction is done with
     from this process (they stay in the page cache), so resident memory stays bounded by the
-    chunks in flight rather than growing to the file size.
+    chunks in flight rather than growing to the file size. At most ``budget`` descriptors and
+    ``budget`` maps stay open: the least recently used are closed when another file is opened
+    (a descriptor only when no read is using it; a map when its last user lets go of it), so reading a combined index of thousands of files never runs out of
+    descriptors.
     """
 
-    def __init__(self) -> None:
-        self._fds: dict[str, int] = {}
-        self._maps: dict[str, mmap.mmap] = {}
+    def __init__(self, budget: int | None = None) -> None:
+        self.budget = budget or open_file_budget()
+        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._busy: Counter[str] = Counter()
+        self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
         self._lock = threading.Lock()
 
     def mapping(self, url: str) -> mmap.mmap | None:
         """A read-only map of the whole file, or None for an empty file."""
         found = self._maps.get(url)
-        if found is None:
-            fd = self._fd(url)
-            with self._lock:
-                found = self._maps.get(url)
-                if found is None:
-                    if os.fstat(fd).st_size == 0:
-                        return None
-                    found = self._maps[url] = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        if found is not None:
+            return found
+        with self._using(url) as fd, self._lock:
+            found = self._maps.get(url)
+            if found is None:
+                if os.fstat(fd).st_size == 0:
+                    return None
+                found = self._maps[url] = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+                while len(self._maps) > self.budget:
+                    # not closed here: a thread may have just been handed it; a map closes
+                    # (and frees its descriptor) when its last user and view let go of it
+                    self._maps.popitem(last=False)
         return found
 
     def release(self, url: str, start: int, stop: int) -> None:
@@ -87,34 +114,53 @@ class LocalFiles:
         except (OSError, ValueError, AttributeError):
             pass  # an optimisation only: some platforms lack madvise
 
-    def _fd(self, url: str) -> int:
-        fd = self._fds.get(url)
-        if fd is None:
+    @contextlib.contextmanager
+    def _using(self, url: str) -> Iterator[int]:
+        """The descriptor of ``url``, not closed by another thread while the block runs."""
+        with self._lock:
+            fd = self._fds.get(url)
+            if fd is None:
+                fd = self._open(url)
+            else:
+                self._fds.move_to_end(url)
+            self._busy[url] += 1
+        try:
+            yield fd
+        finally:
             with self._lock:
-                fd = self._fds.get(url)
-                if fd is None:
-                    try:
-                        fd = os.open(local_path(url), os.O_RDONLY)
-                    except OSError as exc:
-                        raise ChunkReadError(
-                            f"cannot open {url}: {exc.strerror}; the index points at a file "
-                            "that moved or was deleted: re-index it"
-                        ) from exc
-                    self._fds[url] = fd
+                self._busy[url] -= 1
+                if not self._busy[url]:
+                    del self._busy[url]
+
+    def _open(self, url: str) -> int:
+        """Open ``url`` (lock held), closing the least recently used idle descriptors."""
+        idle = [u for u in self._fds if u not in self._busy]
+        for old in idle[: max(0, len(self._fds) + 1 - self.budget)]:
+            os.close(self._fds.pop(old))
+        try:
+            fd = os.open(local_path(url), os.O_RDONLY)
+        except OSError as exc:
+            fix = (
+                "the index points at a file that moved or was deleted: re-index it"
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR)
+                else "check the file's permissions and the open-file limit (ulimit -n)"
+            )
+            raise ChunkReadError(f"cannot open {url}: {exc.strerror}; {fix}") from exc
+        self._fds[url] = fd
         return fd
 
     def read_into(self, url: str, offset: int, out: memoryview) -> None:
         """Fill ``out`` with the bytes of ``url`` from ``offset`` (no allocation)."""
-        fd = self._fd(url)
-        got = 0
-        while got < len(out):
-            n = os.preadv(fd, [out[got:]], offset + got)
-            if n <= 0:
-                raise ChunkReadError(
-                    f"{url}: expected {len(out)} bytes at offset {offset}, file ends after "
-                    f"{got}; the file changed since it was indexed: re-index it"
-                )
-            got += n
+        with self._using(url) as fd:
+            got = 0
+            while got < len(out):
+                n = os.preadv(fd, [out[got:]], offset + got)
+                if n <= 0:
+                    raise ChunkReadError(
+                        f"{url}: expected {len(out)} bytes at offset {offset}, file ends after "
+                        f"{got}; the file changed since it was indexed: re-index it"
+                    )
+                got += n
 
     def read(self, url: str, offset: int, size: int) -> bytearray:
         data = bytearray(size)
