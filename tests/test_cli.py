@@ -75,6 +75,13 @@ def test_index_prints_one_line_per_file(tmp_path):
         assert len(lines) == 1, proc.stdout
 
 
+@needs_real_files
+def test_index_quiet_prints_nothing_but_writes_the_index(tmp_path):
+    proc = run("index", "-q", TAS, "--out", tmp_path, check=True)
+    assert proc.stdout == "" and proc.stderr == "", proc.stdout + proc.stderr
+    assert (tmp_path / f"{TAS.stem}.json").exists()
+
+
 def test_info_describes_the_index(tas_index):
     proc = run("info", tas_index, check=True)
     assert "tas" in proc.stdout

@@ -34,8 +34,10 @@ def cmd_index(args) -> int:
     check_sources(paths)
     new = not Path(args.out).exists()
     report = None
-    # --json: the per-file lines index_many prints give way to one JSON report
-    quiet = contextlib.redirect_stdout(io.StringIO()) if args.json else contextlib.nullcontext()
+    # --json: the per-file lines index_many prints give way to one JSON report; -q: to nothing
+    # (warnings, failures and the interrupt summary still go to stderr)
+    hush = args.json or args.quiet
+    quiet = contextlib.redirect_stdout(io.StringIO()) if hush else contextlib.nullcontext()
     try:
         with quiet, _scheduler(args.scheduler) as executor:
             report = index_many(
@@ -143,7 +145,13 @@ def register(sub, parents=()) -> None:
         metavar="ADDRESS",
         help="index on this dask scheduler, e.g. tcp://host:8786 (default: local processes)",
     )
-    sp.add_argument("-q", "--quiet", action="store_true", help="no progress (default: shown)")
+    sp.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress and no line per file; warnings and failures still go to stderr "
+        "(default: progress and one line per file)",
+    )
     sp.add_argument(
         "--json",
         action="store_true",
