@@ -17,7 +17,8 @@ against kerchunk's loop, the re-run sweep, search and export on a million-row ca
    h5py + numpy's (relative tolerance ``RTOL``); the ratio of each tool's median to
    activezarr's (``> 1``: activezarr is faster).
 4. A markdown table on stdout; JSON to ``benchmarks/results/<timestamp>.json`` and ``--out``.
-5. The xarray-level cases (``benchmarks/xarray_cases.py``: the ``.active`` accessor against
+5. The xarray-level cases (``benchmarks/xarray_cases.py``: the ``.active`` accessor, on one
+   file and on a 120-file catalog of it, against
    xarray + dask over kerchunk and xarray over netCDF4) run first, with at most 3 repetitions;
    their results go to ``xarray-latest.json``. ``--cases 'xarray*'`` runs only them.
 """
