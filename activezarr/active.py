@@ -20,11 +20,12 @@ import numpy as np
 
 from .backends.base import Backend, ChunkBatch, Job
 from .backends.local import LocalBackend
-from .errors import ActiveZarrError, SelectionError
+from .errors import ActiveZarrError, SelectionError, UnsupportedVariableError
 from .index import cache as _cache  # noqa: F401 - opened on every first call: import it now
 from .index import parquet as _parquet  # noqa: F401 - (open_variable imports them lazily)
 from .index.freshness import check_variable_fresh
 from .index.load import INLINE, MISSING, VariableIndex, open_variable
+from .index.network import ReadPolicy
 from .index.sources import is_remote, is_source_file
 from .plan import ChunkPlan, DimSelection, normalize_selection, plan_chunks, small_pieces
 from .reduction.missing import MissingRule, Packing, storage_dtype, swaps_one_element
@@ -132,7 +133,7 @@ class BackendConfig:
 
 def make_backend(config: BackendConfig) -> Backend:
     if config.kind == "local":
-        return LocalBackend(config.storage_options)
+        return LocalBackend(config.storage_options, policy=config.options.get("policy"))
     from .backends.reductionist import ReductionistBackend
 
     return ReductionistBackend(storage_options=config.storage_options, **config.options)
@@ -231,6 +232,12 @@ class Active:
     allow_paths : sequence of str or Path
         Directories local chunk URLs may also lie under, besides those of the sources the
         index records (``IndexLoadError`` otherwise; see docs/api-contract.md).
+    read_timeout : float, optional
+        Seconds a read of remote data may wait for bytes before it is abandoned and tried
+        again (default 30, or ``$ACTIVEZARR_READ_TIMEOUT``).
+    read_retries : int, optional
+        Retries of a remote read that failed in a way a retry may cure (default 4, or
+        ``$ACTIVEZARR_READ_RETRIES``); then ``ChunkReadError`` names the object and bytes.
 
     Examples
     --------
@@ -251,6 +258,8 @@ class Active:
         executor: cf.Executor | None = None,
         check_stale: bool = True,
         allow_paths: Sequence[str | os.PathLike] = (),
+        read_timeout: float | None = None,
+        read_retries: int | None = None,
         **backend_options: Any,
     ) -> None:
         if isinstance(index, VariableIndex):  # loaded and checked already (catalog.reduce)
@@ -263,6 +272,12 @@ class Active:
             source = "<refs dict>" if isinstance(index, dict) else str(index)
             var = open_variable(index, variable, storage_options, allow_paths)
         self.index: VariableIndex = var
+        if var.dtype.kind not in "iuf":
+            raise UnsupportedVariableError(
+                f"variable '{variable}' of index {source} has dtype {var.dtype.str!r}; "
+                "activezarr reduces and reads numeric variables only (signed and unsigned "
+                "integers, floats)"
+            )
         if check_stale:
             check_variable_fresh(source, var, storage_options)
         self.variable = variable
@@ -286,7 +301,8 @@ class Active:
             executor = executor.get_executor()  # a dask.distributed Client
         self._executor = executor
         self._own_pool: cf.ThreadPoolExecutor | None = None
-        self.local = LocalBackend(storage_options)
+        self.read_policy = ReadPolicy().with_options(read_timeout, read_retries)
+        self.local = LocalBackend(storage_options, policy=self.read_policy)
         self.backend = self._make_backend(backend, server, backend_options)
         self.stats = RunStats()
         # derived once, used by every call
@@ -310,6 +326,8 @@ class Active:
         options = dict(options)
         if backend == "reductionist":
             options.update(server=server, workers=self.max_workers)
+        else:
+            options = {"policy": self.read_policy}
         self._config = BackendConfig(backend, self.storage_options, options)
         return self.local if backend == "local" else make_backend(self._config)
 

@@ -14,21 +14,35 @@ Hierarchy::
 Messages name the file, variable, chunk or server involved and, where there is one, the fix.
 When the fix reads differently on the command line (``--select`` rather than ``selection=``),
 the error also carries the command line's wording in ``cli``, which ``activezarr`` prints.
+A URL's ``user:password@`` part never appears in one: it is replaced by ``***@``.
 """
 
 from __future__ import annotations
 
+import re
+
+CREDENTIALS_IN_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the user:password part of every URL in it replaced by ``***``.
+
+    >>> redact("https://me:s3cret@host/x.nc failed")
+    'https://***@host/x.nc failed'
+    """
+    return CREDENTIALS_IN_URL.sub(r"\1***@", text)
+
 
 class ActiveZarrError(Exception):
-    """Base class of every error activezarr raises on purpose.
+    """Base class of every error activezarr raises on purpose (credentials in URLs redacted).
 
     ``cli``, when given, is the message as a command-line user needs it: the same facts with
     the fix spelled as options and commands instead of Python names.
     """
 
     def __init__(self, *args: object, cli: str | None = None) -> None:
-        super().__init__(*args)
-        self.cli = cli
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
+        self.cli = redact(cli) if cli is not None else None
 
 
 class IndexBuildError(ActiveZarrError, ValueError):

@@ -13,6 +13,7 @@ import errno
 import mmap
 import os
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ChunkReadError
+from .index.network import ReadPolicy, ShortRead, retryable
 from .index.sources import is_remote, local_path, remote_failure, remote_filesystem
 
 MAX_MERGED = 64 * 2**20  # never merge ranges into one read larger than this
@@ -227,7 +229,10 @@ class RemoteFiles:
 
     Ranges of one object closer than ``max_gap`` bytes are fetched with one request (the gap is
     read and dropped), as long as the merged request stays under ``max_block``: with small
-    chunks the number of round trips, not bytes, is what costs.
+    chunks the number of round trips, not bytes, is what costs. Every request has the
+    ``policy``'s timeouts; those that fail in a way a retry may cure (and replies of another
+    length than asked: a short read is never data) are asked again, with backoff, at most
+    ``policy.retries`` times; then one ``ChunkReadError`` names the object and byte range.
     """
 
     def __init__(
@@ -236,10 +241,13 @@ class RemoteFiles:
         *,
         max_gap: int = 64 * 2**10,
         max_block: int = 16 * 2**20,
+        policy: ReadPolicy | None = None,
     ) -> None:
         self.storage_options = storage_options or {}
         self.max_gap = max_gap
         self.max_block = max_block
+        self.policy = policy or ReadPolicy()
+        self.retries = 0  # requests asked again, over this reader's life
         self._fs: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -248,7 +256,9 @@ class RemoteFiles:
         with self._lock:
             fs = self._fs.get(protocol)
             if fs is None:
-                fs = self._fs[protocol] = remote_filesystem(protocol, self.storage_options)
+                fs = self._fs[protocol] = remote_filesystem(
+                    protocol, self.storage_options, self.policy
+                )
         return fs
 
     def read_ranges(self, urls: Sequence[str], offsets: np.ndarray, sizes: np.ndarray) -> list:
@@ -264,43 +274,73 @@ class RemoteFiles:
         for requests in by_protocol.values():
             for group, blob in zip(requests, self._fetch(requests), strict=True):
                 view = memoryview(blob)
-                if len(view) != group.end - group.start:
-                    raise ChunkReadError(
-                        f"{group.url}: expected {group.end - group.start} bytes at offset "
-                        f"{group.start}, got {len(view)}; the object changed since it was "
-                        "indexed: re-index it"
-                    )
                 for i in group.members:
                     lo = int(starts[i]) - group.start
                     out[i] = view[lo : lo + int(ends[i] - starts[i])]
         return out
 
     def _fetch(self, requests: list[MergedRange]) -> list:
-        """The bytes of each request (one filesystem), concurrently; the first failure raised
-        as ``ChunkReadError`` naming its object."""
-        first = requests[0].url
-        fs = self._filesystem(first)
+        """The bytes of each request (one filesystem), concurrently; failed requests are
+        asked again (``retryable``, at most ``policy.retries`` times) and the first that
+        keeps failing raised as ``ChunkReadError`` naming its object and byte range."""
+        fs = self._filesystem(requests[0].url)
+        blobs: list = [None] * len(requests)
+        pending = list(range(len(requests)))
+        for attempt in range(self.policy.retries + 1):
+            if attempt:
+                with self._lock:
+                    self.retries += len(pending)
+                time.sleep(self.policy.delay(attempt))
+            failures = self._attempt(fs, requests, pending, blobs)
+            fatal = [i for i, exc in failures.items() if not retryable(exc)]
+            if fatal or not failures or attempt == self.policy.retries:
+                break
+            pending = sorted(failures)
+        if failures:
+            i = (fatal or sorted(failures))[0]
+            exc = failures[i]
+            exc.attempts = attempt + 1
+            raise ChunkReadError(self._message(requests[i], exc)) from exc
+        return blobs
+
+    def _attempt(self, fs, requests: list[MergedRange], pending: list[int], blobs: list) -> dict:
+        """One ``cat_ranges`` of the ``pending`` requests into ``blobs``; the failures."""
+        failures: dict[int, BaseException] = {}
         try:
-            blobs = fs.cat_ranges(
-                [g.url for g in requests],
-                [g.start for g in requests],
-                [g.end for g in requests],
+            got = fs.cat_ranges(
+                [requests[i].url for i in pending],
+                [requests[i].start for i in pending],
+                [requests[i].end for i in pending],
                 on_error="return",
             )
-        except Exception as exc:
-            raise ChunkReadError(
-                f"reading {remote_failure(first, exc, self.storage_options)}"
-            ) from exc
-        for group, blob in zip(requests, blobs, strict=True):
+        except Exception as exc:  # noqa: BLE001 - the whole call failed: every request did
+            return dict.fromkeys(pending, exc)
+        for i, blob in zip(pending, got, strict=True):
+            group = requests[i]
             if isinstance(blob, BaseException):
-                if isinstance(blob, FileNotFoundError):
-                    message = (
-                        f"{remote_failure(group.url, blob)}; the index may be stale: re-index it"
-                    )
-                else:
-                    message = f"reading {remote_failure(group.url, blob, self.storage_options)}"
-                raise ChunkReadError(message) from blob
-        return blobs
+                failures[i] = blob
+            elif len(blob) != group.end - group.start:
+                failures[i] = ShortRead(
+                    f"got {len(blob)} of the {group.end - group.start} bytes asked for"
+                )
+                if len(blob) > group.end - group.start:  # the server ignored the range
+                    failures[i] = ValueError(str(failures[i]))
+            else:
+                blobs[i] = blob
+        return failures
+
+    def _message(self, group: MergedRange, exc: BaseException) -> str:
+        where = f"bytes {group.start}-{group.end} ({len(group.members)} chunk range(s))"
+        if isinstance(exc, FileNotFoundError):
+            return (
+                f"{remote_failure(group.url, exc)} ({where}); the index may be stale: re-index it"
+            )
+        if isinstance(exc, ValueError) and not isinstance(exc, OSError):
+            return (
+                f"{group.url} {where}: the server sent more bytes than the range asked for "
+                f"({exc}); it does not honour HTTP range requests"
+            )
+        return f"reading {where} of {remote_failure(group.url, exc, self.storage_options)}"
 
     def close(self) -> None:
         self._fs.clear()
@@ -347,9 +387,9 @@ def merged_ranges(
 class Readers:
     """Routes each URL to the local or the remote reader."""
 
-    def __init__(self, storage_options: dict | None = None) -> None:
+    def __init__(self, storage_options: dict | None = None, policy: ReadPolicy | None = None):
         self.local = LocalFiles()
-        self.remote = RemoteFiles(storage_options)
+        self.remote = RemoteFiles(storage_options, policy=policy)
 
     def read_ranges(self, urls: Sequence[str], offsets: np.ndarray, sizes: np.ndarray) -> list:
         if urls and is_remote(urls[0]):

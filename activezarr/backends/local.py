@@ -15,18 +15,19 @@ from __future__ import annotations
 import functools
 import struct
 import threading
-import zlib
 from collections.abc import Iterator
 
 import numpy as np
 
 from ..errors import ChunkReadError
 from ..index.load import INLINE
+from ..index.network import ReadPolicy
 from ..index.sources import is_remote
 from ..readers import Readers, adjacent_runs, adjacent_runs_by_url
 from ..reduction.kernels import FlatReducer, reduce_all, reduce_masked, reduce_rows, row_of
 from ..reduction.partials import Accumulator, Partial
 from .base import Backend, BlockPartial, ChunkBatch, Job
+from .decode import BoundedStream, ChunkTooLarge, bound_for, bounded, fills_exactly
 
 STREAM_PIECE = 1 << 20  # bytes read and reduced at a time when streaming whole chunks
 MAX_CLASSES = 512  # more offset classes than this in a batch: copy chunk by chunk instead
@@ -45,33 +46,38 @@ class CodecCache:
     def decoders(self, codecs: tuple[dict, ...], nbytes: int = 0) -> list:
         """Decoders in decode order; ``nbytes`` bounds what a chunk decodes to."""
         last = self._last
-        if last is not None and last[0] is codecs:
+        if last is not None and last[0] is codecs and last[2] == nbytes:
             return last[1]
         key = repr((codecs, nbytes))
         found = self._pipelines.get(key)
         if found is None:
             with self._lock:
-                found = [_decoder(c, nbytes) for c in reversed(codecs)]
+                bound = bound_for(codecs, nbytes) if nbytes else None
+                found = [_decoder(c, nbytes, bound) for c in reversed(codecs)]
                 self._pipelines[key] = found
-        self._last = (codecs, found)  # one pipeline per job: skip the repr next time
+        self._last = (codecs, found, nbytes)  # one pipeline per job: skip the repr next time
         return found
 
 
 class LibdeflateZlib:
     """zlib decoding with libdeflate (the optional ``deflate`` package): same bytes, about
-    1.5x faster than zlib. Falls back to zlib for anything libdeflate refuses."""
+    1.5x faster than zlib. Anything libdeflate refuses goes through zlib, bounded by
+    ``limit`` (a decompression bomb is refused there, see ``decode.py``)."""
 
-    def __init__(self, bound: int) -> None:
+    checks_size = True  # decode(buf, out) fills all of ``out`` or raises
+
+    def __init__(self, bound: int, limit: int | None = None) -> None:
         import deflate
 
         self._decompress = deflate.zlib_decompress
         self.bound = bound
+        self._fallback = BoundedStream("zlib", limit or bound_for((), bound), {})
 
     def decode(self, buf, out=None):
         try:
             data = self._decompress(buf, self.bound)
         except Exception:  # noqa: BLE001 - a bound too small, or input libdeflate rejects
-            data = zlib.decompress(buf)
+            data = self._fallback.decode(buf)
         if out is None:
             return data
         target = np.frombuffer(out, dtype=np.uint8) if not isinstance(out, np.ndarray) else out
@@ -90,6 +96,8 @@ class ByteUnshuffle:
     stored size equals the block size as it is, then unshuffles the block). Without blosc,
     or for sizes a frame cannot say, one strided numpy copy per byte of an element.
     """
+
+    checks_size = True  # decode(buf, out) fills all of ``out`` or raises
 
     def __init__(self, elementsize: int) -> None:
         self.elementsize = elementsize
@@ -145,13 +153,17 @@ def _bytes_of(out) -> np.ndarray:
     return (out if isinstance(out, np.ndarray) else np.frombuffer(out, np.uint8)).view(np.uint8)
 
 
-def _decoder(config: dict, nbytes: int):
+def _decoder(config: dict, nbytes: int, bound: int | None = None):
     """The decoder of one codec config: numcodecs, or libdeflate for zlib when installed,
-    or numpy for a byte shuffle of multi-byte elements."""
+    or numpy for a byte shuffle of multi-byte elements; compressors bounded by ``bound``
+    (``decode.bounded``)."""
     if config.get("id") == "zlib" and nbytes and _has_libdeflate():
-        return LibdeflateZlib(nbytes + 64)
+        return LibdeflateZlib(nbytes + 64, bound)
     if config.get("id") == "shuffle" and int(config.get("elementsize", 4)) > 1:
         return ByteUnshuffle(int(config.get("elementsize", 4)))
+    found = bounded(config, bound) if bound else None
+    if found is not None:
+        return found
     import numcodecs  # imported on first use: it costs 0.1 s
 
     return numcodecs.get_codec(dict(config))
@@ -210,8 +222,8 @@ class LocalBackend(Backend):
 
     name = "local"
 
-    def __init__(self, storage_options: dict | None = None) -> None:
-        self.readers = Readers(storage_options)
+    def __init__(self, storage_options: dict | None = None, policy: ReadPolicy | None = None):
+        self.readers = Readers(storage_options, policy)
         self.codecs = CodecCache()
         self._thread = threading.local()
 
@@ -236,26 +248,32 @@ class LocalBackend(Backend):
             for codec in decoders[:-1]:
                 buf = codec.decode(buf)
             last = decoders[-1] if decoders else None
-            if last is not None and out.flags.c_contiguous:
+            if last is not None and out.flags.c_contiguous and fills_exactly(last, buf, out):
                 try:
                     last.decode(buf, out=out.reshape(-1).view(np.uint8))
                     return
+                except ChunkTooLarge:
+                    raise
                 except (ValueError, TypeError, RuntimeError):
                     pass  # wrong size: decode normally below and report the mismatch
             if last is not None:
                 buf = last.decode(buf)
+        except ChunkTooLarge as exc:
+            raise ChunkReadError(
+                f"{job.source}: chunk {label} of '{job.variable}': {exc}"
+            ) from None
         except Exception as exc:
             raise ChunkReadError(
                 f"{job.source}: chunk {label} of '{job.variable}' could not be decoded "
                 f"({type(exc).__name__}: {exc}); the file may have changed since it was indexed"
             ) from exc
-        arr = np.frombuffer(buf, dtype=out.dtype)
-        if arr.size != out.size:
+        nbytes = memoryview(buf).nbytes
+        if nbytes != out.nbytes:
             raise ChunkReadError(
-                f"{job.source}: chunk {label} of '{job.variable}' holds {arr.size} values, "
-                f"expected {out.size}; re-index the file"
+                f"{job.source}: chunk {label} of '{job.variable}' decodes to {nbytes} bytes, "
+                f"expected {out.nbytes} ({out.size} values); re-index the file"
             )
-        out[...] = arr.reshape(out.shape)
+        out[...] = np.frombuffer(buf, dtype=out.dtype).reshape(out.shape)
 
     def chunk(self, job: Job, url: str | None, offset: int, size: int, blob=None) -> np.ndarray:
         """One whole chunk of a local file (or the inline ``blob``) as a chunk-shaped array.

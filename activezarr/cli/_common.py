@@ -10,7 +10,7 @@ import json
 import math
 import sys
 
-from ..errors import ActiveZarrError
+from ..errors import ActiveZarrError, redact
 
 # Descriptions and epilogs (examples) are printed as written.
 FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -253,7 +253,7 @@ def value_of(op: str, parts: dict):
 def fail(message: str, code: int, as_json: bool) -> int:
     """Report an error: one line on stderr and, for ``--json``, a JSON object on stdout
     (``{"error": ..., "exit_status": ...}``) so that a script's parser always gets JSON."""
-    message = " ".join(str(message).split())  # one line, whatever the message held
+    message = redact(" ".join(str(message).split()))  # one line, no credentials in URLs
     print(f"activezarr: error: {message}", file=sys.stderr)
     if as_json:
         with contextlib.suppress(OSError):  # stdout itself may be what failed (a full disk)

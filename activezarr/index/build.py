@@ -28,7 +28,7 @@ from .hdf5 import DatasetRefs, PhonyDims, dataset_refs, is_dimension_only, read_
 from .load import from_table
 from .member import Member
 from .refs import dumps_document, meta_text, ref_item
-from .sources import HDF5_SIGNATURE, NETCDF3_SIGNATURES, Source
+from .sources import HDF5_SIGNATURE, NETCDF3_SIGNATURES, Source, remote_failure
 
 log = logging.getLogger(__name__)
 
@@ -103,24 +103,32 @@ def translate(source: Source) -> Translation:
     else:  # one open for the signature and the fingerprint, HDF5's own driver for the rest
         fingerprint, head = source.local_record()
         check_signature(head, source.display)
+    fh = None
     try:
-        with _opened(source) as h5:
+        fh = source.open() if source.remote else None
+        with _opened(source, fh) as h5:
             translation = _translate_file(h5, source)
             translation.fingerprint = fingerprint
             return translation
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         if isinstance(exc, IndexBuildError):
             raise
+        failure = getattr(getattr(fh, "raw", None), "failure", None)
+        if failure is not None:  # a remote read failed under h5py, which hides why
+            where = remote_failure(source.display, failure, source.storage_options)
+            raise IndexBuildError(f"reading {where}") from failure
         raise IndexBuildError(f"{source.display}: cannot be read as HDF5 ({exc})") from exc
 
 
 @contextlib.contextmanager
-def _opened(source: Source) -> Iterator[h5py.File | h5py.h5f.FileID]:
-    if not source.remote:
+def _opened(source: Source, fh=None) -> Iterator[h5py.File | h5py.h5f.FileID]:
+    """The HDF5 file: HDF5's own driver for a local file, h5py over ``fh`` (``source.open()``)
+    for a remote one."""
+    if fh is None:
         with h5objects.open_file(source.url) as fid:
             yield fid
         return
-    with source.open() as fh, h5py.File(fh, "r") as h5:
+    with fh, h5py.File(fh, "r") as h5:
         yield h5
 
 

@@ -43,6 +43,7 @@ MISSING = -1
 INLINE = -2
 MAX_INDEX_BYTES = 2**30  # a JSON index beyond 1 GiB (~9M references) must be parquet
 MAX_GEN_REFS = 10_000_000
+INLINE_SLACK = 4096  # bytes an inline chunk may exceed its chunk (a codec's header, a checksum)
 
 
 def chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
@@ -122,12 +123,15 @@ class IndexDocument:
     ) -> list[str] | None:
         """Directories local chunk URLs may lie under (None: not confined, see ``confine``).
 
-        The allowed paths, plus the directories of the sources the index records; an index
+        The allowed paths, plus the directories of the sources the index records (not for an
+        index fetched from a URL: it may read local files only under ``allow_paths``); an index
         that records none (plain kerchunk, parquet) may read under its own directory and those
         of the sources the catalog beside it lists; a dict without recorded sources is the
         caller's own and is not confined unless ``allow_paths`` is given.
         """
         roots = [os.path.abspath(os.fspath(p)) for p in allow_paths]
+        if self.kind == "remote":
+            return roots  # an index fetched from a server names no local file of its own
         recorded = [u for u in self.member.sources if not is_remote(u)]
         roots += [os.path.dirname(local_path(u)) for u in recorded]
         if self.member.sources:
@@ -229,23 +233,40 @@ def load_from_document(document: IndexDocument, name: str, source: str = "") -> 
     return load_variable(document, name)
 
 
+def _read_remote(location: str, storage_options: dict | None) -> bytes:
+    """The bytes of a remote index (at most ``MAX_INDEX_BYTES + 1``), each read retried."""
+    from .network import with_retries
+    from .sources import remote_failure, remote_filesystem
+
+    fs = remote_filesystem(location.split("://", 1)[0], storage_options)
+    try:
+        size = with_retries(lambda: fs.info(location)).get("size")
+        end = MAX_INDEX_BYTES + 1 if not isinstance(size, int) else min(size, MAX_INDEX_BYTES + 1)
+        return with_retries(lambda: fs.cat_file(location, start=0, end=end)) if end else b""
+    except Exception as exc:
+        if isinstance(exc, FileNotFoundError) and not isinstance(exc.__cause__, Exception):
+            raise
+        why = remote_failure(location, exc, storage_options)
+        raise IndexLoadError(f"index {why}") from exc
+
+
 def _read_json(location: str, storage_options: dict | None) -> Any:
     try:
         if is_remote(location):
-            from .sources import remote_filesystem
-
-            fs = remote_filesystem(location.split("://", 1)[0], storage_options)
-            with fs.open(location, "rb") as fh:
-                text = fh.read(MAX_INDEX_BYTES + 1)
+            text = _read_remote(location, storage_options)
         else:
             with open(local_path(location), "rb") as fh:
-                text = fh.read(MAX_INDEX_BYTES + 1)
+                # read(n) would allocate all n bytes up front: read what the file holds
+                size = os.fstat(fh.fileno()).st_size
+                text = fh.read(MAX_INDEX_BYTES + 1) if size > MAX_INDEX_BYTES else fh.read()
         if len(text) > MAX_INDEX_BYTES:
             raise IndexLoadError(
                 f"index {location} is larger than {MAX_INDEX_BYTES:,} bytes; write large "
                 "indexes as parquet (`activezarr index --format parquet`)"
             )
         return _loads(text)
+    except IndexLoadError:
+        raise
     except FileNotFoundError:
         raise IndexLoadError(
             f"index {location} does not exist; build it with `activezarr index <file>`"
@@ -320,10 +341,20 @@ def _meta(refs: dict, key: str, where: str) -> Any:
         if isinstance(value, str):
             value = decode_inline(value)
         if isinstance(value, bytes):
-            return json.loads(value)
+            return json.loads(value, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError, binascii.Error) as exc:
         raise IndexLoadError(f"{where}: {key} is not valid JSON ({exc})") from None
     raise IndexLoadError(f"{where}: {key} must be JSON text or an object, not {value!r:.60}")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object, refused when a key repeats (readers disagree on which one counts)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key {twice!r:.40} appears twice")
+    return out
 
 
 def list_variables(refs: dict) -> list[str]:
@@ -429,8 +460,10 @@ def load_variable(
     doc = refs if isinstance(refs, IndexDocument) else IndexDocument(source, refs, Member(), "dict")
     var = variable_from_meta(doc.refs, name, doc.location, member=doc.member)
     sep = _array_meta(doc.refs, name, doc.location)[0].separator
+    chunk_bytes = math.prod(var.chunks) * var.dtype.itemsize
+    max_inline = (2 if var.codecs else 1) * chunk_bytes + INLINE_SLACK
     with _gc_paused():
-        table = _chunk_table(doc.refs, name, var.shape, var.chunks, sep, doc.location)
+        table = _chunk_table(doc.refs, name, var.shape, var.chunks, sep, doc.location, max_inline)
     var.urls, var.url_ids, var.offsets, var.sizes, var.inline = table
     if check:
         check_variable(var, doc, **confinement)
@@ -467,8 +500,17 @@ def check_variable(
         check_table(var, where, sizes)
 
 
-def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str, location: str):
-    """The chunk table of one variable, every key and reference checked.
+def _chunk_table(
+    refs: dict,
+    name: str,
+    shape: tuple,
+    chunks: tuple,
+    sep: str,
+    location: str,
+    max_inline: int | None = None,
+):
+    """The chunk table of one variable, every key and reference checked; inline chunks
+    longer than ``max_inline`` bytes are refused before they are decoded.
 
     Per-chunk work runs in C loops (``itemgetter``, ``map``, ``zip``, ``str`` methods,
     ``np.fromstring``): keys are checked and parsed as one string, references as columns.
@@ -549,6 +591,12 @@ def _chunk_table(refs: dict, name: str, shape: tuple, chunks: tuple, sep: str, l
         if not isinstance(value, str):
             raise IndexLoadError(
                 f"{where}: {keys[i]} is {value!r:.60}, not a reference or inline data"
+            )
+        claimed = (len(value) - 7) * 3 // 4 if value.startswith("base64:") else len(value)
+        if max_inline is not None and claimed > max_inline:
+            raise IndexLoadError(
+                f"{where}: {keys[i]} holds {claimed:,} bytes of inline data, more than a chunk "
+                f"of this variable can ({max_inline:,})"
             )
         try:
             data = decode_inline(value)

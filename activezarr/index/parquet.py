@@ -187,6 +187,13 @@ class _RowLoader:
         """Global URL ids (``MISSING`` where null) of file ``k``'s rows."""
         pa, _ = _pyarrow(IndexLoadError)
         column = self._read(k, ["path"]).column("path").combine_chunks()
+        kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+        if not (
+            pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+        ):
+            raise IndexLoadError(
+                f"parquet index file {self.files[k]}: column 'path' is {column.type}, not strings"
+            )
         if not pa.types.is_dictionary(column.type):
             column = column.dictionary_encode()
         urls = column.dictionary.to_pylist()
@@ -229,6 +236,30 @@ class _RowLoader:
                     f"({size} bytes): the file changed or the index is wrong"
                 )
 
+    def _check_types(self, k: int, table) -> None:
+        """``offset`` and ``size`` are integer columns, ``raw`` bytes or text."""
+        pa, _ = _pyarrow(IndexLoadError)
+        for name, ok in (
+            ("offset", pa.types.is_integer),
+            ("size", pa.types.is_integer),
+            (
+                "raw",
+                lambda t: (
+                    pa.types.is_null(t)
+                    or pa.types.is_binary(t)
+                    or pa.types.is_string(t)
+                    or pa.types.is_large_binary(t)
+                    or pa.types.is_large_string(t)
+                ),
+            ),
+        ):
+            kind = table.schema.field(name).type
+            if not ok(kind):
+                raise IndexLoadError(
+                    f"parquet index file {self.files[k]}: column {name!r} is {kind}, not the "
+                    "type kerchunk writes"
+                )
+
     def _load(self, k: int) -> None:
         var = self.var
         start = k * self.record_size
@@ -236,6 +267,7 @@ class _RowLoader:
         if stop <= start:
             return
         table = self._read(k, ["offset", "size", "raw"])
+        self._check_types(k, table)
         rows = min(stop - start, table.num_rows)
         ids = self.codes.pop(k)[:rows]
         offsets = table.column("offset").fill_null(0).to_numpy()[:rows]
@@ -251,7 +283,14 @@ class _RowLoader:
         var.sizes[sl] = sizes.astype(np.uint64)
         raw = table.column("raw")
         inline = np.flatnonzero((ids < 0) & raw.is_valid().to_numpy(zero_copy_only=False)[:rows])
+        chunk_bytes = int(np.prod(var.chunks, dtype=np.int64)) * var.dtype.itemsize
+        limit = (2 if var.codecs else 1) * chunk_bytes + 4096
         for row in inline.tolist():
             value = raw[row].as_py()
+            if len(value) > limit:
+                raise IndexLoadError(
+                    f"parquet index file {self.files[k]}: row {row} holds {len(value):,} bytes "
+                    f"of inline data, more than a chunk of '{var.name}' can ({limit:,})"
+                )
             var.url_ids[start + row] = INLINE
             var.inline[start + row] = value if isinstance(value, bytes) else value.encode()

@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from ..errors import ActiveZarrError, IndexBuildError
+from ..errors import ActiveZarrError, IndexBuildError, redact
+from .network import (
+    ReadPolicy,
+    ShortRead,
+    chain,
+    filesystem,
+    http_status,
+    open_ranges,
+    read_range,
+    with_retries,
+)
 
 SAMPLE_BYTES = 4096  # the content check hashes this many bytes at each end of a source
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -106,26 +116,63 @@ def _ssl_context(cafile: str):
         ) from exc
 
 
-def remote_filesystem(protocol: str, storage_options: dict | None = None):
-    """The fsspec filesystem for ``protocol`` with the options that apply to it."""
-    import fsspec
+def remote_filesystem(
+    protocol: str, storage_options: dict | None = None, policy: ReadPolicy | None = None
+):
+    """The fsspec filesystem for ``protocol`` with the options that apply to it, and the
+    timeouts of ``policy`` (see ``network.filesystem``)."""
+    return filesystem(protocol, filesystem_options(protocol, storage_options), policy)
 
-    return fsspec.filesystem(protocol, **filesystem_options(protocol, storage_options))
+
+def _attempts(exc: BaseException) -> str:
+    n = getattr(exc, "attempts", None)
+    return f" after {n} attempts" if isinstance(n, int) and n > 1 else ""
 
 
 def remote_failure(url: str, exc: BaseException, storage_options: dict | None = None) -> str:
-    """Why reaching ``url`` failed, from the exception chain, with the fix where there is one.
+    """Why reaching ``url`` failed, from the exception chain, with the fix where there is one
+    (credentials in a URL are never shown).
 
     fsspec's HTTP filesystem reports every failure of ``info`` as ``FileNotFoundError``; the
     cause underneath tells a missing object from an unreachable or untrusted server. A TLS
     failure keeps the TLS library's reason; ``storage_options`` tell whether a CA was given.
     """
-    chain = []
-    seen: BaseException | None = exc
-    while seen is not None and len(chain) < 10:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    names = " ".join(f"{type(e).__name__} {e}" for e in chain)
+    return redact(_failure(url, exc, storage_options) + _attempts(exc))
+
+
+def _failure(url: str, exc: BaseException, storage_options: dict | None) -> str:
+    import asyncio  # here, not at import: local paths never need them
+    import re
+    import socket
+    from urllib.parse import urlsplit
+
+    links = chain(exc)
+    names = " ".join(f"{type(e).__name__} {e}" for e in links)
+    last = links[-1]
+    if any(isinstance(e, ShortRead) for e in links):
+        return (
+            f"{url}: the reply was shorter than the byte range asked for ({last}): the "
+            "connection was cut, or the object shrank since it was indexed"
+        )
+    if "ChecksumError" in names:
+        return f"{url}: the reply did not match its checksum (cut or corrupted on the way)"
+    if "DNSError" in names or any(isinstance(e, socket.gaierror) for e in links):
+        found = re.search(r'connect to host ([^\s:]+)|endpoint URL: "([^"]+)"', names)
+        host = (found.group(1) or urlsplit(found.group(2)).hostname) if found else None
+        host = host or urlsplit(url).hostname or url
+        return f"{url}: cannot resolve the host name {host!r} (DNS); check the URL or endpoint"
+    if any(isinstance(e, TimeoutError | asyncio.TimeoutError) for e in links) or (
+        "Timeout" in names
+    ):
+        return (
+            f"{url}: no reply in time ({type(last).__name__}); the server is slow or "
+            "unreachable (timeouts: read_timeout=, ACTIVEZARR_READ_TIMEOUT)"
+        )
+    status = http_status(exc)
+    if status is not None and status >= 500:
+        return f"{url}: the server answered {status} ({str(last)[:200]})"
+    if "PayloadError" in names or "IncompleteRead" in names or "Disconnected" in names:
+        return f"{url}: the connection was cut mid-reply ({type(last).__name__})"
     if "CERTIFICATE_VERIFY_FAILED" in names or "Certificate" in names or "SSL" in names:
         from ..tls import tls_hint, tls_reason
 
@@ -136,9 +183,9 @@ def remote_failure(url: str, exc: BaseException, storage_options: dict | None = 
         return (
             f"{url}: TLS certificate verification failed: {reason}; {tls_hint(reason, ca, option)}"
         )
-    if any(isinstance(e, ConnectionError | TimeoutError) for e in chain) or "Connect" in names:
-        return f"{url}: cannot connect to the server ({type(chain[-1]).__name__}: {chain[-1]})"
-    if any(isinstance(e, PermissionError) for e in chain) or "Forbidden" in names:
+    if any(isinstance(e, ConnectionError) for e in links) or "Connect" in names:
+        return f"{url}: cannot connect to the server ({type(last).__name__}: {last})"
+    if any(isinstance(e, PermissionError) for e in links) or "Forbidden" in names:
         return f"{url}: access denied; check the credentials in storage_options"
     if isinstance(exc, FileNotFoundError):
         return f"{url}: no such object"
@@ -166,20 +213,30 @@ class Source:
         return remote_filesystem(self.url.split("://", 1)[0], self.storage_options)
 
     def open(self) -> IO[bytes]:
-        """A binary file object (local file, or an fsspec file with read-ahead)."""
+        """A binary file object: the local file, or byte-range reads of the remote object
+        with read-ahead, each retried (``network.open_ranges``)."""
         if not self.remote:
             return open(self.url, "rb")
-        return self.filesystem().open(self.url, "rb", block_size=2**20, cache_type="readahead")
+        size = self.fingerprint().get("size")
+        if not isinstance(size, int):
+            raise IndexBuildError(f"{redact(self.display)}: the server does not tell its size")
+        return open_ranges(self.filesystem(), self.url, size)
 
     def head(self, n: int) -> bytes:
-        try:
-            with self.open() as fh:
-                return fh.read(n)
-        except FileNotFoundError as exc:
-            if self.remote:
+        if self.remote:
+            try:
+                with self.open() as fh:
+                    return fh.read(n)
+            except ActiveZarrError:
+                raise
+            except Exception as exc:
                 raise IndexBuildError(
                     remote_failure(self.display, exc, self.storage_options)
                 ) from exc
+        try:
+            with self.open() as fh:
+                return fh.read(n)
+        except FileNotFoundError:
             raise IndexBuildError(f"{self.display}: no such file") from None
         except PermissionError:
             raise IndexBuildError(
@@ -203,7 +260,7 @@ class Source:
         try:
             fs = self.filesystem()
             fs.invalidate_cache(self.url)  # a listing cached by a glob would hide a new ETag
-            info = fs.info(self.url)
+            info = with_retries(lambda: fs.info(self.url))
         except ActiveZarrError:
             raise
         except Exception as exc:
@@ -227,14 +284,12 @@ class Source:
                     tail = fh.read(size - tail_start)
             else:
                 fs = self.filesystem()
-                head = fs.cat_file(self.url, start=0, end=head_end) if head_end else b""
-                tail = (
-                    fs.cat_file(self.url, start=tail_start, end=size) if size > tail_start else b""
-                )
+                head = read_range(fs, self.url, 0, head_end)
+                tail = read_range(fs, self.url, tail_start, size)
         except ActiveZarrError:
             raise
         except Exception as exc:
-            raise IndexBuildError(remote_failure(self.display, exc)) from exc
+            raise IndexBuildError(remote_failure(self.display, exc, self.storage_options)) from exc
         digest = hashlib.sha256(head)
         digest.update(tail)
         return digest.hexdigest()

@@ -104,7 +104,7 @@ def parse_zarray(value: Any, where: str) -> ArrayMeta:
     separator = value.get("dimension_separator") or "."
     if separator not in (".", "/"):
         raise IndexLoadError(f"{where}: dimension_separator {separator!r} is not '.' or '/'")
-    codecs = parse_codecs(value.get("filters"), value.get("compressor"), where)
+    codecs = parse_codecs(value.get("filters"), value.get("compressor"), where, dtype)
     fill = parse_fill_value(value.get("fill_value"), dtype, where)
     return ArrayMeta(tuple(shape), tuple(chunks), dtype, fill, codecs, separator)
 
@@ -122,16 +122,64 @@ def parse_dtype(value: Any, where: str) -> np.dtype:
     return dtype
 
 
-def parse_codecs(filters: Any, compressor: Any, where: str) -> list[dict]:
-    """numcodecs configs in encode order; each must be one numcodecs knows."""
+def parse_codecs(
+    filters: Any, compressor: Any, where: str, dtype: np.dtype | None = None
+) -> list[dict]:
+    """numcodecs configs in encode order; each must be one numcodecs knows, with parameters
+    in range (``CODEC_RANGES``) and, for shuffle, the item size of the data it shuffles."""
     if filters is not None and not isinstance(filters, list):
         raise IndexLoadError(f"{where}: 'filters' must be a list of codec configs or null")
     codecs = list(filters or []) + ([compressor] if compressor is not None else [])
     if len(codecs) > MAX_CODECS:
         raise IndexLoadError(f"{where}: {len(codecs)} codecs; at most {MAX_CODECS} are accepted")
+    itemsize = dtype.itemsize if dtype is not None else None
     for config in codecs:
         check_codec(config, where)
+        check_parameters(config, where)
+        if "astype" in config:  # the data after this filter has another item size
+            try:
+                itemsize = np.dtype(config["astype"]).itemsize
+            except TypeError:
+                itemsize = None
+        elif config["id"] == "shuffle" and itemsize and config.get("elementsize", 4) != itemsize:
+            raise IndexLoadError(
+                f"{where}: shuffle elementsize {config.get('elementsize')!r} does not match the "
+                f"{itemsize}-byte items it shuffles (it would unshuffle into wrong values)"
+            )
     return codecs
+
+
+# (codec id, parameter) -> inclusive range of the integers the codec accepts
+CODEC_RANGES = {
+    ("zlib", "level"): (-1, 9),
+    ("gzip", "level"): (-1, 9),
+    ("bz2", "level"): (1, 9),
+    ("lzma", "preset"): (0, 9),
+    ("zstd", "level"): (-131072, 22),
+    ("blosc", "clevel"): (0, 9),
+    ("blosc", "shuffle"): (-1, 2),
+    ("blosc", "blocksize"): (0, 2**31 - 1),
+    ("blosc", "typesize"): (1, 255),
+    ("shuffle", "elementsize"): (1, 2**16),
+    ("lz4", "acceleration"): (1, 2**16),
+}
+BLOSC_NAMES = ("blosclz", "lz4", "lz4hc", "zlib", "zstd", "snappy")
+
+
+def check_parameters(config: dict, where: str) -> None:
+    """Numeric codec parameters are ints in the codec's range; blosc's cname is one it has."""
+    cid = config["id"]
+    for (codec, name), (lo, hi) in CODEC_RANGES.items():
+        if codec != cid or name not in config or config[name] is None:
+            continue
+        value = config[name]
+        if not _int(value) or not lo <= value <= hi:
+            raise IndexLoadError(
+                f"{where}: codec {cid} {name}={value!r:.40} is out of range (an int from {lo} "
+                f"to {hi})"
+            )
+    if cid == "blosc" and config.get("cname", "lz4") not in BLOSC_NAMES:
+        raise IndexLoadError(f"{where}: codec blosc cname={config.get('cname')!r:.40} is unknown")
 
 
 def check_codec(config: Any, where: str) -> None:
@@ -213,6 +261,14 @@ def check_table(var, where: str, source_sizes: dict[str, int]) -> None:
     from .load import INLINE
 
     ids = var.url_ids
+    if var.inline and not var.codecs:
+        chunk_bytes = math.prod(var.chunks) * var.dtype.itemsize
+        bad = next((k for k, v in var.inline.items() if len(v) != chunk_bytes), None)
+        if bad is not None:
+            raise IndexLoadError(
+                f"{where}: inline chunk {bad} holds {len(var.inline[bad]):,} bytes; an "
+                f"uncompressed chunk of {var.chunks} {var.dtype} is {chunk_bytes:,} bytes"
+            )
     if len(var.urls) == 1 and _passes_plain(var, source_sizes.get(var.urls[0])):
         return  # every check below holds; found with a few reductions and no copies
     if ids.size and (ids.min() < INLINE or ids.max() >= len(var.urls)):

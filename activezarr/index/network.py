@@ -1,0 +1,270 @@
+"""Remote reads that end: a timeout on every socket, bounded retries with backoff, short reads
+caught.
+
+Filesystems come from ``filesystem``: fsspec's HTTP filesystem with an aiohttp
+``ClientTimeout`` (connect and per-read, no overall cap that a big read could hit), s3fs with
+botocore's ``connect_timeout``/``read_timeout`` and neither botocore nor s3fs retrying on its
+own (left alone they multiply: 25 attempts and 36 s for one SlowDown, 250 attempts and 190 s
+for a server that cuts its replies in the headers). Every retry is then ``with_retries``':
+bounded by ``ReadPolicy.retries``, backed off exponentially (capped, jittered), and only for
+failures a retry may cure (``retryable``): a missing object, a refused credential or an
+untrusted certificate fails at once.
+
+The policy comes from ``ReadPolicy()`` (defaults, or ``ACTIVEZARR_READ_TIMEOUT``,
+``ACTIVEZARR_READ_RETRIES``, ``ACTIVEZARR_CONNECT_TIMEOUT`` in the environment, which reach
+worker processes too) or is passed explicitly (``Active(..., read_timeout=, read_retries=)``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ..errors import ActiveZarrError
+
+T = TypeVar("T")
+
+
+def _env(name: str, default: float, kind: type = float, minimum: float = 1e-3):
+    """A number from the environment, or ``default`` when unset or unusable."""
+    try:
+        value = kind(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value >= minimum else default
+
+
+@dataclass(frozen=True)
+class ReadPolicy:
+    """How long a remote read may wait and how often it is tried again.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds a read may wait for the next bytes (and botocore's read timeout).
+    connect_timeout : float
+        Seconds to establish a connection (DNS, TCP, TLS).
+    retries : int
+        Retries of a read after a failure a retry may cure (at most ``retries + 1``
+        attempts).
+    backoff, backoff_max : float
+        The first wait between attempts and the cap of its doubling.
+    """
+
+    timeout: float = field(default_factory=lambda: _env("ACTIVEZARR_READ_TIMEOUT", 30.0))
+    connect_timeout: float = field(default_factory=lambda: _env("ACTIVEZARR_CONNECT_TIMEOUT", 10.0))
+    retries: int = field(default_factory=lambda: _env("ACTIVEZARR_READ_RETRIES", 4, int, 0))
+    backoff: float = 0.1
+    backoff_max: float = 2.0
+
+    def with_options(self, timeout: float | None = None, retries: int | None = None):
+        """This policy with ``timeout`` and ``retries`` replaced where given."""
+        changes: dict[str, Any] = {}
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+                raise ActiveZarrError(
+                    f"read_timeout must be a positive number of seconds: {timeout!r}"
+                )
+            changes["timeout"] = float(timeout)
+            changes["connect_timeout"] = min(self.connect_timeout, float(timeout))
+        if retries is not None:
+            if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+                raise ActiveZarrError(f"read_retries must be a non-negative int: {retries!r}")
+            changes["retries"] = retries
+        return type(self)(**{**self.__dict__, **changes})
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt`` (1 = the first retry)."""
+        base = min(self.backoff_max, self.backoff * 2 ** (attempt - 1))
+        return base * (0.5 + random.random() / 2)
+
+
+class ShortRead(OSError):
+    """A reply shorter than the byte range asked for (a cut connection, or a lying header)."""
+
+
+def timeout_options(protocol: str, options: dict, policy: ReadPolicy) -> dict[str, Any]:
+    """``options`` (already filtered for ``protocol``) with the policy's timeouts added and the
+    filesystem's own retries turned off, unless the caller set them."""
+    options = dict(options)
+    if protocol in ("http", "https"):
+        import aiohttp
+
+        client = dict(options.get("client_kwargs") or {})
+        client.setdefault(
+            "timeout",
+            aiohttp.ClientTimeout(
+                total=None,
+                connect=policy.connect_timeout + policy.timeout,
+                sock_connect=policy.connect_timeout,
+                sock_read=policy.timeout,
+            ),
+        )
+        options["client_kwargs"] = client
+    elif protocol in ("s3", "s3a"):
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", policy.connect_timeout)
+        config.setdefault("read_timeout", policy.timeout)
+        config.setdefault("retries", {"total_max_attempts": 1})
+        options["config_kwargs"] = config
+    return options
+
+
+_FILESYSTEMS: dict[tuple, Any] = {}
+_FS_LOCK = threading.Lock()
+
+
+def filesystem(protocol: str, options: dict, policy: ReadPolicy | None = None):
+    """The fsspec filesystem of ``protocol`` with ``options`` and the policy's timeouts, one
+    per process and configuration (not fsspec's shared instance: s3fs's own retry count is
+    turned off on this one)."""
+    import fsspec
+    from fsspec.utils import tokenize
+
+    policy = policy or ReadPolicy()
+    options = timeout_options(protocol, options, policy)
+    key = (os.getpid(), protocol, tokenize(protocol, options))
+    with _FS_LOCK:
+        fs = _FILESYSTEMS.get(key)
+        if fs is None:
+            fs = fsspec.filesystem(protocol, skip_instance_cache=True, **options)
+            if protocol in ("s3", "s3a"):
+                fs.retries = 1  # one try per call: with_retries does the retrying
+            _FILESYSTEMS[key] = fs
+    return fs
+
+
+def chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes / contexts (at most 10)."""
+    out: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(out) < 10 and seen not in out:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status an exception (or its causes) carries, if any."""
+    for e in chain(exc):
+        status = getattr(e, "status", None)
+        if isinstance(status, int) and 100 <= status < 600:
+            return status
+        response = getattr(e, "response", None)
+        if isinstance(response, dict):
+            code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(code, int):
+                return code
+    return None
+
+
+def is_tls_failure(exc: BaseException) -> bool:
+    import ssl  # here, not at import: local paths never need it
+
+    names = " ".join(f"{type(e).__name__} {e}" for e in chain(exc))
+    return any(isinstance(e, ssl.SSLError) for e in chain(exc)) or "CERTIFICATE_VERIFY" in names
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether another attempt may succeed: not for a missing object, a refused credential,
+    an untrusted certificate or any other 4xx answer (but 408 and 429); yes for everything a
+    network or a busy server does (refused, reset or cut connections, timeouts, 5xx, short
+    reads)."""
+    if isinstance(
+        exc, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
+    ):
+        return False
+    if is_tls_failure(exc):
+        return False
+    status = http_status(exc)
+    if status is not None and 400 <= status < 500 and status not in (408, 429):
+        return False
+    return isinstance(exc, Exception)
+
+
+def with_retries(
+    call: Callable[[], T], policy: ReadPolicy | None = None, counter: list | None = None
+) -> T:
+    """``call()``, tried again after failures ``retryable`` says may pass, at most
+    ``policy.retries`` times; the last failure is raised with ``attempts`` set on it.
+    ``counter`` (a one-element list) accumulates the retries made."""
+    policy = policy or ReadPolicy()
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if attempt >= policy.retries or not retryable(exc):
+                exc.attempts = attempt + 1  # type: ignore[attr-defined]
+                raise
+        attempt += 1
+        if counter is not None:
+            counter[0] += 1
+        time.sleep(policy.delay(attempt))
+
+
+def read_range(fs, url: str, start: int, end: int, policy: ReadPolicy | None = None) -> bytes:
+    """Bytes ``[start, end)`` of ``url``, retried; a reply of another length is a
+    ``ShortRead`` (retried too), never data."""
+
+    def attempt() -> bytes:
+        data = fs.cat_file(url, start=start, end=end)
+        if len(data) != end - start:
+            raise ShortRead(f"got {len(data)} of the {end - start} bytes asked for")
+        return data
+
+    return with_retries(attempt, policy) if end > start else b""
+
+
+class RangeFile(io.RawIOBase):
+    """A read-only file over byte-range reads of a remote object, each one ``read_range``.
+
+    Wrapped in ``io.BufferedReader`` (``open_ranges``) it is what h5py reads a remote file
+    through while indexing. A failure that survives the retries is kept in ``failure``: h5py
+    turns exceptions into its own errors, and the indexer reports this one instead.
+    """
+
+    def __init__(self, fs, url: str, size: int, policy: ReadPolicy | None = None) -> None:
+        super().__init__()
+        self.fs, self.url, self.size, self.policy = fs, url, size, policy
+        self.pos = 0
+        self.failure: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        end = min(self.size, self.pos + len(view))
+        if end <= self.pos:
+            return 0
+        try:
+            data = read_range(self.fs, self.url, self.pos, end, self.policy)
+        except Exception as exc:
+            self.failure = exc
+            raise
+        view[: len(data)] = data
+        self.pos = end
+        return len(data)
+
+
+def open_ranges(fs, url: str, size: int, policy: ReadPolicy | None = None) -> io.BufferedReader:
+    """A buffered binary file (1 MiB read-ahead) over ``RangeFile``."""
+    return io.BufferedReader(RangeFile(fs, url, size, policy), buffer_size=2**20)
