@@ -20,7 +20,7 @@ import numpy as np
 
 from .backends.base import Backend, ChunkBatch, Job
 from .backends.local import LocalBackend
-from .errors import ActiveZarrError, SelectionError, UnsupportedVariableError
+from .errors import ActiveZarrError, SelectionError, UnsupportedVariableError, redact
 from .index import cache as _cache  # noqa: F401 - opened on every first call: import it now
 from .index import parquet as _parquet  # noqa: F401 - (open_variable imports them lazily)
 from .index.freshness import check_variable_fresh
@@ -359,7 +359,7 @@ class Active:
         return self.packing.decoded_dtype(self._storage_dtype)
 
     def __repr__(self) -> str:
-        return (
+        return redact(
             f"Active({self.source!r}, {self.variable!r}, shape={self.shape}, "
             f"chunks={self.chunks}, backend={self.backend.name!r})"
         )

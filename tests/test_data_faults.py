@@ -345,6 +345,12 @@ def test_credentials_in_urls_are_never_shown(nginx_server, on_https, tmp_path):
     with pytest.raises(IndexBuildError) as info:
         build_index(f"https://me:{secret}@{dead}/x.nc", out=tmp_path, storage_options=so)
     assert secret not in str(info.value) and "***@" in str(info.value)
+    shutil.copyfile(index, Path(nginx_server.root) / "faulty-index.json")
+    served = url.replace("https://", f"https://me:{secret}@").replace(
+        "faulty.nc", "faulty-index.json"
+    )
+    with Active(served, VAR, storage_options=so) as a:  # nginx ignores the Basic auth
+        assert secret not in repr(a) and "***@" in repr(a)
     done = run_cli(["index", f"https://me:{secret}@{dead}/x.nc", "--out", str(tmp_path)])
     assert done.returncode == 1 and secret not in done.stderr + done.stdout, done.stderr
     assert "***@" in done.stderr

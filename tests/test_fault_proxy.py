@@ -12,9 +12,11 @@ No test sleeps or times anything: the waits are the faults themselves.
 # ruff: noqa: F811  (pytest fixtures imported by name)
 from __future__ import annotations
 
+import gzip
 import sys
 from pathlib import Path
 
+import cbor2
 import netCDF4
 import numpy as np
 import pytest
@@ -154,7 +156,8 @@ ONE = (slice(0, 2), slice(0, 4), slice(0, 5))
     [
         ("error", "answered 500: injected by the fault proxy"),
         ("cut_body", "cut off mid-body"),
-        ("cut_headers", "bad body: empty reply"),  # http.client takes what came as headers
+        # http.client takes what came as headers: a truncated Content-Type, no body
+        ("cut_headers", "bad body: Content-Type 'appl'"),
         ("empty_body", "bad body: empty reply"),
         ("bad_cbor", "bad body: not a whole CBOR document"),
         ("slow", "no reply within 1 s"),
@@ -239,3 +242,132 @@ def test_dead_server_without_fallback_fails_fast(proxy_for, many_chunks):
     assert proxy.url in str(info.value)
     backend = active.backend
     assert active.stats.requests <= backend.breaker.threshold + 2 * backend.in_flight.maximum
+
+
+# ------------------------------------------------- replies a server or a proxy gets wrong
+def _cbor_rewrite(change):
+    """A ``rewrite`` fault: the CBOR reply map changed by ``change(reply)``."""
+
+    def rewrite(head: bytes, body: bytes) -> tuple[bytes, bytes]:
+        if not head.startswith(b"HTTP/1.1 200"):
+            return head, body
+        reply = cbor2.loads(body)
+        change(reply)
+        return head, cbor2.dumps(reply)
+
+    return rewrite
+
+
+def _html(head: bytes, body: bytes) -> tuple[bytes, bytes]:
+    head = head.replace(b"application/cbor", b"text/html; charset=utf-8")
+    return head, b"<html><body>Please log in to the proxy</body></html>"
+
+
+def _gzipped(head: bytes, body: bytes) -> tuple[bytes, bytes]:
+    return head.replace(b"\r\n\r\n", b"\r\nContent-Encoding: gzip\r\n\r\n"), gzip.compress(body)
+
+
+def _gzip_bomb(head: bytes, body: bytes) -> tuple[bytes, bytes]:
+    return _gzipped(head, bytes(64 * 2**20))
+
+
+def _another_shape(reply: dict) -> None:
+    reply["shape"] = [2]
+    reply["bytes"] = reply["bytes"] * 2
+    reply["count"] = reply["count"] * 2
+
+
+WRONG_REPLIES = {
+    "html page": (_html, "Content-Type 'text/html"),
+    "dtype": (_cbor_rewrite(lambda r: r.update(dtype="int64")), "dtype 'int64'"),
+    "shape": (_cbor_rewrite(_another_shape), "shape [2], expected []"),
+    "count": (_cbor_rewrite(lambda r: r.update(count=[1, 2])), "'count' does not hold 1"),
+    "bytes": (_cbor_rewrite(lambda r: r.update(bytes=r["bytes"][:2])), "'bytes' holds 2"),
+    "not a map": (lambda h, b: (h, cbor2.dumps([1, 2, 3])), "not a map"),
+    "gzip bomb": (_gzip_bomb, "larger than"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_REPLIES))
+def test_wrong_replies_are_never_used(proxy_for, many_chunks, case):
+    """A 200 that is an HTML page, a CBOR map of another dtype, shape or count, or a gzip
+    bomb: retried, then one ReductionistError saying what was wrong; with fallback the
+    chunk is reduced here and the answer is right."""
+    rewrite, says = WRONG_REPLIES[case]
+    proxy = proxy_for(rates={"rewrite": 1.0}, rewrite=rewrite)
+    options = {"retries": 1}
+    with (
+        active_via(proxy, many_chunks, **options) as active,
+        pytest.raises(ReductionistError, match="bad body") as info,
+    ):
+        active.mean[ONE]
+    assert says in str(info.value), info.value
+    with active_via(proxy, many_chunks, fallback="local", **options) as active:
+        check_runs(active, many_chunks, [("mean", None, ONE, 1)])
+        assert active.stats.chunks_local == 1
+
+
+def test_gzip_encoded_replies_are_read(proxy_for, many_chunks):
+    proxy = proxy_for(rates={"rewrite": 1.0}, rewrite=_gzipped)
+    with active_via(proxy, many_chunks) as active:
+        check_runs(active, many_chunks, [("sum", (1, 2), (slice(0, 4), slice(0, 8), ...), 40)])
+        assert active.stats.chunks_local == 0 and active.stats.retries == 0
+
+
+def test_keep_alive_closed_after_every_reply(proxy_for, many_chunks):
+    """The server closes each kept-alive connection after its reply (without saying so):
+    the next request on it fails or finds it closed, and is sent again; answers exact."""
+    proxy = proxy_for(rates={"close_after": 1.0})
+    with active_via(proxy, many_chunks) as active:
+        check_runs(active, many_chunks, RUNS[:1])
+        assert active.stats.chunks_local == 0
+    assert proxy.counts()["close_after"] >= NCHUNKS
+
+
+def _status_reply(status: bytes, headers: bytes = b"") -> bytes:
+    body = b'{"error": {"message": "busy", "caused_by": []}}'
+    return (
+        b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n" + headers
+        + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("status", [b"429 Too Many Requests", b"503 Service Unavailable"])
+def test_busy_with_retry_after(proxy_for, many_chunks, status, monkeypatch):
+    """429/503 with Retry-After: retried after at least what the server asked (capped by
+    retry_after_max); when every attempt is refused, one error with the status."""
+    from activezarr.backends import reductionist as module
+
+    waits = []
+    real_sleep = module.time.sleep
+    monkeypatch.setattr(module.time, "sleep", lambda s: (waits.append(s), real_sleep(0)))
+    reply = _status_reply(status, b"Retry-After: 3\r\n")
+    proxy = proxy_for(rates={"status": 0.15}, status=reply, seed=4)
+    with active_via(proxy, many_chunks, retry_after_max=0.5) as active:
+        check_runs(active, many_chunks, RUNS[:1])
+    assert proxy.counts()["status"] > 100 and waits and min(waits) == 0.5
+    always = proxy_for(rates={"status": 1.0}, status=reply)
+    with (
+        active_via(always, many_chunks, retries=1, retry_after_max=0.0) as active,
+        pytest.raises(ReductionistError, match=status[:3].decode()) as info,
+    ):
+        active.mean[ONE]
+    assert info.value.status == int(status[:3])
+
+
+def test_redirects_are_not_followed(proxy_for, many_chunks, reductionist_server):
+    """A 307 to another host: not followed (the request carries the S3 credentials as Basic
+    auth), one ReductionistError naming the target; the other host never hears of it."""
+    elsewhere = proxy_for()  # a second server that counts what reaches it
+    target = f"{elsewhere.url}/v2/sum/".encode()
+    reply = (
+        b"HTTP/1.1 307 Temporary Redirect\r\nLocation: " + target + b"\r\nContent-Length: 0\r\n\r\n"
+    )
+    proxy = proxy_for(rates={"status": 1.0}, status=reply)
+    with (
+        active_via(proxy, many_chunks, fallback="local") as active,
+        pytest.raises(ReductionistError, match="redirects are not followed") as info,
+    ):
+        active.mean[ONE]
+    assert elsewhere.url in str(info.value) and info.value.status == 307
+    assert elsewhere.counts()["total"] == 0 and proxy.counts()["status"] == 1

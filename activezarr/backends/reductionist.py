@@ -29,7 +29,7 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from ..errors import ActiveZarrError, ReductionistError
+from ..errors import ActiveZarrError, ReductionistError, redact
 from ..reduction.missing import MissingRule
 from ..reduction.partials import Partial
 from ..tls import tls_hint, tls_reason
@@ -201,10 +201,11 @@ class BreakerOpenError(ReductionistError):
 class _Failure(Exception):
     """One failed attempt that a retry may cure (the cause is chained)."""
 
-    def __init__(self, reason: str, status: int | None = None) -> None:
+    def __init__(self, reason: str, status: int | None = None, retry_after: float = 0.0) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.retry_after = retry_after
 
 
 def chunk_where(body: dict) -> str:
@@ -280,6 +281,56 @@ def check_reply(content: bytes, body: dict, op: str) -> dict:
     return reply
 
 
+REPLY_TYPES = ("application/cbor", "application/octet-stream")
+
+
+def check_content_type(content_type: str | None) -> None:
+    """A 200 must say it is CBOR (or say nothing): an HTML page from a proxy or a login
+    portal is not an answer, whatever its bytes decode to."""
+    if content_type and content_type.split(";")[0].strip().lower() not in REPLY_TYPES:
+        raise BadReply(f"Content-Type {content_type[:60]!r}, not application/cbor")
+
+
+def reply_cap(body: dict, op: str) -> int:
+    """The most bytes a reply to ``body`` may take (decoded): its values and counts, twice
+    over, plus room for the map's keys; a bigger reply (a gzip bomb, a server gone wrong)
+    is cut off there instead of read into memory."""
+    n = math.prod(expected_shape(body))
+    return 2 * n * (8 + 8) + 2**16
+
+
+def read_capped(resp: requests.Response, cap: int) -> bytes:
+    """The (decoded) body of a streamed reply, at most ``cap`` bytes (``BadReply`` beyond)."""
+    parts, total = [], 0
+    try:
+        for part in resp.iter_content(65536):
+            total += len(part)
+            if total > cap:
+                raise BadReply(f"the reply is larger than {cap:,} bytes")
+            parts.append(part)
+    finally:
+        resp.close()
+    resp._content = b"".join(parts)  # what ``resp.content`` / ``resp.json()`` read from now
+    return resp._content
+
+
+def retry_after(value: str | None) -> float:
+    """Seconds a Retry-After header asks for (a number or an HTTP date), 0 when absent."""
+    if not value:
+        return 0.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+
+        when = parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 0.0
+
+
 def server_ca_bundle(server_ca: str | os.PathLike | None, verify: bool | str) -> bool | str:
     """``verify`` for requests: the private CA bundle when one is named (checked now, so that a
     wrong path is not mistaken for a failing server later)."""
@@ -334,7 +385,9 @@ class ReductionistBackend(Backend):
     retries : int
         Retries of a chunk after a transport failure (refused, reset or cut-off connection,
         timeout, a 200 without a whole CBOR body of the expected shape) or a 5xx, 408 or 429
-        answer, with exponential backoff from ``backoff`` seconds, capped at ``backoff_max``.
+        answer, with exponential backoff from ``backoff`` seconds, capped at ``backoff_max``;
+        a 429/503's ``Retry-After`` is waited for, up to ``retry_after_max`` seconds. Redirects
+        are not followed (the request carries credentials): a 3xx is an error.
     fallback : {"local", None}
         Reduce a chunk locally when the server keeps failing, instead of raising.
     breaker : CircuitBreaker, optional
@@ -360,6 +413,7 @@ class ReductionistBackend(Backend):
         retries: int = 5,
         backoff: float = 0.1,
         backoff_max: float = 2.0,
+        retry_after_max: float = 10.0,
         fallback: str | None = None,
         breaker: CircuitBreaker | None = None,
         allow_hosts: tuple[str, ...] = (),
@@ -377,6 +431,7 @@ class ReductionistBackend(Backend):
         self.retries = max(0, int(retries))
         self.backoff = backoff
         self.backoff_max = backoff_max
+        self.retry_after_max = retry_after_max
         self.breaker = breaker if breaker is not None else breaker_for(self.server)
         self.fallback = fallback
         self.allow_hosts = tuple(allow_hosts)
@@ -588,7 +643,8 @@ class ReductionistBackend(Backend):
         failure: _Failure | None = None
         attempts = 0
         for attempt in range(self.retries + 1):
-            if attempt and not self._sleep_before_retry(attempt):
+            wait = failure.retry_after if failure is not None else 0.0
+            if attempt and not self._sleep_before_retry(attempt, wait):
                 break  # the breaker opened meanwhile: stop asking this server
             try:
                 with self.in_flight.slot() as answered:
@@ -604,7 +660,7 @@ class ReductionistBackend(Backend):
                     stats.add(breaker_trips=1)
                     log.warning(
                         "Reductionist %s failed %d times in a row; not asking it for %.0f s",
-                        self.server,
+                        redact(self.server),
                         self.breaker.failures,
                         self.breaker.cooldown,
                     )
@@ -627,13 +683,16 @@ class ReductionistBackend(Backend):
         )
         raise error from failure.__cause__
 
-    def _sleep_before_retry(self, attempt: int) -> bool:
-        """Back off (exponential, capped, jittered); False when the breaker opened."""
+    def _sleep_before_retry(self, attempt: int, retry_after: float = 0.0) -> bool:
+        """Back off (exponential, capped, jittered; at least what the server's Retry-After
+        asked, up to ``retry_after_max``); False when the breaker opened."""
         if self.breaker.is_open():
             return False
         delay = min(self.backoff_max, self.backoff * 2 ** (attempt - 1))
+        delay *= 0.5 + random.random() / 2
+        delay = max(delay, min(retry_after, self.retry_after_max))
         if delay > 0:
-            time.sleep(delay * (0.5 + random.random() / 2))
+            time.sleep(delay)
         return not self.breaker.is_open()
 
     def _attempt(self, url: str, op: str, body: dict, stats, answered) -> dict:
@@ -646,7 +705,12 @@ class ReductionistBackend(Backend):
                 auth=self._auth,
                 timeout=(min(self.connect_timeout, self.timeout), self.timeout),
                 verify=self.verify,
+                allow_redirects=False,  # credentials go to this server only
+                stream=True,
             )
+            content = read_capped(resp, reply_cap(body, op) if resp.status_code == 200 else 2**16)
+        except BadReply as exc:
+            raise _Failure(f"answered {resp.status_code} with a bad body: {exc}") from exc
         except requests.exceptions.SSLError as exc:
             reason = tls_reason(exc) or f"{type(exc).__name__}: {exc}"
             ca = self.verify if isinstance(self.verify, str) else None
@@ -659,20 +723,39 @@ class ReductionistBackend(Backend):
             if isinstance(exc, requests.exceptions.Timeout):
                 answered("overload")
             raise _Failure(transport_reason(exc, self.timeout)) from exc
-        stats.add(bytes_received=len(resp.content))
+        stats.add(bytes_received=len(content))
         if resp.status_code == 200:
             try:
-                reply = check_reply(resp.content, body, op)
+                check_content_type(resp.headers.get("Content-Type"))
+                reply = check_reply(content, body, op)
             except BadReply as exc:
                 raise _Failure(f"answered 200 with a bad body: {exc}") from exc
             answered("ok")
             return reply
+        if 300 <= resp.status_code < 400:
+            answered("ok")
+            raise self._redirected(resp, body)
         if resp.status_code in OVERLOAD_STATUSES:
             answered("overload")
         elif resp.status_code < 500 and resp.status_code not in RETRY_STATUSES:
             answered("ok")  # the server's considered answer
             raise self._error(resp, body)
-        raise _Failure(f"answered {resp.status_code}: {answer_text(resp)}", resp.status_code)
+        raise _Failure(
+            f"answered {resp.status_code}: {answer_text(resp)}",
+            resp.status_code,
+            retry_after(resp.headers.get("Retry-After")),
+        )
+
+    def _redirected(self, resp: requests.Response, body: dict) -> ReductionistError:
+        """A 3xx: not followed (the request carries credentials), reported with its target."""
+        target = resp.headers.get("Location", "(no Location)")
+        return ReductionistError(
+            f"Reductionist {self.server} answered {resp.status_code} for {chunk_where(body)}, "
+            f"redirecting to {target[:200]}; redirects are not followed (the request carries "
+            "credentials): pass the final URL as server=",
+            status=resp.status_code,
+            server=self.server,
+        )
 
     def _error(self, resp: requests.Response, body: dict) -> ReductionistError:
         """The server's answer other than 200, its JSON error message kept."""
