@@ -319,9 +319,12 @@ def test_keep_alive_closed_after_every_reply(proxy_for, many_chunks):
     the next request on it fails or finds it closed, and is sent again; answers exact."""
     proxy = proxy_for(rates={"close_after": 1.0})
     with active_via(proxy, many_chunks) as active:
-        check_runs(active, many_chunks, RUNS[:1])
+        check_runs(active, many_chunks, [SOME])
         assert active.stats.chunks_local == 0
-    assert proxy.counts()["close_after"] >= NCHUNKS
+    assert proxy.counts()["close_after"] >= SOME[3]
+
+
+SOME = ("mean", None, (slice(0, 4), slice(0, 20), slice(None)), 100)  # 100 chunks
 
 
 def _status_reply(status: bytes, headers: bytes = b"") -> bytes:
@@ -344,8 +347,8 @@ def test_busy_with_retry_after(proxy_for, many_chunks, status, monkeypatch):
     reply = _status_reply(status, b"Retry-After: 3\r\n")
     proxy = proxy_for(rates={"status": 0.15}, status=reply, seed=4)
     with active_via(proxy, many_chunks, retry_after_max=0.5) as active:
-        check_runs(active, many_chunks, RUNS[:1])
-    assert proxy.counts()["status"] > 100 and waits and min(waits) == 0.5
+        check_runs(active, many_chunks, [SOME])
+    assert proxy.counts()["status"] > 5 and waits and min(waits) == 0.5
     always = proxy_for(rates={"status": 1.0}, status=reply)
     with (
         active_via(always, many_chunks, retries=1, retry_after_max=0.0) as active,
