@@ -233,6 +233,9 @@ class FaultProxy:
         Read HTTP messages (every fault) or relay bytes (``TCP_FAULTS`` per connection).
     cut_bytes : int
         Reply bytes a tcp-mode ``reset`` or ``cut_body`` relays before cutting.
+    sequence : list of str, optional
+        Faults of the first matching requests, in order of arrival (then ``rates`` decide):
+        faults a test can count on, whatever the requests are.
     """
 
     def __init__(
@@ -249,6 +252,7 @@ class FaultProxy:
         rewrite=None,
         mode: str = "http",
         cut_bytes: int = 2000,
+        sequence: list[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -269,6 +273,7 @@ class FaultProxy:
         self.rewrite = rewrite
         self.mode = mode
         self.cut_bytes = cut_bytes
+        self.sequence = list(sequence or [])
         self._lock = threading.Lock()
         self._seen: Counter[str] = Counter()
         self._counts: Counter[str] = Counter()
@@ -337,6 +342,8 @@ class FaultProxy:
         line = head.split(b"\r\n", 1)[0] + b" " + header(head, b"range")
         key = hashlib.sha1(line + b"\n" + body).hexdigest()
         with self._lock:
+            if self.sequence:
+                return self.sequence.pop(0)
             nth = self._seen[key]
             self._seen[key] += 1
         draw = random.Random(f"{self.seed}:{key}:{nth}").random()
