@@ -129,14 +129,15 @@ def test_s3_fault_mix_gives_exact_answers(s3_proxy, on_s3, data_file):
     the headers and 503 SlowDown (a quarter of all attempts fail), one request per chunk:
     every answer exact, the faults retried (counted by the reader)."""
     _, index, so = on_s3
-    proxy = s3_proxy(rates=dict.fromkeys(DATA_FAULTS, 0.04), seed=3, sequence=list(DATA_FAULTS))
+    proxy = s3_proxy(rates=dict.fromkeys(DATA_FAULTS, 0.04), seed=3, sequence=list(DATA_FAULTS[:4]))
     options = {**FAST, "read_retries": 8}
     with one_request_per_chunk(Active(index, VAR, storage_options=via(proxy, so), **options)) as a:
         check(a, data_file)
         retries = a.local.readers.remote.retries
     counts = proxy.counts()
     assert sum(counts.get(f, 0) for f in DATA_FAULTS) >= 20, counts
-    assert retries >= sum(counts.get(f, 0) for f in DATA_FAULTS if f != "cut_headers"), counts
+    # the reader retried every fault it met (the first four met the freshness check's reads)
+    assert retries >= sum(counts.get(f, 0) for f in DATA_FAULTS if f != "cut_headers") - 4, counts
 
 
 @pytest.mark.parametrize("fault", DATA_FAULTS)
