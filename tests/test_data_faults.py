@@ -391,3 +391,16 @@ def test_fault_schedules(s3_proxy, on_s3, data_file, rates, seed, retries):
         assert "s3://" in str(exc) and "bytes " in str(exc)
     finally:
         proxy.stop()
+
+
+def test_https_unresolvable_host(on_https):
+    """An index whose data host does not resolve: one error naming the host, after the
+    retries (DNS failures can be passing), never a hang."""
+    url, index, so = on_https
+    text = Path(index).read_text().replace(url.rsplit("/", 1)[0], "https://no-such-host.invalid")
+    with (
+        Active(json.loads(text), VAR, storage_options=so, check_stale=False, **QUICK) as a,
+        pytest.raises(ChunkReadError, match="cannot resolve the host name") as info,
+    ):
+        a.mean[...]
+    assert "'no-such-host.invalid'" in str(info.value) and "after 2 attempts" in str(info.value)
