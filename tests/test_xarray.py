@@ -426,3 +426,29 @@ def test_open_dataset_on_a_catalog_selection(tmp_path):
         assert_like_xarray(got, expected, op, "time")
     with pytest.raises(ActiveZarrError, match="var="):
         activezarr.open_dataset(cat.select(var="tas"), concat_dim="height")
+
+
+def test_a_variable_xarray_cannot_decode_is_left_packed_not_fatal(tmp_path):
+    """A two-element scale_factor: netCDF4-python warns and leaves that variable packed;
+    open_dataset does the same for it and still decodes every other variable."""
+    path = tmp_path / "odd.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 6)
+        good = ds.createVariable("good", "i2", ("x",), fill_value=-1)
+        good.scale_factor = 0.5
+        good[:] = np.array([1, 2, -1, 4, 5, 6]) * 0.5
+        odd = ds.createVariable("odd", "i2", ("x",))
+        odd.scale_factor = np.array([2.0, 3.0])
+        odd.set_auto_maskandscale(False)
+        odd[:] = np.arange(6, dtype="i2")
+    index = activezarr.build_index(path, tmp_path / "indexes")
+    with pytest.warns(UserWarning, match="odd: its CF attributes cannot be applied"):
+        ds = activezarr.open_dataset(index)
+    with netCDF4.Dataset(path) as nc:
+        want = nc["good"][:]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            packed = nc["odd"][:]
+    np.testing.assert_array_equal(ds["good"].values, np.ma.filled(want.astype("f8"), np.nan))
+    np.testing.assert_array_equal(ds["odd"].values, np.asarray(packed))
+    assert ds["odd"].dtype == np.dtype("i2")

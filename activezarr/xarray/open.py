@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,7 @@ def open_dataset(
     xr_names = inspect.signature(xr.open_dataset).parameters
     xr_kwargs = {k: v for k, v in kwargs.items() if k in xr_names}
     xr_kwargs.setdefault("chunks", None)
-    ds = xr.open_dataset(store, engine="zarr", consolidated=False, zarr_format=2, **xr_kwargs)
+    ds = _open_decoded(store, xr_kwargs)
     options = {k: v for k, v in kwargs.items() if k not in xr_names}
     options.update(backend=backend, server=server, executor=executor, check_stale=check_stale)
     source = IndexSource(location, storage_options, options)
@@ -202,6 +203,34 @@ def open_dataset(
         variable.encoding[ENCODING_KEY] = source
         variable.encoding.setdefault("activezarr_variable", name)
     return ds
+
+
+def _open_decoded(store, xr_kwargs: dict) -> xr.Dataset:
+    """The store as xarray decodes it; a variable whose CF attributes xarray cannot apply (a
+    two-element ``scale_factor``, say) is left undecoded with a warning, as netCDF4-python
+    leaves it packed, instead of failing the whole dataset."""
+    zarr_args = {"engine": "zarr", "consolidated": False, "zarr_format": 2}
+    try:
+        return xr.open_dataset(store, **zarr_args, **xr_kwargs)
+    except (ValueError, TypeError, OverflowError):
+        pass  # find the variables that cannot be decoded, below
+    undecoded = {**xr_kwargs, "decode_cf": False}
+    raw = xr.open_dataset(store, **zarr_args, **undecoded)
+    failed = []
+    for name in raw.variables:
+        try:
+            xr.decode_cf(raw[[name]] if name in raw.data_vars else raw.coords[name].to_dataset())
+        except (ValueError, TypeError, OverflowError) as exc:
+            failed.append(name)
+            warnings.warn(
+                f"{name}: its CF attributes cannot be applied ({exc}); left undecoded "
+                "(as stored, like netCDF4-python leaves it)",
+                stacklevel=3,
+            )
+    kept = {k: v for k, v in xr_kwargs.items() if k != "drop_variables"}
+    drop = list(xr_kwargs.get("drop_variables") or []) + failed
+    ds = xr.open_dataset(store, **zarr_args, **kept, drop_variables=drop)
+    return ds.assign({name: raw[name] for name in failed if name in raw.data_vars})
 
 
 def _data_variables(selection, concat_dim: str) -> list[str]:
