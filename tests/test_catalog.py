@@ -7,7 +7,9 @@ with the contract's rules (``tests/oracle.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
 import sqlite3
 from pathlib import Path
 
@@ -107,6 +109,39 @@ def test_entries_record_coordinate_range_dimensions_and_fingerprint(uniform):
     with sqlite3.connect(cat.path) as con:
         (coords,) = con.execute("SELECT coords FROM files WHERE source = ?", (entry.source,))
     assert json.loads(coords[0])["time"]["max"] == t.max()
+
+
+def test_streamed_entries_equal_the_listed_ones_and_parse_their_columns_on_demand(uniform):
+    """Iterating a catalog streams its rows (no list is kept) and an entry's JSON columns are
+    parsed when read: the values are those of the store, whichever way they were reached."""
+    _, cat = uniform
+    fresh = Catalog(cat.directory)
+    streamed = list(fresh)
+    assert fresh._entries is None  # iteration kept nothing
+    assert streamed == Catalog(cat.directory).entries and len(streamed) == 24
+    with sqlite3.connect(cat.path) as con:
+        row = con.execute(
+            "SELECT fingerprint, variables, coords, attrs FROM files WHERE source = ?",
+            (streamed[3].source,),
+        ).fetchone()
+    e = fresh[streamed[3].source]
+    assert [e.fingerprint, e.variables, e.coords, e.attrs] == [json.loads(c) for c in row]
+    copy = pickle.loads(pickle.dumps(streamed[5]))
+    assert copy == streamed[5] and dataclasses.replace(copy, attrs={}).attrs == {}
+    assert copy.coord_range("time").size == 4
+
+
+def test_ls_json_prints_one_entry_a_line(uniform, capsys):
+    """``catalog ls --json`` streams a JSON array, one compact entry a line (greppable, and a
+    million entries are never held in memory at once)."""
+    _, cat = uniform
+    assert main(["catalog", "ls", "--catalog", str(cat.path), "--json"]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert len(lines) == 24 + 2 and lines[0] == "[" and lines[-1] == "]"
+    records = json.loads(text)
+    assert [json.loads(ln.rstrip(",")) for ln in lines[1:-1]] == records
+    assert records[0]["variables"]["tas"]["dimensions"] == ["time", "lat", "lon"]
 
 
 def test_select_by_variable_path_and_attributes(uniform):

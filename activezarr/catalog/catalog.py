@@ -8,6 +8,7 @@ is ``store.py``.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from ..index.freshness import (
     fingerprints,
     refresh_command,
 )
+from ..index.jsontext import loads
 from . import store
 from .facets import FACETS
 from .progress import on_terminal
@@ -39,6 +41,9 @@ def _source_missing(url: str, storage_options: dict | None) -> bool:
 
 
 # -- the Python view ------------------------------------------------------------------------
+
+
+_LAZY = ("fingerprint", "variables", "coords", "attrs")  # Entry fields parsed on first read
 
 
 @dataclass(frozen=True)
@@ -70,20 +75,33 @@ class Entry:
     time_end: str | None = None
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], directory: Path) -> Entry:
-        return cls(
-            source=record["source"],
-            index=directory / record["index"],
-            fingerprint=record.get("fingerprint") or {},
-            variables=record.get("variables") or {},
-            coords=record.get("coords") or {},
-            attrs=record.get("attrs") or {},
-            created_at=record.get("created_at", ""),
-            activezarr_version=record.get("activezarr_version", ""),
-            facets={f: record.get(f) for f in FACETS if record.get(f) is not None},
-            time_start=record.get("time_start"),
-            time_end=record.get("time_end"),
-        )
+    def from_row(cls, row, directory: Path) -> Entry:
+        """The entry of a ``files`` row, its JSON columns (``fingerprint``, ``variables``,
+        ``coords``, ``attrs``) parsed when first read: listing a million rows parses none."""
+        entry = object.__new__(cls)
+        keys = row.keys()
+        cheap = {
+            "source": row["source"],
+            "index": directory / row["index_name"],
+            "created_at": row["created_at"] or "",
+            "activezarr_version": row["activezarr_version"] or "",
+            "facets": {f: row[f] for f in FACETS if f in keys and row[f] is not None},
+            "time_start": row["time_start"],
+            "time_end": row["time_end"],
+            "_raw": {c: row[c] for c in _LAZY if c in keys},
+        }
+        for name, value in cheap.items():
+            object.__setattr__(entry, name, value)
+        return entry
+
+    def __getattr__(self, name: str) -> Any:  # only for the lazy fields not yet parsed
+        raw = self.__dict__.get("_raw")
+        if raw is None or name not in _LAZY:
+            raise AttributeError(name)
+        text = raw.pop(name, None)
+        value = (loads(text) if isinstance(text, str) else text) or {}
+        object.__setattr__(self, name, value)
+        return value
 
     def coord_range(self, dim: str) -> CoordRange | None:
         """The recorded range of ``dim`` (a leading dimension with a coordinate variable)."""
@@ -170,10 +188,16 @@ class Catalog:
     @property
     def entries(self) -> list[Entry]:
         if self._entries is None:
-            self._entries = [
-                Entry.from_record(store.entry_of(r), self.directory) for r in self._rows()
-            ]
+            self._entries = list(self._stream())
         return list(self._entries)
+
+    def _stream(self, batch: int = 1024) -> Iterator[Entry]:
+        """The entries row by row from one query (memory bounded by ``batch`` rows)."""
+        clause, args = where(self._conditions)
+        with store.opened(self.directory) as con:
+            cursor = con.execute(f"SELECT * FROM files{clause} ORDER BY source", args)
+            while rows := cursor.fetchmany(batch):
+                yield from (Entry.from_row(r, self.directory) for r in rows)
 
     def __len__(self) -> int:
         if self._entries is not None:
@@ -182,7 +206,9 @@ class Catalog:
         return self._query(f"SELECT COUNT(*) FROM files{clause}", args)[0][0]
 
     def __iter__(self) -> Iterator[Entry]:
-        return iter(self.entries)
+        """The entries in source order; streamed from the store (not kept) until ``entries``
+        has been read."""
+        return iter(self._entries) if self._entries is not None else self._stream()
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.directory)!r}, entries={len(self)})"
@@ -198,7 +224,7 @@ class Catalog:
         )
         if not rows:
             raise KeyError(f"{source} is not in catalog {self.path}")
-        return Entry.from_record(store.entry_of(rows[0]), self.directory)
+        return Entry.from_row(rows[0], self.directory)
 
     @property
     def variables(self) -> list[str]:
@@ -298,37 +324,33 @@ class Catalog:
 
     def verify(self) -> list[Problem]:
         """Check every entry's source fingerprint and index file, and every combined index."""
-        problems = []
-        entries = self.entries
+        problems: list[Problem] = []
         now: dict[str, Any] = {}
-        bar = on_terminal(len(entries))
-        for start in range(0, len(entries), 256):  # in parts, so that the bar moves
-            part = [e.source for e in entries[start : start + 256]]
-            now |= fingerprints(part, self.storage_options)
+        bar = on_terminal(len(self))
+        entries = iter(self)
+        while part := list(itertools.islice(entries, 256)):  # streamed in parts; the bar moves
+            current = fingerprints([e.source for e in part], self.storage_options)
+            now |= current
             bar.step(n=len(part))
+            problems += filter(None, (self._problem(e, current[e.source]) for e in part))
         bar.close()
-        for e in entries:
-            fix = refresh_command(e.source, self.directory)
-            current = now[e.source]
-            if isinstance(current, Exception):
-                if _source_missing(e.source, self.storage_options):
-                    problems.append(
-                        Problem(
-                            e.source,
-                            "missing",
-                            "source is gone",
-                            f"activezarr catalog prune --catalog {self.directory}",
-                        )
-                    )
-                else:
-                    problems.append(Problem(e.source, "unreachable", str(current), fix))
-            elif current != e.fingerprint:
-                detail = "; ".join(differences(e.fingerprint, current)) or "fingerprint differs"
-                problems.append(Problem(e.source, "changed", detail, fix))
-            elif not e.index.exists():
-                problems.append(Problem(e.source, "no-index", f"{e.index} is missing", fix))
         problems += self._verify_combined(now)
         return problems
+
+    def _problem(self, e: Entry, current: Any) -> Problem | None:
+        """What is wrong with entry ``e`` whose source now has fingerprint ``current``."""
+        fix = refresh_command(e.source, self.directory)
+        if isinstance(current, Exception):
+            if _source_missing(e.source, self.storage_options):
+                prune = f"activezarr catalog prune --catalog {self.directory}"
+                return Problem(e.source, "missing", "source is gone", prune)
+            return Problem(e.source, "unreachable", str(current), fix)
+        if current != e.fingerprint:
+            detail = "; ".join(differences(e.fingerprint, current)) or "fingerprint differs"
+            return Problem(e.source, "changed", detail, fix)
+        if not e.index.exists():
+            return Problem(e.source, "no-index", f"{e.index} is missing", fix)
+        return None
 
     def _verify_combined(self, now: dict[str, Any]) -> list[Problem]:
         problems = []
@@ -353,7 +375,7 @@ class Catalog:
     def prune(self, dry_run: bool = False) -> list[str]:
         """Drop entries whose source is gone, their index files, and combined indexes that use
         them. Returns the pruned sources and combined index names."""
-        gone = [e for e in self.entries if _source_missing(e.source, self.storage_options)]
+        gone = [e for e in self if _source_missing(e.source, self.storage_options)]
         sources = {e.source for e in gone}
         combined = [k for k, r in self.combined.items() if sources & set(r.get("sources") or ())]
         if dry_run or not (gone or combined):
@@ -367,7 +389,8 @@ class Catalog:
                 con.execute("DELETE FROM combined WHERE name = ?", (key,))
         for name in [*names, *combined]:
             store.remove_index(self.directory, name)
-        self._entries = [e for e in self.entries if e.source not in sources]
+        if self._entries is not None:
+            self._entries = [e for e in self._entries if e.source not in sources]
         for key in combined:
             self.combined.pop(key, None)
         return sorted(sources) + combined

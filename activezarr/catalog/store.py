@@ -39,7 +39,7 @@ from typing import Any
 from ..errors import ActiveZarrError, IndexLoadError
 from ..index.atomic import UMASK
 from ..index.freshness import DB_NAME, LEGACY_NAME
-from ..index.jsontext import compact_json, loads
+from ..index.jsontext import compact_json
 from .facets import FACETS
 
 SCHEMA_VERSION = 1
@@ -214,16 +214,6 @@ def file_row(entry: dict[str, Any]) -> tuple:
             value = compact_json(value if value is not None else {})
         values.append(value)
     return tuple(values)
-
-
-def entry_of(row: sqlite3.Row) -> dict[str, Any]:
-    """A ``files`` row back as an entry dict (the shape ``catalog.json`` had)."""
-    out = {k: row[k] for k in row.keys()}  # noqa: SIM118 - sqlite3.Row has no items()
-    for column in _JSON_COLUMNS:
-        if column in out and isinstance(out[column], str):
-            out[column] = loads(out[column])
-    out["index"] = out.pop("index_name")
-    return out
 
 
 _INSERT_FILE = (

@@ -62,8 +62,11 @@ def _span(entry) -> str:
 
 def cmd_ls(args) -> int:
     cat = open_catalog(args, var=args.var)
-    if args.json:
-        print(dumps([_record(e) for e in cat], indent=1))
+    if args.json:  # one entry a line, streamed: a million entries never sit in memory
+        print("[", end="")
+        for i, e in enumerate(cat):
+            print(f"{',' if i else ''}\n{dumps(_record(e))}", end="")
+        print("\n]")
         return 0
     for e in cat:
         size = e.fingerprint.get("size")
