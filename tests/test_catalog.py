@@ -7,6 +7,7 @@ with the contract's rules (``tests/oracle.py``).
 
 from __future__ import annotations
 
+import copy as copy_module
 import dataclasses
 import json
 import pickle
@@ -128,6 +129,8 @@ def test_streamed_entries_equal_the_listed_ones_and_parse_their_columns_on_deman
     assert [e.fingerprint, e.variables, e.coords, e.attrs] == [json.loads(c) for c in row]
     copy = pickle.loads(pickle.dumps(streamed[5]))
     assert copy == streamed[5] and dataclasses.replace(copy, attrs={}).attrs == {}
+    shallow = Catalog(cat.directory)[streamed[6].source]
+    assert copy_module.copy(shallow).variables == streamed[6].variables == shallow.variables
     assert copy.coord_range("time").size == 4
 
 

@@ -98,7 +98,7 @@ class Entry:
         raw = self.__dict__.get("_raw")
         if raw is None or name not in _LAZY:
             raise AttributeError(name)
-        text = raw.pop(name, None)
+        text = raw.get(name)  # not popped: a copy.copy of the entry shares ``_raw``
         value = (loads(text) if isinstance(text, str) else text) or {}
         object.__setattr__(self, name, value)
         return value
