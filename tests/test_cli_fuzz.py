@@ -444,6 +444,10 @@ SUBPROCESS_CASES = [
     (["combine", "--var", "tas", "--out", "nodir/x.json"], 1, "nodir does not exist"),
     (["catalog", "reduce", "--var", "tas", "--op", "max", "--where", "time=nan..1"], 1, "NaN"),
     (["reduce", "indexes/v.json", "v", "--op", "max", "--server-ca", "a_file"], 2, "--server"),
+    # a terminal escape or bytes that are not UTF-8 in a name: escaped, never sent raw
+    (["reduce", "indexes/v.json", "\x1b[31mred", "--op", "mean"], 1, "'\\x1b[31mred'"),
+    (["catalog", "ls", "--path", "\udcff/*.nc"], 1, "is not UTF-8 text"),
+    (["reduce", "\udcff.json", "v", "--op", "mean"], 1, "\\udcff.json does not exist"),
 ]  # fmt: skip
 
 # what a CI job or a minimal container gives: no stdin, no HOME, no colour, a narrow terminal
@@ -461,7 +465,7 @@ def run_hostile(ws: Path, argv, cwd: Path | None = None, **env) -> object:
 def test_errors_are_one_line_from_the_real_entry_point(ws, argv, code, message):
     proc = run_hostile(ws, argv)
     assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr and "\x1b" not in proc.stderr
     assert message in proc.stderr, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("activezarr: error:")]
     assert len(errors) == 1, proc.stderr

@@ -14,7 +14,7 @@ import warnings
 
 from .. import __version__
 from . import catalog, combine, demo, index, info, reduce
-from ._common import FORMATTER, fail, run, verbose_parent
+from ._common import FORMATTER, fail, printable, run, verbose_parent
 from ._inputs import join_negative_values
 
 
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Python warnings (a CF attribute netCDF4 would not apply, say) as one stderr line each,
     without the source line Python's default shows."""
-    text = " ".join(str(message).split()).removeprefix("WARNING: ")
+    text = printable(" ".join(str(message).split()).removeprefix("WARNING: "))
     print(f"activezarr: warning: {text}", file=file or sys.stderr)
 
 

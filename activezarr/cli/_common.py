@@ -250,10 +250,19 @@ def value_of(op: str, parts: dict):
     return np.ma.masked_array(mean, mask=count == 0)
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (a terminal escape in a file name) and undecodable
+    bytes written as escapes, so that an error line cannot redraw the user's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace")
+                   .decode("ascii") for c in text)  # fmt: skip
+
+
 def fail(message: str, code: int, as_json: bool) -> int:
     """Report an error: one line on stderr and, for ``--json``, a JSON object on stdout
     (``{"error": ..., "exit_status": ...}``) so that a script's parser always gets JSON."""
-    message = redact(" ".join(str(message).split()))  # one line, no credentials in URLs
+    message = printable(redact(" ".join(str(message).split())))  # one line, no credentials
     print(f"activezarr: error: {message}", file=sys.stderr)
     if as_json:
         with contextlib.suppress(OSError):  # stdout itself may be what failed (a full disk)
@@ -293,6 +302,14 @@ def run(func, args) -> int:
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
         hint = "; free some space, or write elsewhere (--out, or redirect stdout)" if full else ""
         return fail(f"{where}{exc.strerror or exc}{hint}", 1, as_json)
+    except UnicodeError as exc:  # a name that is not UTF-8 (a file name's raw bytes, say)
+        bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else exc.object
+        return fail(
+            f"{bad!r} is not UTF-8 text ({exc.reason}); the catalog and JSON hold UTF-8 names: "
+            "rename the file, or give the value in UTF-8",
+            1,
+            as_json,
+        )
     except sqlite3.Error as exc:  # the catalog database: locked for too long, or damaged
         where = getattr(args, "catalog", None) or getattr(args, "out", None) or "indexes"
         hint = (
