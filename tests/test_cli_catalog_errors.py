@@ -194,6 +194,10 @@ def test_facets_and_variables_that_match_nothing_list_what_there_is(ws):
     assert "holds variable 'ts' (variables: lat, lon, pr, tas, time)" in line
     proc = run("catalog", "ls", "--var", "ts", "--json", cwd=ws)
     assert json.loads(proc.stdout)["exit_status"] == 1
+    # terms may come before, between and after the options
+    argv = ["experiment_id=historical", "--path", "data/*", "variable_id=tas", "--json"]
+    proc = run("catalog", "ls", *argv, cwd=ws)
+    assert proc.returncode == 0 and len(json.loads(proc.stdout)) == 3, proc.stderr
 
 
 # ------------------------------------------------------------------------------ --json
