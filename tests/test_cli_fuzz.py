@@ -67,6 +67,7 @@ def ws(tmp_path_factory) -> Path:
     index_many([str(p) for p in series], root / "indexes", progress=False)
     index_many([str(data / "v.nc")], root / "indexes", progress=False)
     index_many([str(data / "v.nc")], root / "pq", progress=False, format="parquet")
+    index_many([str(data / "v.nc")], root / "sel", progress=False)  # no fuzzed command writes here
     index_many([str(series[0])], root / "corrupt", progress=False)
     (root / "corrupt" / "catalog.db").write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 20)
     for extra in (root / "corrupt").glob("catalog.db-*"):
@@ -379,7 +380,7 @@ def test_select_strings_give_numpys_answer_or_one_error_line(ws, items, pad, axi
     values = np.ma.masked_array(np.arange(60, dtype="f8").reshape(3, 4, 5))
     values[0, 0] = np.ma.masked
     text = ",".join(_as_text(i, pad) for i in items)
-    argv = ["reduce", "indexes/v.json", "v", "--op", "sum", f"--select={text}", "--json"]
+    argv = ["reduce", "sel/v.json", "v", "--op", "sum", f"--select={text}", "--json"]
     argv += ["--axis", axis] if axis else []
     code, out, err = run_in_process(argv, ws)
     check_outcome(argv, code, out, err)
@@ -445,7 +446,7 @@ SUBPROCESS_CASES = [
     (["catalog", "reduce", "--var", "tas", "--op", "max", "--where", "time=nan..1"], 1, "NaN"),
     (["reduce", "indexes/v.json", "v", "--op", "max", "--server-ca", "a_file"], 2, "--server"),
     # a terminal escape or bytes that are not UTF-8 in a name: escaped, never sent raw
-    (["reduce", "indexes/v.json", "\x1b[31mred", "--op", "mean"], 1, "'\\x1b[31mred'"),
+    (["reduce", "sel/v.json", "\x1b[31mred", "--op", "mean"], 1, "'\\x1b[31mred'"),
     (["catalog", "ls", "--path", "\udcff/*.nc"], 1, "is not UTF-8 text"),
     (["reduce", "\udcff.json", "v", "--op", "mean"], 1, "\\udcff.json does not exist"),
 ]  # fmt: skip
