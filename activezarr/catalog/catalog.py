@@ -79,16 +79,16 @@ class Entry:
         """The entry of a ``files`` row, its JSON columns (``fingerprint``, ``variables``,
         ``coords``, ``attrs``) parsed when first read: listing a million rows parses none."""
         entry = object.__new__(cls)
-        keys = row.keys()
+        r = dict(zip(row.keys(), row, strict=True))  # sqlite3.Row looks names up one by one
         cheap = {
-            "source": row["source"],
-            "index": directory / row["index_name"],
-            "created_at": row["created_at"] or "",
-            "activezarr_version": row["activezarr_version"] or "",
-            "facets": {f: row[f] for f in FACETS if f in keys and row[f] is not None},
-            "time_start": row["time_start"],
-            "time_end": row["time_end"],
-            "_raw": {c: row[c] for c in _LAZY if c in keys},
+            "source": r["source"],
+            "index": directory / r["index_name"],
+            "created_at": r.get("created_at") or "",
+            "activezarr_version": r.get("activezarr_version") or "",
+            "facets": {f: r[f] for f in FACETS if r.get(f) is not None},
+            "time_start": r.get("time_start"),
+            "time_end": r.get("time_end"),
+            "_raw": {c: r[c] for c in _LAZY if c in r},
         }
         for name, value in cheap.items():
             object.__setattr__(entry, name, value)

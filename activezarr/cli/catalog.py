@@ -224,7 +224,8 @@ def cmd_reduce(args) -> int:
     where = _where(args.where)
     options = server_backend(args)
     cat = open_catalog(args, var=args.var)
-    check_server_reads(args.server, [e.source for e in cat])
+    if args.server:  # the sources are listed only for a server
+        check_server_reads(args.server, [e.source for e in cat])
     try:
         parts = cat.reduce(
             args.var,
