@@ -9,6 +9,7 @@ import os
 from hypothesis import settings
 
 from tests.fixtures_data import *
+from tests.remote_fixtures import reductionist_target, remote_data, s3_store  # noqa: F401
 from tests.servers.conftest_fixtures import *
 
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)

@@ -33,13 +33,6 @@ from tests.oracle import assert_same, oracle_read, reduce_masked
 from tests.servers.faultproxy import FaultProxy
 from tests.servers.s3 import make_bucket
 
-if not hasattr(sys.modules.get("tests.conftest"), "moto_server"):
-    from tests.servers.conftest_fixtures import (  # noqa: F401
-        moto_server,
-        nginx_server,
-        tls_certificate,
-    )
-
 VAR = "tas"
 SHAPE, CHUNKS = (12, 40, 50), (2, 8, 10)  # 150 chunks of 160 values
 FILL = np.float32(1e20)

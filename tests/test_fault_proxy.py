@@ -9,11 +9,9 @@ that dies mid-run. Answers must equal the netCDF4 oracle, or the run must end in
 No test sleeps or times anything: the waits are the faults themselves.
 """
 
-# ruff: noqa: F811  (pytest fixtures imported by name)
 from __future__ import annotations
 
 import gzip
-import sys
 from pathlib import Path
 
 import cbor2
@@ -27,18 +25,7 @@ from activezarr.backends.breaker import CircuitBreaker
 from activezarr.errors import ReductionistError
 from tests.generate import put_raw, rng_for, sprinkle
 from tests.oracle import assert_same, oracle_read, reduce_masked
-from tests.remote_fixtures import remote_data, s3_store  # noqa: F401
 from tests.servers.faultproxy import FaultProxy
-
-if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
-    from tests.fixtures_data import generated_dir  # noqa: F401
-if not hasattr(sys.modules.get("tests.conftest"), "reductionist_server"):
-    from tests.servers.conftest_fixtures import (  # noqa: F401
-        moto_server,
-        nginx_server,
-        reductionist_server,
-        tls_certificate,
-    )
 
 VAR = "tas"
 SHAPE, CHUNKS = (20, 40, 50), (2, 4, 5)  # 1,000 chunks of 40 values

@@ -16,7 +16,6 @@ import copy
 import gzip
 import json
 import lzma
-import sys
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -321,10 +320,6 @@ def test_remote_index_may_not_name_local_files(nginx_server, good):
     with pytest.raises(IndexLoadError, match="outside") as info:
         activezarr.Active(url, "v", storage_options=so, check_stale=False)
     assert url in str(info.value)
-
-
-if not hasattr(sys.modules.get("tests.conftest"), "nginx_server"):
-    from tests.servers.conftest_fixtures import nginx_server, tls_certificate  # noqa: F401
 
 
 def test_credentials_in_an_index_are_not_printed(tmp_path):

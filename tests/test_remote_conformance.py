@@ -8,29 +8,9 @@ the Reductionist classes against a real server; see docs/remote.md.
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from tests.remote_fixtures import (  # noqa: F401
-    REAL_REDUCTIONIST,
-    REMOTE_CASES,
-    S3_CASES,
-    ReductionConformance,
-    reductionist_target,
-    remote_data,
-    s3_store,
-)
-
-if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
-    from tests.fixtures_data import generated_dir  # noqa: F401
-if not hasattr(sys.modules.get("tests.conftest"), "reductionist_server"):
-    from tests.servers.conftest_fixtures import (  # noqa: F401
-        moto_server,
-        nginx_server,
-        reductionist_server,
-        tls_certificate,
-    )
+from tests.remote_fixtures import REAL_REDUCTIONIST, REMOTE_CASES, S3_CASES, ReductionConformance
 
 
 class TestLocalFiles(ReductionConformance):

@@ -6,12 +6,10 @@ working server cannot be made to produce for real — a 500 mid-run, a dropped c
 the test Reductionist's fault injection (``inject``), which acts inside the real server.
 """
 
-# ruff: noqa: F811  (pytest fixtures imported by name)
 from __future__ import annotations
 
 import json
 import logging
-import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,28 +21,8 @@ from activezarr import Active, ActiveZarrError, build_index
 from activezarr.backends.breaker import CircuitBreaker
 from activezarr.errors import ChunkReadError, IndexBuildError, ReductionistError
 from tests.oracle import assert_same, oracle_read, reduce_masked
-from tests.remote_fixtures import (  # noqa: F401
-    REMOTE_FILE,
-    REMOTE_NCHUNKS,
-    basic_auth,
-    free_port,
-    recording,
-    remote_data,
-    s3_store,
-)
+from tests.remote_fixtures import REMOTE_FILE, REMOTE_NCHUNKS, basic_auth, free_port, recording
 from tests.servers.reductionist import start_reductionist
-
-if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
-    from tests.fixtures_data import generated_dir  # noqa: F401
-if not hasattr(sys.modules.get("tests.conftest"), "reductionist_server"):
-    from tests.servers.conftest_fixtures import (  # noqa: F401
-        moto_auth_server,
-        moto_server,
-        nginx_server,
-        reductionist,
-        reductionist_server,
-        tls_certificate,
-    )
 
 VAR = "f4_zlib_shuffle"  # every chunk goes to the server
 ONE_CHUNK = (slice(0, 3), slice(0, 4), slice(0, 5))

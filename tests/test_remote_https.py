@@ -6,7 +6,6 @@ fails with a message that says how to trust it (``verify=`` for the Reductionist
 asked explicitly.
 """
 
-# ruff: noqa: F811  (pytest fixtures imported by name)
 from __future__ import annotations
 
 import json
@@ -23,28 +22,10 @@ import pytest
 from activezarr import Active, build_index
 from activezarr.errors import ChunkReadError, IndexBuildError, ReductionistError
 from tests.oracle import assert_same, oracle_read, reduce_masked
-from tests.remote_fixtures import (  # noqa: F401
-    REMOTE_FILE,
-    REMOTE_NCHUNKS,
-    recording,
-    remote_data,
-    s3_store,
-    ssl_context,
-)
+from tests.remote_fixtures import REMOTE_FILE, REMOTE_NCHUNKS, recording, ssl_context
 from tests.servers.conftest_fixtures import require_nginx
 from tests.servers.nginx import start_nginx
 from tests.servers.reductionist import start_reductionist
-
-if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
-    from tests.fixtures_data import generated_dir  # noqa: F401
-if not hasattr(sys.modules.get("tests.conftest"), "reductionist_server"):
-    from tests.servers.conftest_fixtures import (  # noqa: F401
-        moto_server,
-        nginx_server,
-        reductionist,
-        reductionist_server,
-        tls_certificate,
-    )
 
 VAR = "f8_missing_vector"
 

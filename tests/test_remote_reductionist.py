@@ -5,7 +5,6 @@ real traffic); the server side is checked through the test server's per-operatio
 ``remote.nc`` holds one variable per rule that decides server or local (``REMOTE_ROUTES``).
 """
 
-# ruff: noqa: F811  (pytest fixtures imported by name)
 from __future__ import annotations
 
 import json
@@ -21,7 +20,7 @@ import pytest
 
 from activezarr import Active, build_index
 from tests.oracle import assert_same, oracle_info, oracle_read, reduce_masked
-from tests.remote_fixtures import (  # noqa: F401
+from tests.remote_fixtures import (
     OPS,
     REAL_REDUCTIONIST,
     REMOTE_CHUNKS,
@@ -31,22 +30,9 @@ from tests.remote_fixtures import (  # noqa: F401
     SERVER_OP,
     basic_auth,
     recording,
-    reductionist_target,
-    remote_data,
-    s3_store,
     tolerance_for,
 )
 from tests.servers.s3 import make_bucket, upload
-
-if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
-    from tests.fixtures_data import generated_dir  # noqa: F401
-if not hasattr(sys.modules.get("tests.conftest"), "reductionist_server"):
-    from tests.servers.conftest_fixtures import (  # noqa: F401
-        moto_server,
-        nginx_server,
-        reductionist_server,
-        tls_certificate,
-    )
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_SERVER_ONLY = pytest.mark.skipif(

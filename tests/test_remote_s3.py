@@ -3,7 +3,6 @@
 The store is moto's server (or the one named by S3_ENDPOINT_URL when REDUCTIONIST_URL is set).
 """
 
-# ruff: noqa: F811  (pytest fixtures imported by name)
 from __future__ import annotations
 
 import json
@@ -18,23 +17,7 @@ import pytest
 from activezarr import Active
 from activezarr.readers import merged_ranges
 from tests.oracle import assert_same, oracle_read, reduce_masked
-from tests.remote_fixtures import (  # noqa: F401
-    REMOTE_FILE,
-    REMOTE_NCHUNKS,
-    reductionist_target,
-    remote_data,
-    s3_store,
-)
-
-if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
-    from tests.fixtures_data import generated_dir  # noqa: F401
-if not hasattr(sys.modules.get("tests.conftest"), "reductionist_server"):
-    from tests.servers.conftest_fixtures import (  # noqa: F401
-        moto_server,
-        nginx_server,
-        reductionist_server,
-        tls_certificate,
-    )
+from tests.remote_fixtures import REMOTE_FILE, REMOTE_NCHUNKS
 
 REPO = Path(__file__).resolve().parents[1]
 VAR = "f4_fill_zero"

@@ -6,30 +6,19 @@ served by a real TLS server; the error must keep the TLS library's reason and gi
 that fits it, also when a CA bundle was passed.
 """
 
-# ruff: noqa: F811  (pytest fixtures imported by name)
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
 from activezarr import Active, ActiveZarrError, build_index
 from activezarr.errors import ChunkReadError, IndexBuildError, ReductionistError
 from tests.oracle import assert_same, oracle_read, reduce_masked
-from tests.remote_fixtures import REMOTE_FILE, REMOTE_NCHUNKS, remote_data, s3_store  # noqa: F401
+from tests.remote_fixtures import REMOTE_FILE, REMOTE_NCHUNKS
 from tests.servers.reductionist import start_reductionist
 from tests.servers.tlscerts import make_pki
 from tests.test_remote_reductionist import run_cli, s3_env
-
-if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
-    from tests.fixtures_data import generated_dir  # noqa: F401
-if not hasattr(sys.modules.get("tests.conftest"), "reductionist_server"):
-    from tests.servers.conftest_fixtures import (  # noqa: F401
-        moto_server,
-        nginx_server,
-        tls_certificate,
-    )
 
 VAR = "f4_zlib_shuffle"
 KINDS = ("good", "expired", "wrong_host", "unknown_ca")

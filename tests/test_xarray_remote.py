@@ -1,33 +1,14 @@
 """The xarray interface on remote data: an index of a file on S3 (moto), opened with
 ``open_dataset`` and reduced on the Reductionist test server through ``.active``."""
 
-# ruff: noqa: F811  (pytest fixtures imported by name)
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import pytest
 import xarray as xr
 
 import activezarr
-from tests.remote_fixtures import (  # noqa: F401
-    FLOAT32_SERVER_RTOL,
-    REAL_DIR,
-    reductionist_target,
-    remote_data,
-    s3_store,
-)
-
-if not hasattr(sys.modules.get("tests.conftest"), "generated_dir"):
-    from tests.fixtures_data import generated_dir  # noqa: F401
-if not hasattr(sys.modules.get("tests.conftest"), "reductionist_server"):
-    from tests.servers.conftest_fixtures import (  # noqa: F401
-        moto_server,
-        nginx_server,
-        reductionist_server,
-        tls_certificate,
-    )
+from tests.remote_fixtures import FLOAT32_SERVER_RTOL, REAL_DIR
 
 FILE = "CMIP6_IPSL-CM6A-LR_tas.nc"
 pytestmark = pytest.mark.skipif(not (REAL_DIR / FILE).exists(), reason=f"{REAL_DIR} is missing")
