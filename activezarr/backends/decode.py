@@ -81,7 +81,7 @@ class BoundedStream:
                 break  # gzip alone may hold several members, one after another
             data = rest
         result = parts[0] if len(parts) == 1 else b"".join(parts)
-        return _deliver(result, out)
+        return deliver(result, out)
 
 
 class HeaderChecked:
@@ -144,7 +144,8 @@ def zstd_content_size(data: memoryview) -> int | None:
     return value + 256 if size == 2 else value
 
 
-def _deliver(data: bytes, out):
+def deliver(data: bytes, out):
+    """``data`` as a numcodecs ``decode`` returns it: itself, or copied into ``out``."""
     if out is None:
         return data
     target = np.frombuffer(out, dtype=np.uint8) if not isinstance(out, np.ndarray) else out

@@ -27,7 +27,7 @@ from ..readers import Readers, adjacent_runs, adjacent_runs_by_url
 from ..reduction.kernels import FlatReducer, reduce_all, reduce_masked, reduce_rows, row_of
 from ..reduction.partials import Accumulator, Partial
 from .base import Backend, BlockPartial, ChunkBatch, Job
-from .decode import BoundedStream, ChunkTooLarge, bound_for, bounded, fills_exactly
+from .decode import BoundedStream, ChunkTooLarge, bound_for, bounded, deliver, fills_exactly
 
 STREAM_PIECE = 1 << 20  # bytes read and reduced at a time when streaming whole chunks
 MAX_CLASSES = 512  # more offset classes than this in a batch: copy chunk by chunk instead
@@ -78,13 +78,7 @@ class LibdeflateZlib:
             data = self._decompress(buf, self.bound)
         except Exception:  # noqa: BLE001 - a bound too small, or input libdeflate rejects
             data = self._fallback.decode(buf)
-        if out is None:
-            return data
-        target = np.frombuffer(out, dtype=np.uint8) if not isinstance(out, np.ndarray) else out
-        if target.nbytes != len(data):
-            raise ValueError("decoded size differs from the chunk size")
-        target.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
-        return out
+        return deliver(data, out)
 
 
 class ByteUnshuffle:

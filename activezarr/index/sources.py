@@ -236,16 +236,8 @@ class Source:
         try:
             with self.open() as fh:
                 return fh.read(n)
-        except FileNotFoundError:
-            raise IndexBuildError(f"{self.display}: no such file") from None
-        except PermissionError:
-            raise IndexBuildError(
-                f"{self.display}: permission denied; check the file's read permission"
-            ) from None
-        except IsADirectoryError:
-            raise IndexBuildError(f"{self.display}: is a directory, not a file") from None
         except OSError as exc:
-            raise IndexBuildError(f"{self.display}: cannot be read ({exc})") from exc
+            raise self._unreadable(exc) from exc
 
     def fingerprint(self) -> dict[str, Any]:
         """Size plus mtime (local) or ETag / Last-Modified (remote)."""
@@ -294,19 +286,25 @@ class Source:
         digest.update(tail)
         return digest.hexdigest()
 
+    def _unreadable(self, exc: OSError) -> IndexBuildError:
+        """Why a local source cannot be read, in one line that says what to check."""
+        if isinstance(exc, FileNotFoundError):
+            return IndexBuildError(f"{self.display}: no such file")
+        if isinstance(exc, PermissionError):
+            return IndexBuildError(
+                f"{self.display}: permission denied; check the file's read permission"
+            )
+        if isinstance(exc, IsADirectoryError):
+            return IndexBuildError(f"{self.display}: is a directory, not a file")
+        return IndexBuildError(f"{self.display}: cannot be read ({exc})")
+
     def local_record(self) -> tuple[dict[str, Any], bytes]:
         """``recorded_fingerprint()`` of a local file and its first bytes (at least the 8 of
         the signature), from one open: indexing many small files calls this for each."""
         try:
             fd = os.open(self.url, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise IndexBuildError(f"{self.display}: no such file") from None
-        except PermissionError:
-            raise IndexBuildError(
-                f"{self.display}: permission denied; check the file's read permission"
-            ) from None
         except OSError as exc:
-            raise IndexBuildError(f"{self.display}: cannot be read ({exc})") from exc
+            raise self._unreadable(exc) from exc
         try:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
