@@ -107,6 +107,19 @@ def check_server_reads(server: str | None, sources: list[str]) -> None:
         )
 
 
+def index_dir_option(sp) -> None:
+    """``--out DIR``: where indexes and their catalog are written (``index``, ``demo``)."""
+    from ._inputs import path_text
+
+    sp.add_argument(
+        "--out",
+        type=path_text,
+        default="indexes",
+        metavar="DIR",
+        help="index directory (default: indexes/)",
+    )
+
+
 def index_options(sp) -> None:
     """``--no-check-stale`` and ``--allow-path`` for commands that open an index."""
     from ._inputs import path_text

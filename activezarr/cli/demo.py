@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import FORMATTER
+from ._common import FORMATTER, index_dir_option
 from ._inputs import path_text
 
 EPILOG = """\
@@ -33,13 +33,7 @@ def register(sub, parents=()) -> None:
         epilog=EPILOG,
         formatter_class=FORMATTER,
     )
-    sp.add_argument(
-        "--out",
-        type=path_text,
-        default="indexes",
-        metavar="DIR",
-        help="index directory (default: indexes/)",
-    )
+    index_dir_option(sp)
     sp.add_argument(
         "--data",
         type=path_text,

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ActiveZarrError
-from ._common import FORMATTER, dumps, remote_options, storage_options
+from ._common import FORMATTER, dumps, index_dir_option, remote_options, storage_options
 from ._inputs import check_out_dir, check_sources, path_text, positive_int, read_path_list
 
 EPILOG = """\
@@ -119,13 +119,7 @@ def register(sub, parents=()) -> None:
         type=path_text,
         help="files, globs or URLs (quote globs for ** patterns)",
     )
-    sp.add_argument(
-        "--out",
-        type=path_text,
-        default="indexes",
-        metavar="DIR",
-        help="index directory (default: indexes/)",
-    )
+    index_dir_option(sp)
     sp.add_argument(
         "--from-list",
         type=path_text,
