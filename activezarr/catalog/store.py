@@ -32,6 +32,7 @@ import os
 import re
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,7 @@ def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:
         con.row_factory = sqlite3.Row
         con.create_function("regexp", 2, regexp, deterministic=True)  # for shell-style globs
         con.execute("PRAGMA foreign_keys = ON")
-        if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            con.execute("PRAGMA journal_mode = WAL")
+        _use_wal(con)
         con.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: consistent after any crash
         # statement journals (every INSERT OR REPLACE writes one) in memory, not in /var/tmp
         con.execute("PRAGMA temp_store = MEMORY")
@@ -145,6 +145,26 @@ def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:
     if legacy.exists():
         _migrate(con, directory)
     return con
+
+
+def _use_wal(con: sqlite3.Connection) -> None:
+    """Put the database in WAL mode, waiting out other openers doing the same.
+
+    The switch needs the database to itself, and SQLite answers "database is locked" at
+    once (the busy timeout does not apply) while another process holds it, as happens when
+    several runs open a new catalog together; so it is retried, for ``BUSY_TIMEOUT_S`` at most.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    pause = 0.005
+    while con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            if con.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+                return  # a file system without WAL support: SQLite keeps its rollback journal
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)  # back off, then look again: the other opener may have switched
+            pause = min(pause * 2, 0.2)
 
 
 @contextlib.contextmanager
