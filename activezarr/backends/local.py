@@ -99,21 +99,24 @@ class ByteUnshuffle:
         self.uses_blosc = self._blosc is not None
 
     def decode(self, buf, out=None):
+        """Unshuffle ``buf``; bytes past the last whole element are left as they are, as
+        HDF5's shuffle leaves them (netCDF-C puts fletcher32 before shuffle, so an 8-byte
+        variable's shuffled chunk ends in the 4 checksum bytes)."""
         src = np.frombuffer(buf, dtype=np.uint8)
-        k, size = self.elementsize, src.size
-        if size % k:
-            raise ValueError("Shuffle buffer is not an integer multiple of elementsize")
-        target = np.empty(size, np.uint8) if out is None else _bytes_of(out).reshape(-1)
-        if target.size != size:
+        k = self.elementsize
+        size = src.size - src.size % k  # the shuffled part
+        target = np.empty(src.size, np.uint8) if out is None else _bytes_of(out).reshape(-1)
+        if target.size != src.size:
             raise ValueError("decoded size differs from the chunk size")
         if self._blosc is not None and 0 < size <= BLOSC_MAX and k < 256:
-            frame = b"".join((_blosc_frame_head(size, k), src))
-            self._blosc(frame, target)
+            frame = b"".join((_blosc_frame_head(size, k), src[:size]))
+            self._blosc(frame, target[:size])
         else:
-            lanes = target.reshape(-1, k)
+            lanes = target[:size].reshape(-1, k)
             n = size // k
             for b in range(k):
                 lanes[:, b] = src[b * n : (b + 1) * n]
+        target[size:] = src[size:]
         return target if out is None else out
 
 
