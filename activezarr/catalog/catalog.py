@@ -76,10 +76,12 @@ class Entry:
 
     @classmethod
     def from_row(cls, row, directory: Path) -> Entry:
-        """The entry of a ``files`` row, its JSON columns (``fingerprint``, ``variables``,
-        ``coords``, ``attrs``) parsed when first read: listing a million rows parses none."""
+        """The entry of a ``files`` row (or a dict of some of its columns), its JSON columns
+        (``fingerprint``, ``variables``, ``coords``, ``attrs``) parsed when first read:
+        listing a million rows parses none."""
         entry = object.__new__(cls)
-        r = dict(zip(row.keys(), row, strict=True))  # sqlite3.Row looks names up one by one
+        # sqlite3.Row looks names up one by one
+        r = row if isinstance(row, dict) else dict(zip(row.keys(), row, strict=True))
         cheap = {
             "source": r["source"],
             "index": directory / r["index_name"],

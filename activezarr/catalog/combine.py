@@ -28,6 +28,7 @@ from ..index.load import INLINE, MISSING, VariableIndex, open_variables, read_in
 from ..index.member import combined_member
 from ..index.refs import document_pieces, inline_bytes, json_attr, ref_item
 from .concat import Layout, _names, concatenate, layout, narrowing_error, narrowing_fix
+from .members import members
 from .progress import on_terminal
 from .store import record_combined
 
@@ -69,7 +70,7 @@ def combine(catalog: Catalog, var: str, concat_dim: str = "time", out=None) -> P
     The files' chunk tables come from their sidecars (``open_variables``) and are joined with
     numpy (``concatenate``); the combined JSON is written as it is made, one line per chunk.
     """
-    lay = layout(catalog.entries, var, concat_dim)
+    lay = layout(members(catalog, var, concat_dim), var, concat_dim)
     check_grid(lay)
     indexes = [p.entry.index for p in lay.parts]
     parquet = next((i for i in indexes if Path(i).is_dir()), None)

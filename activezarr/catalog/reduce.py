@@ -27,10 +27,11 @@ from ..index.sources import is_remote
 from ..plan import DimSelection, normalize_selection
 from ..reduction.partials import OPS
 from .concat import Layout, Part, concatenate, layout, narrowing_error, to_coordinate, window
+from .members import members
 from .progress import on_terminal
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
+    from .catalog import Catalog, Entry
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def reduce_across(
     if op not in OPS:
         raise ActiveZarrError(f"unknown operation {op!r}; use one of {', '.join(OPS)}")
     options = {"storage_options": catalog.storage_options, **active_options}
-    lay = layout(catalog.entries, var, concat_dim)
+    lay = layout(_chosen(catalog, var, concat_dim, where), var, concat_dim)
     shape = _common_shape(lay)
     windows = _windows(lay, where or {}, options["storage_options"])
     _note_overlaps(lay, [part for part, _, _ in windows])
@@ -91,6 +92,15 @@ def reduce_across(
     if flips:
         parts = {k: np.flip(v, axis=flips) for k, v in parts.items()}
     return parts if components else _answer(op, parts)
+
+
+def _chosen(catalog: Catalog, var: str, dim: str | None, where: dict | None) -> list[Entry]:
+    """The entries holding ``var`` whose recorded range meets ``where`` (chosen in the
+    store); when none does, the earliest entry holding ``var``, which gives the empty
+    answer its dtype and shape (or the error about ``where`` itself)."""
+    return list(members(catalog, var, dim, where)) or list(
+        members(catalog, var, dim, earliest=True)
+    )
 
 
 def _common_shape(lay: Layout) -> list[int]:

@@ -1,0 +1,127 @@
+"""The catalog at archive scale: work chosen in SQL, read lazily, written only when needed.
+
+Real files from ``tests/catalog_files.py`` indexed into a real ``catalog.db``; big catalogs
+are those files plus synthetic rows (sources and indexes that do not exist, so any attempt to
+read one fails); values checked against netCDF4 (``oracle_concat``) with numpy.ma.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from activezarr import Active, Catalog
+from activezarr.catalog import store
+from activezarr.catalog.concat import to_coordinate
+from activezarr.catalog.indexing import index_many
+from activezarr.catalog.members import members
+from tests.catalog_files import UNITS, oracle_concat, oracle_time, write_series
+from tests.oracle import assert_same, reduce_masked
+
+
+def build(directory: Path, paths: list[Path]) -> Catalog:
+    report = index_many([str(p) for p in paths], directory, jobs=1, progress=False)
+    assert not report.failed, report.failed
+    return Catalog(directory)
+
+
+def add_synthetic(
+    directory: Path, n: int, *, first_day: float, shape=None, prefix: str = "synthetic"
+) -> list[str]:
+    """``n`` rows of ``tas`` after ``first_day`` copied from a real row, whose sources and
+    indexes do not exist; ``shape``: another shape for ``tas`` (files no layout would take
+    together with the real ones)."""
+    with store.opened(directory) as con:
+        template = dict(con.execute("SELECT * FROM files ORDER BY source LIMIT 1").fetchone())
+    variables = json.loads(template["variables"])
+    if shape is not None:
+        variables["tas"] = {**variables["tas"], "shape": list(shape)}
+    coords = json.loads(template["coords"])
+    rows = []
+    for i in range(n):
+        lo = first_day + 4.0 * i
+        rows.append(
+            {
+                "source": f"/nowhere/{prefix}_{i:05d}.nc",
+                "index": f"{prefix}_{i:05d}.json",
+                "fingerprint": {"size": 1, "mtime": 1.0},
+                "variables": variables,
+                "roles": {name: "data" for name in variables},
+                "coords": {**coords, "time": {**coords["time"], "min": lo, "max": lo + 3}},
+            }
+        )
+    with store.opened(directory) as con, store.transaction(con):
+        store.put_entries(con, rows)
+    return [r["source"] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """12 real monthly files (one keeps time in hours since another epoch) and 300 synthetic
+    rows after them, a third of them with another shape."""
+    base = tmp_path_factory.mktemp("archive")
+    paths = write_series(base / "data", 12, overrides={7: {"units": "hours since 1999-12-01"}})
+    directory = base / "indexes"
+    build(directory, paths)
+    add_synthetic(directory, 200, first_day=1000.0)
+    add_synthetic(directory, 100, first_day=2000.0, shape=(4, 5, 5), prefix="other")
+    return paths, Catalog(directory)
+
+
+def in_days(bound, default: float) -> float:
+    return default if bound is None else to_coordinate(bound, UNITS, "standard")
+
+
+@pytest.mark.parametrize(
+    ("bounds", "view"),
+    [
+        (("2000-02-15", "2000-08-10"), {}),  # dates: in each file's own units
+        ((45.0, 200.0), {"path": ["*/tas_0[0-6].nc", "/nowhere/*"]}),  # numbers, one unit
+        ((45.0, 250.0), {"path": "*/tas_*.nc"}),  # numbers, two units: the exact test decides
+        ((None, "2000-03-01"), {}),
+        (("2000-06-01", "2001-01-01"), {}),
+        (("2000-02-02", "2000-02-02T12:00"), {}),  # inside one file: only that one is read
+    ],
+)
+def test_where_reads_only_the_overlapping_rows_and_values_equal_netcdf4(archive, bounds, view):
+    paths, cat = archive
+    cat = cat.search(**view)
+    paths = [p for p in paths if len(cat.search(path=str(p)))]
+    lo, hi = in_days(bounds[0], -np.inf), in_days(bounds[1], np.inf)
+    overlapping = [p for p in paths if np.any((oracle_time([p]) >= lo) & (oracle_time([p]) <= hi))]
+    got = cat.reduce("tas", "mean", where={"time": slice(*bounds)})
+    assert [Path(s).name for s in cat.files_read] == [p.name for p in overlapping]
+    t = oracle_time(paths)
+    want = oracle_concat(paths, "tas")[(t >= lo) & (t <= hi)]
+    assert_same(got, reduce_masked(want, "mean"), "mean")
+
+
+def test_the_store_leaves_out_rows_outside_a_date_range(archive):
+    _, cat = archive
+    within = {"time": slice("2000-02-15", "2000-08-10")}
+    chosen = [e.source for e in members(cat, "tas", "time", within)]
+    assert [Path(s).name for s in chosen] == [f"tas_{m:02d}.nc" for m in range(2, 8)]
+    every = list(members(cat, "tas"))
+    assert len(every) == 312
+    entry = every[0]  # trimmed: the variable and the range of its first dimension only
+    assert list(entry.variables) == ["tas"] and list(entry.coords) == ["time"]
+    assert entry.dimensions("tas") == ("time", "lat", "lon")
+
+
+def test_where_outside_the_real_files_gives_the_empty_answer(archive):
+    _, cat = archive
+    got = cat.reduce("tas", "max", where={"time": slice("1990-01-01", "1990-12-31")}, axis=0)
+    assert got.shape == (4, 6) and got.mask.all() and got.dtype == np.float32
+    assert cat.files_read == []
+
+
+def test_combine_a_path_selection_out_of_a_big_catalog_equals_netcdf4(archive):
+    paths, cat = archive
+    chosen = cat.select(path=str(paths[0].parent) + "/*")
+    index = chosen.combine("tas", out=cat.directory / "combined_real.json")
+    with Active(index, "tas") as a:
+        got = a.mean[...]
+    assert_same(got, reduce_masked(oracle_concat(paths, "tas"), "mean"), "mean")
