@@ -125,3 +125,35 @@ def test_combine_a_path_selection_out_of_a_big_catalog_equals_netcdf4(archive):
     with Active(index, "tas") as a:
         got = a.mean[...]
     assert_same(got, reduce_masked(oracle_concat(paths, "tas"), "mean"), "mean")
+
+
+def test_combined_records_are_parsed_when_used(tmp_path, capsys):
+    """Opening, listing and searching a catalog read no combined record: one that is not
+    JSON any more fails only where it is used."""
+    from activezarr.cli import main
+
+    paths = write_series(tmp_path / "data", 4)
+    cat = build(tmp_path / "indexes", paths)
+    index = cat.combine("tas")
+    cat.combine("pr")
+    assert sorted(cat.combined) == ["combined_pr_time.json", "combined_tas_time.json"]
+    assert len(cat.combined["combined_tas_time.json"]["sources"]) == 4
+    with store.opened(cat.directory) as con:
+        con.execute("UPDATE combined SET record = '{broken' WHERE name = 'combined_pr_time.json'")
+    again = Catalog(cat.directory)
+    assert len(again) == 4 and len(again.search(variable_id="tas")) == 4
+    assert "combined_pr_time.json" in again.combined and len(again.combined) == 2
+    assert again.combined[index.name]["variable"] == "tas"
+    with pytest.raises(json.JSONDecodeError):
+        again.combined["combined_pr_time.json"]
+    with pytest.raises(KeyError):
+        again.combined["nope.json"]
+    with store.opened(cat.directory) as con:  # ls shows the summaries, from SQL
+        con.execute(
+            "UPDATE combined SET record = json_set(record, '$.variable', 'pr') "
+            "WHERE name = 'combined_tas_time.json'"
+        )
+        con.execute("DELETE FROM combined WHERE name = 'combined_pr_time.json'")
+    assert main(["catalog", "ls", "--catalog", str(cat.directory)]) == 0
+    out = capsys.readouterr().out
+    assert "combined combined_tas_time.json: pr along time [16, 4, 6] from 4 files" in out

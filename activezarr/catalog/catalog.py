@@ -163,8 +163,10 @@ class Catalog:
         self.path = directory / DB_NAME
         self.storage_options = storage_options
         self._conditions = _conditions
-        with store.opened(directory) as con:  # raises when there is no catalog; migrates
-            self.combined: dict[str, dict[str, Any]] = store.combined(con)
+        with store.opened(directory):  # raises when there is no catalog; migrates
+            pass
+        # the combined indexes by name, each record parsed when first used
+        self.combined = store.Combined(directory)
         self._entries: list[Entry] | None = None
         self.files_read: list[str] = []  # sources the last ``reduce`` read
 
@@ -394,7 +396,7 @@ class Catalog:
         if self._entries is not None:
             self._entries = [e for e in self._entries if e.source not in sources]
         for key in combined:
-            self.combined.pop(key, None)
+            self.combined.forget(key)
         return sorted(sources) + combined
 
     # -- across files ------------------------------------------------------------------------

@@ -117,6 +117,7 @@ def combine(catalog: Catalog, var: str, concat_dim: str = "time", out=None) -> P
                 "sources": {p.entry.source: p.entry.fingerprint for p in lay.parts},
             },
         )
+        catalog.combined.refresh()
     return target
 
 

@@ -33,7 +33,7 @@ import re
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -269,8 +269,69 @@ def put_combined(con: sqlite3.Connection, name: str, record: dict[str, Any]) -> 
     )
 
 
-def combined(con: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    return {r[0]: json.loads(r[1]) for r in con.execute("SELECT name, record FROM combined")}
+class Combined(Mapping):
+    """The combined indexes of a catalog by name; a record (with one fingerprint per
+    source, which can be many) is read and parsed when first used, the names when first
+    asked for. ``summaries`` gives what ``catalog ls`` shows without parsing any."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = Path(directory)
+        self._names: list[str] | None = None
+        self._parsed: dict[str, dict[str, Any]] = {}
+
+    def _keys(self) -> list[str]:
+        if self._names is None:
+            with opened(self._directory) as con:
+                rows = con.execute("SELECT name FROM combined ORDER BY name")
+                self._names = [r[0] for r in rows]
+        return self._names
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        if name not in self._parsed:
+            row = None
+            if name in self._keys():
+                with opened(self._directory) as con:
+                    sql = "SELECT record FROM combined WHERE name = ?"
+                    row = con.execute(sql, (name,)).fetchone()
+            if row is None:
+                raise KeyError(name)
+            self._parsed[name] = json.loads(row[0])
+        return self._parsed[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._keys()))
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    def refresh(self) -> None:
+        """Read the names (and records) again when next used."""
+        self._names = None
+        self._parsed.clear()
+
+    def forget(self, name: str) -> None:
+        """Drop ``name`` from this view (after its row was deleted)."""
+        if name in self._keys():
+            self._keys().remove(name)
+        self._parsed.pop(name, None)
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """Name, variable, dimension, shape and number of sources of each, from SQL."""
+        with opened(self._directory) as con:
+            rows = con.execute(
+                "SELECT name, json_extract(record, '$.variable'), "
+                "json_extract(record, '$.concat_dim'), json_extract(record, '$.shape'), "
+                "(SELECT COUNT(*) FROM json_each(record, '$.sources')) FROM combined "
+                "ORDER BY name"
+            ).fetchall()
+        keys = ("name", "variable", "concat_dim", "shape", "sources")
+        return [
+            {**dict(zip(keys, r, strict=True)), "shape": json.loads(r[3]) if r[3] else None}
+            for r in rows
+        ]
 
 
 def recorded(con: sqlite3.Connection, sources: list[str]) -> dict[str, dict[str, Any]]:

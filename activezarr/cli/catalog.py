@@ -74,10 +74,10 @@ def cmd_ls(args) -> int:
         facets = " ".join(e.facets[f] for f in SHOWN_FACETS if e.facets.get(f))
         print(f"{e.source}\t{e.index.name}\t{size} B\t{_span(e)}\t{names}\t{facets}".rstrip())
     narrowed = args.var or args.terms or args.path or args.attr
-    for key, record in sorted({} if narrowed else cat.combined.items()):
+    for c in [] if narrowed else cat.combined.summaries():
         print(
-            f"combined {key}: {record['variable']} along {record['concat_dim']} "
-            f"{record.get('shape')} from {len(record['sources'])} files"
+            f"combined {c['name']}: {c['variable']} along {c['concat_dim']} {c['shape']} "
+            f"from {c['sources']} files"
         )
     print(f"{len(cat)} entries in {cat.path}", file=sys.stderr)
     return 0
