@@ -157,3 +157,68 @@ def test_combined_records_are_parsed_when_used(tmp_path, capsys):
     assert main(["catalog", "ls", "--catalog", str(cat.directory)]) == 0
     out = capsys.readouterr().out
     assert "combined combined_tas_time.json: pr along time [16, 4, 6] from 4 files" in out
+
+
+def assert_map_equal(got, want: np.ma.MaskedArray) -> None:
+    """An xarray result (NaN where no value) against the netCDF4 oracle's masked mean."""
+    values = np.asarray(got.values, dtype=np.float64)
+    assert np.array_equal(np.isnan(values), np.ma.getmaskarray(want))
+    np.testing.assert_allclose(values, want.filled(np.nan), rtol=1e-6)
+
+
+def _stamps(*paths: Path) -> list[tuple[int, int]]:
+    return [(p.stat().st_ino, p.stat().st_mtime_ns) for p in paths]
+
+
+def test_open_dataset_on_a_catalog_reuses_the_combined_index_until_its_rows_change(tmp_path):
+    """The second open writes nothing (the combined index and its sidecar keep their inode
+    and mtime); a source indexed again after it changed makes the next open write it again;
+    values equal netCDF4 each time."""
+    import netCDF4
+
+    import activezarr
+    from activezarr.index.cache import cache_file
+
+    paths = write_series(tmp_path / "data", 6)
+    cat = build(tmp_path / "indexes", paths)
+    view = cat.search(variable_id="tas")
+
+    def mean_time_of_tas():
+        ds = activezarr.open_dataset(view, var="tas")
+        got = ds.tas.active.mean("time")
+        ds.close()
+        return got
+
+    want = reduce_masked(oracle_concat(paths, "tas"), "mean", 0)
+    assert_map_equal(mean_time_of_tas(), want)
+    index = cat.directory / "combined_tas_time.json"
+    files = (index, cache_file(index))
+    first = _stamps(*files)
+    assert_map_equal(mean_time_of_tas(), want)
+    assert _stamps(*files) == first  # nothing written
+
+    with netCDF4.Dataset(paths[2], "a") as ds:  # a source changes and is indexed again
+        ds["tas"][0, 0, 0] = 321.0
+        ds.note = "changed" * 50
+    report = index_many([str(paths[2])], cat.directory, jobs=1, progress=False)
+    assert not report.failed
+    want = reduce_masked(oracle_concat(paths, "tas"), "mean", 0)
+    assert_map_equal(mean_time_of_tas(), want)
+    again = _stamps(*files)
+    assert again[0] != first[0] and again[1] != first[1]  # the index and its sidecar rewritten
+    assert _stamps(*files) == again
+
+
+def test_a_dataset_refuses_a_combined_index_written_again_for_another_selection(tmp_path):
+    import activezarr
+    from activezarr.errors import IndexLoadError
+
+    paths = write_series(tmp_path / "data", 6)
+    cat = build(tmp_path / "indexes", paths)
+    early = activezarr.open_dataset(cat.search(path="*/tas_0[0-2].nc"), var="tas")
+    late = activezarr.open_dataset(cat.search(path="*/tas_0[3-5].nc"), var="tas")
+    got = late.tas.active.mean("time")
+    want = reduce_masked(oracle_concat(paths[3:], "tas"), "mean", 0)
+    assert_map_equal(got, want)
+    with pytest.raises(IndexLoadError, match="written again after this Dataset was opened"):
+        early.tas.active.mean("time")

@@ -402,7 +402,12 @@ class Catalog:
     # -- across files ------------------------------------------------------------------------
 
     def combine(
-        self, var: str, concat_dim: str = "time", out: str | os.PathLike | None = None
+        self,
+        var: str,
+        concat_dim: str = "time",
+        out: str | os.PathLike | None = None,
+        *,
+        reuse: bool = False,
     ) -> Path:
         """One kerchunk index of ``var`` over every selected file, concatenated along
         ``concat_dim`` (kerchunk's MultiZarrToZarr), written under the catalog directory.
@@ -410,7 +415,10 @@ class Catalog:
         Returns the path of the combined index (default ``<dir>/combined_<var>_<dim>.json``),
         which ``Active`` opens like any other. Files whose chunking, encoding or length along
         ``concat_dim`` breaks one chunk grid raise ``ActiveZarrError`` naming them: use
-        ``Catalog.reduce`` for those.
+        ``Catalog.reduce`` for those. ``reuse``: leave the index as it is (not even its
+        modification time changes) when the catalog lists it as made by this version, from
+        the same variable and dimension, from exactly the rows selected now with the
+        fingerprints they have now; else write it again (atomically).
 
         Examples
         --------
@@ -419,7 +427,7 @@ class Catalog:
         """
         from .combine import combine
 
-        return combine(self, var, concat_dim, out)
+        return combine(self, var, concat_dim, out, reuse=reuse)
 
     def reduce(
         self,

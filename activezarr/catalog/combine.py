@@ -28,7 +28,8 @@ from ..index.load import INLINE, MISSING, VariableIndex, open_variables, read_in
 from ..index.member import combined_member
 from ..index.refs import document_pieces, inline_bytes, json_attr, ref_item
 from .concat import Layout, _names, concatenate, layout, narrowing_error, narrowing_fix
-from .members import members
+from .entries import version
+from .members import fingerprints, members
 from .progress import on_terminal
 from .store import record_combined
 
@@ -64,12 +65,19 @@ def default_name(var: str, dim: str) -> str:
     return f"combined_{var.replace('/', '_')}_{dim}.json"
 
 
-def combine(catalog: Catalog, var: str, concat_dim: str = "time", out=None) -> Path:
+def combine(
+    catalog: Catalog, var: str, concat_dim: str = "time", out=None, *, reuse: bool = False
+) -> Path:
     """Combine the catalog's entries holding ``var`` along ``concat_dim``; see the module.
 
     The files' chunk tables come from their sidecars (``open_variables``) and are joined with
     numpy (``concatenate``); the combined JSON is written as it is made, one line per chunk.
+    ``reuse``: see ``Catalog.combine``.
     """
+    target = Path(out) if out is not None else catalog.directory / default_name(var, concat_dim)
+    if reuse and is_current(catalog, var, concat_dim, target):
+        log.info("%s is current: the catalog rows it was made from are unchanged", target)
+        return target
     lay = layout(members(catalog, var, concat_dim), var, concat_dim)
     check_grid(lay)
     indexes = [p.entry.index for p in lay.parts]
@@ -98,7 +106,6 @@ def combine(catalog: Catalog, var: str, concat_dim: str = "time", out=None) -> P
     bar.close()
     check_overlap(lay, values)
     joined = concatenate(variables, lay.parts[0].axis, f"combined {var}")
-    target = Path(out) if out is not None else catalog.directory / default_name(var, concat_dim)
     names = {lay.variable, *lay.dims}
     member = combined_member([first.member], names)  # attribute types and fills of the first
     items = _items(first.refs, lay, joined, np.concatenate(values) if has_coord else None)
@@ -119,6 +126,29 @@ def combine(catalog: Catalog, var: str, concat_dim: str = "time", out=None) -> P
         )
         catalog.combined.refresh()
     return target
+
+
+def is_current(catalog: Catalog, var: str, concat_dim: str, target: Path) -> bool:
+    """Whether ``target`` exists and the catalog lists it as made by this version, of
+    ``var`` along ``concat_dim``, from exactly the rows ``catalog`` selects for ``var`` now,
+    with the fingerprints they have now."""
+    if target.resolve().parent != catalog.directory.resolve() or not target.is_file():
+        return False
+    catalog.combined.refresh()  # another process may have combined meanwhile
+    try:
+        record = catalog.combined[target.name]
+    except (KeyError, ValueError):
+        return False
+    made = (record.get("variable"), record.get("concat_dim"), record.get("activezarr_version"))
+    if made != (var, concat_dim, version()):
+        return False
+    sources = record.get("sources") or {}
+    n = 0
+    for source, fingerprint in fingerprints(catalog, var):
+        if sources.get(source) != fingerprint:
+            return False
+        n += 1
+    return n == len(sources)
 
 
 def _shape(lay: Layout) -> list[int]:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ActiveZarrError
+from ..index.jsontext import loads
 from . import store
 from .catalog import Entry
 from .search import Condition, condition, where
@@ -75,6 +76,31 @@ def members(
                 row = {"source": source, "index_name": index_name, "fingerprint": fingerprint,
                        "coords": coords, "variables": variables}  # fmt: skip
                 yield Entry.from_row(row, catalog.directory)
+
+
+def fingerprints(catalog: Catalog, var: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(source, fingerprint)`` of the entries of ``catalog`` holding ``var``, streamed."""
+    clause, args = where((*catalog._conditions, condition("variable", var)))
+    with store.opened(catalog.directory) as con:
+        cursor = con.execute(f"SELECT source, fingerprint FROM files{clause}", args)
+        while rows := cursor.fetchmany(BATCH):
+            yield from ((source, loads(text)) for source, text in rows)
+
+
+def shared_along(catalog: Catalog, dim: str) -> list[str]:
+    """The variables along ``dim`` (not ``dim`` itself) that every entry of ``catalog``
+    holds with each of their dimensions a variable of the file too (coordinates), sorted."""
+    clause, args = where(catalog._conditions)
+    rows = catalog._query(
+        f"SELECT v.key, COUNT(*) FROM (SELECT source, variables FROM files{clause}) AS f, "
+        "json_each(f.variables) AS v WHERE v.key != ? AND EXISTS (SELECT 1 FROM "
+        "json_each(v.value, '$.dimensions') AS d WHERE d.value = ?) AND NOT EXISTS (SELECT 1 "
+        "FROM json_each(v.value, '$.dimensions') AS d WHERE d.value NOT IN (SELECT name FROM "
+        "variables AS n WHERE n.source = f.source)) GROUP BY v.key",
+        [*args, dim, dim],
+    )
+    total = len(catalog)
+    return sorted(name for name, n in rows if n == total)
 
 
 def _json_path(name: str) -> str | None:

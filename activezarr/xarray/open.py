@@ -45,6 +45,7 @@ class IndexSource:
         self._actives: dict[tuple, Active] = {}
         self._coordinates: dict | None = None
         self._lock = threading.Lock()
+        self._stamp = _stamp(self.index)
 
     def active(self, variable: str, **options: Any) -> Active:
         """The ``Active`` of ``variable`` with these options over the defaults (cached)."""
@@ -53,9 +54,21 @@ class IndexSource:
         with self._lock:
             found = self._actives.get(key)
             if found is None:
+                self._check_unchanged()
                 found = Active(self.index, variable, storage_options=self.storage_options, **merged)
                 self._actives[key] = found
         return found
+
+    def _check_unchanged(self) -> None:
+        """Refuse an index written again since the Dataset was opened from it (a combined
+        index of another selection, or of changed rows): its chunks would not be the
+        Dataset's."""
+        if self._stamp is not None and _stamp(self.index) != self._stamp:
+            raise IndexLoadError(
+                f"{self.index} was written again after this Dataset was opened from it (by "
+                "another combine of that name, or after its files were indexed again); open "
+                "the Dataset again"
+            )
 
     def coordinates(self) -> dict:
         """The index's dimension coordinates as xarray decodes them (read once)."""
@@ -85,6 +98,17 @@ class IndexSource:
 
     def __deepcopy__(self, memo) -> IndexSource:
         return self
+
+
+def _stamp(index) -> tuple | None:
+    """Identity and version of a local index file (None: a dict or a URL)."""
+    if isinstance(index, dict) or is_remote(index):
+        return None
+    try:
+        st = os.stat(index)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _reference_store(index, storage_options: dict | None):
@@ -135,7 +159,8 @@ def open_dataset(
     index : str, Path, dict or Catalog
         A kerchunk index written by ``activezarr index`` (one file or a combined index),
         its URL, a reference dict, or a catalog selection (``Catalog(...).select(...)``),
-        whose files are combined along ``concat_dim`` into one index first.
+        whose files are combined along ``concat_dim`` into one index first (kept as it is
+        when the catalog rows it was made from are unchanged: ``Catalog.combine(reuse=True)``).
     storage_options : dict, optional
         fsspec options for a remote index and its data (``key``, ``secret``,
         ``client_kwargs``, ``ssl``, ...).
@@ -181,8 +206,10 @@ def open_dataset(
             "executor": executor,
             "check_stale": check_stale,
         }
-        parts = [
-            open_dataset(index.combine(var=name, concat_dim=concat_dim), **options, **kwargs)
+        parts = [  # each combined index written again only when its rows changed
+            open_dataset(
+                index.combine(var=name, concat_dim=concat_dim, reuse=True), **options, **kwargs
+            )
             for name in names
         ]
         return xr.merge(parts, compat="override", join="exact", combine_attrs="override")
@@ -235,21 +262,13 @@ def _open_decoded(store, xr_kwargs: dict) -> xr.Dataset:
 
 def _data_variables(selection, concat_dim: str) -> list[str]:
     """Variables along ``concat_dim`` whose other dimensions all have coordinates, in every
-    selected file (time bounds and the like are left out)."""
-    found = None
-    for entry in selection.entries:
-        names = set(entry.variables)
-        candidates = {
-            v
-            for v in names
-            if concat_dim in entry.dimensions(v)
-            and v != concat_dim
-            and all(d in names for d in entry.dimensions(v))
-        }
-        found = candidates if found is None else found & candidates
+    selected file (time bounds and the like are left out); found in the catalog's store."""
+    from ..catalog.members import shared_along
+
+    found = shared_along(selection, concat_dim)
     if not found:
         raise IndexLoadError(
             f"no variable along {concat_dim!r} is shared by every file of {selection!r}; "
             "select files with select(var=...) or name the variable with var=..."
         )
-    return sorted(found)
+    return found
