@@ -8,6 +8,7 @@ The generator that found them is ``tests/cf_hunt.py`` (its hypothesis test is be
 from __future__ import annotations
 
 import itertools
+import uuid
 import warnings
 
 import netCDF4
@@ -87,3 +88,31 @@ def test_fletcher32_before_shuffle_on_8_byte_types(tmp_path, dtype, zlib):
         with h5py.File(path, "w") as f:
             f.create_dataset("v", data=values, chunks=(3, 4), fletcher32=True, shuffle=True)
     assert_matches_netcdf4(path, "v", SELECTIONS)
+
+
+# ------------------------------------------------------ infinities through Reductionist
+
+
+def test_reductionist_min_max_of_only_infinities(tmp_path, s3_store, reductionist_target):
+    """A Reductionist server starts max at the dtype's lowest finite value (min at the
+    largest), so a chunk whose valid values are all -inf (+inf) answered that finite value
+    (max of [-inf, fill] was -1.8e308). Such an answer is ambiguous: the chunk is reduced
+    locally, and min/max equal netCDF4's."""
+    path = tmp_path / "inf.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 8)
+        for dtype in ("f4", "f8"):
+            v = ds.createVariable(f"v{dtype}", dtype, ("x",), chunksizes=(2,), fill_value=-999)
+            v[:] = np.ma.masked_values(
+                [-np.inf, -999, np.inf, -999, -np.inf, np.inf, 1.5, np.finfo(dtype).max], -999
+            )
+    url = s3_store.upload(f"cfhunt/{uuid.uuid4().hex}/inf.nc", path)
+    options = s3_store.storage_options()
+    index = activezarr.build_index(url, out=tmp_path, catalog=False, storage_options=options)
+    server = {"server": reductionist_target.url, "verify": reductionist_target.verify}
+    for dtype in ("f4", "f8"):
+        remote = {"backend": "reductionist", "storage_options": options, **server}
+        sels = (Ellipsis, (slice(0, 2),), (slice(2, 4),), (slice(4, None, 3),))
+        active = assert_matches_netcdf4(path, f"v{dtype}", sels, index, **remote)
+        active.max[...]
+        assert active.stats.chunks_remote >= 1  # the other chunks did go to the server

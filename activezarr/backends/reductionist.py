@@ -601,8 +601,12 @@ class ReductionistBackend(Backend):
                 return None
             stats.add(fallbacks=[f"chunk {int(batch.rows[pos])}: {exc}"])
             return self._reduce_locally(job, batch, np.array([pos]), stats)
+        part = self._partial(job, reply)
+        if _may_hide_infinity(job.spec, part):
+            stats.add(local_reasons=[INFINITY_REASON])
+            return self._reduce_locally(job, batch, np.array([pos]), stats)
         stats.add(chunks_remote=1, bytes_requested=body["size"])
-        return [(self._where(job, batch, pos), self._partial(job, reply))]
+        return [(self._where(job, batch, pos), part)]
 
     def _check_hosts(self, job: Job, batch: ChunkBatch) -> None:
         """``check_hosts`` for the URLs this batch names, once per URL (an index may name
@@ -791,6 +795,21 @@ class ReductionistBackend(Backend):
         elif spec.needs_max:
             part.max = values.astype(spec.dtype)
         return part
+
+
+INFINITY_REASON = "the server's float min/max was its starting value, which also stands for inf"
+
+
+def _may_hide_infinity(spec, part: Partial) -> bool:
+    """A float min (max) from the server equal to the dtype's largest (lowest) finite value
+    where values were seen: the server starts from that value, so it is also what a chunk
+    whose valid values are all +inf (-inf) gives. Such a chunk is reduced here."""
+    values = part.min if part.min is not None else part.max
+    if values is None or values.dtype.kind != "f":
+        return False
+    info = np.finfo(values.dtype)
+    edge = info.max if part.min is not None else info.min
+    return bool(((values == edge) & (part.count > 0)).any())
 
 
 def _decoded_sum(raw_sum: np.ndarray, count: np.ndarray, spec) -> np.ndarray:
