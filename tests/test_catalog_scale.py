@@ -222,3 +222,69 @@ def test_a_dataset_refuses_a_combined_index_written_again_for_another_selection(
     assert_map_equal(got, want)
     with pytest.raises(IndexLoadError, match="written again after this Dataset was opened"):
         early.tas.active.mean("time")
+
+
+def test_verify_over_many_entries_one_line_per_problem_a_summary_and_a_trusty_status(tmp_path):
+    """300 rows whose sources are gone, one real file changed, a combined index made stale:
+    one stderr line per problem with its fix, the summary last, nothing on stdout, exit 1;
+    after pruning and refreshing: exit 0 and the all-clear on stdout."""
+    import netCDF4
+
+    from tests.cli_run import run_cli
+
+    paths = write_series(tmp_path / "data", 6)
+    cat = build(tmp_path / "indexes", paths)
+    cat.combine("tas")
+    gone = add_synthetic(cat.directory, 300, first_day=1000.0)
+    with netCDF4.Dataset(paths[4], "a") as ds:
+        ds.note = "changed" * 50
+    proc = run_cli("catalog", "verify", "--catalog", cat.directory)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    missing = [ln for ln in lines if ln.startswith("missing: ")]
+    assert sorted(ln.split(": ")[1] for ln in missing) == sorted(gone)
+    assert all(
+        ln.endswith(f"fix: activezarr catalog prune --catalog {cat.directory}") for ln in missing
+    )
+    [changed] = [ln for ln in lines if ln.startswith("changed: ")]
+    assert str(paths[4].resolve()) in changed and "fix: activezarr index" in changed
+    [stale] = [ln for ln in lines if ln.startswith("stale-combined: ")]
+    assert "combined_tas_time.json: 1 of its 6 sources changed" in stale
+    assert len(lines) == 303  # one line per problem, then the summary
+    assert lines[-1].startswith(
+        "302 problems (1 changed, 300 missing, 1 stale-combined) in 306 entries and 1 combined "
+        "index of "
+    )
+    as_json = json.loads(run_cli("catalog", "verify", "--catalog", cat.directory, "--json").stdout)
+    assert as_json["entries"] == 306 and len(as_json["problems"]) == 302
+
+    assert run_cli("catalog", "prune", "--catalog", cat.directory).returncode == 0
+    index_many([str(paths[4])], cat.directory, jobs=1, progress=False)
+    cat.combine("tas")
+    proc = run_cli("catalog", "verify", "--catalog", cat.directory, "-q")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout == f"all 6 entries and 1 combined index of {cat.path} are up to date\n"
+
+
+def test_verify_progress_away_from_a_terminal_is_a_line_now_and_then(tmp_path):
+    import io
+
+    from activezarr.catalog.progress import Checking
+
+    paths = write_series(tmp_path / "data", 3)
+    cat = build(tmp_path / "indexes", paths)
+    add_synthetic(cat.directory, 600, first_day=1000.0)
+    stream = io.StringIO()
+    bar = Checking(len(cat), stream, interval=0.0)  # a line after each part of 256
+    problems = list(Catalog(cat.directory).problems(progress=bar))
+    assert len(problems) == 600
+    lines = stream.getvalue().splitlines()
+    assert [ln.split(" entries checked, ")[0] for ln in lines] == [
+        "verify: 256/603",
+        "verify: 512/603",
+        "verify: 603/603",
+    ]
+    assert "600 problems so far" in lines[-1]
+    quiet = io.StringIO()
+    list(Catalog(cat.directory).problems(progress=Checking(603, quiet, enabled=False)))
+    assert quiet.getvalue() == ""

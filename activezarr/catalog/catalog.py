@@ -25,7 +25,7 @@ from ..index.freshness import (
 from ..index.jsontext import loads
 from . import store
 from .facets import FACETS
-from .progress import on_terminal
+from .progress import Progress, on_terminal
 from .search import Condition, attr_condition, condition, shell_path_condition, where
 
 
@@ -328,18 +328,27 @@ class Catalog:
 
     def verify(self) -> list[Problem]:
         """Check every entry's source fingerprint and index file, and every combined index."""
-        problems: list[Problem] = []
-        now: dict[str, Any] = {}
-        bar = on_terminal(len(self))
+        return list(self.problems())
+
+    def problems(self, progress: Progress | None = None) -> Iterator[Problem]:
+        """``verify``'s problems as they are found: the entries in parts of 256 (one stat or
+        HEAD per source), then the combined indexes. ``progress``: counts the entries (default:
+        a bar on a terminal, nothing elsewhere); its ``problems`` is kept up to date."""
+        bar = on_terminal(len(self)) if progress is None else progress
+        troubled: set[str] = set()  # sources found changed, gone or unreachable
         entries = iter(self)
-        while part := list(itertools.islice(entries, 256)):  # streamed in parts; the bar moves
-            current = fingerprints([e.source for e in part], self.storage_options)
-            now |= current
-            bar.step(n=len(part))
-            problems += filter(None, (self._problem(e, current[e.source]) for e in part))
-        bar.close()
-        problems += self._verify_combined(now)
-        return problems
+        try:
+            while part := list(itertools.islice(entries, 256)):
+                current = fingerprints([e.source for e in part], self.storage_options)
+                found = [p for p in (self._problem(e, current[e.source]) for e in part) if p]
+                troubled.update(p.source for p in found if p.kind != "no-index")
+                if hasattr(bar, "problems"):
+                    bar.problems += len(found)
+                bar.step(n=len(part))
+                yield from found
+        finally:
+            bar.close()
+        yield from self._verify_combined(troubled)
 
     def _problem(self, e: Entry, current: Any) -> Problem | None:
         """What is wrong with entry ``e`` whose source now has fingerprint ``current``."""
@@ -356,25 +365,28 @@ class Catalog:
             return Problem(e.source, "no-index", f"{e.index} is missing", fix)
         return None
 
-    def _verify_combined(self, now: dict[str, Any]) -> list[Problem]:
-        problems = []
-        for key, record in self.combined.items():
+    def _verify_combined(self, troubled: set[str]) -> Iterator[Problem]:
+        """Combined indexes missing, or with a source that is ``troubled``, or whose catalog
+        row (its fingerprint) is not the one the index was made from."""
+        for key in self.combined:
+            record = self.combined[key]
+            sources = record.get("sources") or {}
+            with store.opened(self.directory) as con:
+                rows = store.recorded(con, list(sources))
             changed = [
                 u
-                for u, fp in record["sources"].items()
-                if u in now and now[u] != fp or u not in now
+                for u, fp in sources.items()
+                if u in troubled or u not in rows or rows[u]["fingerprint"] != fp
             ]
             if changed or not (self.directory / key).exists():
                 detail = (
-                    f"{len(changed)} of its {len(record['sources'])} sources changed "
-                    f"(first: {changed[0]})"
+                    f"{len(changed)} of its {len(sources)} sources changed (first: {changed[0]})"
                     if changed
                     else f"{self.directory / key} is missing"
                 )
-                problems.append(
-                    Problem(key, "stale-combined", detail, combine_command(self.directory, record))
+                yield Problem(
+                    key, "stale-combined", detail, combine_command(self.directory, record)
                 )
-        return problems
 
     def prune(self, dry_run: bool = False) -> list[str]:
         """Drop entries whose source is gone, their index files, and combined indexes that use

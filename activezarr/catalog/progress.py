@@ -54,6 +54,7 @@ class Progress:
         self.stream = sys.stderr if stream is None else stream
         self.interval = interval
         self.start = self.last = time.monotonic()
+        self.final = True  # a plain line when the last file is done, too
         self.bar = None
         if enabled and _isatty(self.stream):
             from tqdm import tqdm
@@ -81,7 +82,7 @@ class Progress:
             self.bar.update(n)
             return
         now = time.monotonic()
-        if now - self.last >= self.interval or self.done == self.total:
+        if now - self.last >= self.interval or (self.done == self.total and self.final):
             self.last = now
             self.stream.write(self.line() + "\n")
             self.stream.flush()
@@ -97,6 +98,14 @@ class Progress:
             f"indexed, {rate:.1f} {self.what}/s, {speed}/s, ETA {eta:.0f}s"
         )
 
+    def write(self, text: str) -> None:
+        """A line of output on the same stream, above the bar when there is one."""
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -104,6 +113,33 @@ class Progress:
         elif self.enabled and self.done and self.done != self.total:
             self.stream.write(self.line() + "\n")  # interrupted: say where it stopped
             self.stream.flush()
+
+
+class Checking(Progress):
+    """Progress of ``catalog verify``: entries checked and problems found; away from a
+    terminal a line every ``interval`` seconds only while it runs (the summary ends it)."""
+
+    def __init__(self, total: int, stream=None, *, enabled: bool = True, interval: float = 5.0):
+        super().__init__(total, stream, enabled=enabled, interval=interval, what="entries")
+        self.final = False
+        self.problems = 0
+
+    def step(self, message: str = "", chunks: int = 0, nbytes: int = 0, n: int = 1) -> None:
+        if self.bar is not None:
+            self.done += n
+            self.bar.set_postfix_str(f"{self.problems} problems", refresh=False)
+            self.bar.update(n)
+            return
+        super().step(n=n)
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate else 0.0
+        return (
+            f"verify: {self.done:,}/{self.total:,} entries checked, {self.problems} problems so "
+            f"far, {rate:.0f} entries/s, ETA {eta:.0f}s"
+        )
 
 
 def on_terminal(total: int, what: str = "files") -> Progress:

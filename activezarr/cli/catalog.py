@@ -126,19 +126,44 @@ def cmd_show(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    """One stderr line per problem as it is found (with its fix), progress on stderr, a
+    summary last; exit 0 only when every entry and combined index was checked and is fine,
+    1 when a problem was found (also when the output pipe closed after it), 130 when
+    interrupted (with what was checked by then)."""
+    from ..catalog.progress import Checking
+
     cat = open_catalog(args)
-    problems = cat.verify()
+    total = len(cat)
+    bar = Checking(total, enabled=not (args.quiet or args.json))
+    found: list = []
+    try:
+        for p in cat.problems(progress=bar):
+            found.append(p)
+            if not args.json:
+                bar.write(f"{p.kind}: {p.source}: {p.detail}; fix: {p.fix}")
+    except KeyboardInterrupt:
+        print(f"activezarr: verify interrupted after {bar.done:,} of {total:,} entries, "
+              f"{len(found)} problems by then", file=sys.stderr)  # fmt: skip
+        raise
+    except BrokenPipeError:
+        if found:  # the reader went away: the status still says what was found
+            sys.stderr.close()
+            return 1
+        raise
     if args.json:
         fields = ("source", "kind", "detail", "fix")
-        print(dumps({"entries": len(cat), "problems": [{f: getattr(p, f) for f in fields}
-                                                       for p in problems]}))  # fmt: skip
-        return 1 if problems else 0
-    for p in problems:
-        print(f"{p.kind}: {p.source}: {p.detail}; fix: {p.fix}", file=sys.stderr)
-    if problems:
-        print(f"{len(problems)} problems in {cat.path}", file=sys.stderr)
+        print(dumps({"entries": total, "problems": [{f: getattr(p, f) for f in fields}
+                                                    for p in found]}))  # fmt: skip
+        return 1 if found else 0
+    combined = len(cat.combined)
+    also = f" and {combined} combined {'index' if combined == 1 else 'indexes'}" if combined else ""
+    if found:
+        kinds = Counter(p.kind for p in found)
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        print(f"{len(found)} problems ({counts}) in {total:,} entries{also} of {cat.path}; "
+              "each line above ends with its fix", file=sys.stderr)  # fmt: skip
         return 1
-    print(f"all {len(cat)} entries of {cat.path} are up to date")
+    print(f"all {total:,} entries{also} of {cat.path} are up to date")
     return 0
 
 
@@ -333,14 +358,19 @@ def register(sub, parents=()) -> None:
         csub,
         "verify",
         "check every source against its fingerprint",
-        "Check every source against the fingerprint recorded when it was indexed; exit 1 "
-        "with the command that fixes each problem.",
+        "Check every source against the fingerprint recorded when it was indexed, and every "
+        "combined index against its files: one stderr line per problem as it is found, with "
+        "the command that fixes it, progress on stderr (-q: none), a summary last. Exit 0: "
+        "everything checked and up to date; 1: problems (or an error); 130: interrupted.",
         "examples:\n  activezarr catalog verify\n"
         "  activezarr catalog verify --catalog idx --path '*2014*'",
     )
     catalog_option(sp)
     sp.add_argument(
         "--json", action="store_true", help="print the problems as JSON for scripts (default: off)"
+    )
+    sp.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress on stderr (default: off)"
     )
     sp.set_defaults(func=cmd_verify)
 
