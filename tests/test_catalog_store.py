@@ -243,22 +243,21 @@ def test_migration_from_catalog_json(tmp_path):
     ]
 
 
+def _python(code: str, *args: str) -> subprocess.Popen:
+    """``python -c code args...`` started with this checkout first on the path."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_environment(),
+    )
+
+
 def test_migration_happens_once_even_with_concurrent_openers(tmp_path):
     out, _ = _legacy(tmp_path)
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                f"import activezarr; print(len(activezarr.Catalog({str(out)!r})))",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_environment(),
-        )
-        for _ in range(3)
-    ]
+    code = f"import activezarr; print(len(activezarr.Catalog({str(out)!r})))"
+    procs = [_python(code) for _ in range(3)]
     for proc in procs:
         stdout, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -276,15 +275,7 @@ def test_many_processes_creating_one_new_catalog_at_once_all_succeed(tmp_path):
         "for d in sys.argv[1:]: store.connect(d, create=True).close()"
     )
     directories = [str(tmp_path / f"c{i}") for i in range(10)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, *directories],
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_environment(),
-        )
-        for _ in range(6)
-    ]
+    procs = [_python(code, *directories) for _ in range(6)]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
