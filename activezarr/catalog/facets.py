@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .dates import iso_dates
+
 FACETS = (
     "project",
     "activity_id",
@@ -121,19 +123,17 @@ def time_range(coords: dict[str, dict[str, Any]]) -> tuple[str | None, str | Non
         units = c.get("units") or ""
         if " since " not in units or c.get("min") is None:
             continue
-        try:
-            import cftime
+        calendar = c.get("calendar") or "standard"
+        dates = iso_dates([c["min"], c["max"]], units, calendar)  # without cftime, mostly
+        if dates is None:
+            try:
+                import cftime
 
-            first, last = cftime.num2date(
-                [c["min"], c["max"]], units, c.get("calendar") or "standard"
-            )
-        except (ValueError, TypeError, OverflowError):
-            continue
-        return _iso(first), _iso(last)
+                dates = [
+                    d.isoformat() for d in cftime.num2date([c["min"], c["max"]], units, calendar)
+                ]
+            except (ValueError, TypeError, OverflowError):
+                continue
+        first, last = (text.replace("T00:00:00", "") for text in dates)
+        return first, last
     return None, None
-
-
-def _iso(date) -> str:
-    text = date.isoformat()
-    text = text.replace("T00:00:00", "")
-    return text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -205,7 +206,7 @@ def stored_whole(ds: DatasetRefs, dset: H5Dataset) -> bool:
     """Every chunk of ``ds`` is stored and its shape is the dataset's own (not grown to a
     longer record dimension): reading ``dset`` gives what the index reads."""
     grid = [-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True)]
-    return ds.shape == dset.shape and ds.n_chunks == int(np.prod(grid, dtype=np.int64))
+    return ds.shape == dset.shape and ds.n_chunks == math.prod(grid)
 
 
 def index_path_for(source: Source, out: Path) -> Path:

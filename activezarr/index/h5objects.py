@@ -32,19 +32,34 @@ def decode_name(name: bytes | None) -> Any:
         return name
 
 
-def read_attribute(aid: h5a.AttrID) -> Any:
-    """An attribute's value exactly as ``h5py``'s ``obj.attrs[name]`` returns it."""
+_PLAIN_TYPES: dict[str, h5t.TypeID] = {}
+
+
+def memory_type(dtype: np.dtype) -> h5t.TypeID:
+    """``h5t.py_create(dtype)``, made once per plain dtype (a number or a fixed-length
+    string, whose type depends on nothing but ``dtype.str``): attributes read many."""
+    if dtype.metadata is not None or dtype.fields is not None or dtype.kind not in "biufS":
+        return h5t.py_create(dtype)
+    htype = _PLAIN_TYPES.get(dtype.str)
+    if htype is None:
+        htype = _PLAIN_TYPES[dtype.str] = h5t.py_create(dtype)
+    return htype
+
+
+def read_attribute(aid: h5a.AttrID, dtype: np.dtype | None = None) -> Any:
+    """An attribute's value exactly as ``h5py``'s ``obj.attrs[name]`` returns it (``dtype``:
+    ``aid.dtype`` when the caller has it)."""
+    dtype = aid.dtype if dtype is None else dtype
     shape = aid.shape
     if shape is None:  # an empty dataspace
-        return h5py.Empty(aid.dtype)
-    dtype = aid.dtype
-    htype = h5t.py_create(dtype)
+        return h5py.Empty(dtype)
+    htype = memory_type(dtype)
     if dtype.subdtype is not None:  # numpy has no top-level array types: fold them into shape
         dtype, subshape = dtype.subdtype
         shape = shape + subshape
     arr = np.zeros(shape, dtype=dtype, order="C")
     aid.read(arr, mtype=htype)
-    info = h5t.check_string_dtype(dtype)
+    info = h5t.check_string_dtype(dtype) if dtype.kind == "O" else None
     if info and info.length is None:  # variable-length strings: bytes to str
         arr = np.array(
             [b.decode("utf-8", "surrogateescape") for b in arr.flat], dtype=dtype
@@ -61,15 +76,19 @@ class H5Object:
         self._cpl = cpl
         self._values: dict[str, Any] = {}
         self._dtypes: dict[str, np.dtype] = {}
+        self._names: list[str] | None = None
 
-    @functools.cached_property
+    @property
     def attr_names(self) -> list[str]:
         """Attribute names in h5py's order (creation order when tracked, else by name)."""
-        names: list[str] = []
-        order = self._cpl.get_attr_creation_order()
-        index = h5py.h5.INDEX_CRT_ORDER if order & h5p.CRT_ORDER_TRACKED else h5py.h5.INDEX_NAME
-        h5a.iterate(self.id, lambda name, *_: names.append(decode_name(name)), index_type=index)
-        return names
+        if self._names is None:  # read once (a cached_property takes a lock on every get)
+            names: list[str] = []
+            order = self._cpl.get_attr_creation_order()
+            tracked = order & h5p.CRT_ORDER_TRACKED
+            index = h5py.h5.INDEX_CRT_ORDER if tracked else h5py.h5.INDEX_NAME
+            h5a.iterate(self.id, lambda name, *_: names.append(decode_name(name)), index_type=index)
+            self._names = names
+        return self._names
 
     def __contains__(self, key: str) -> bool:
         return key in self.attr_names
@@ -81,8 +100,8 @@ class H5Object:
             if key not in self.attr_names:
                 raise KeyError(f"no attribute {key!r}")
             aid = h5a.open(self.id, key.encode("utf8") if isinstance(key, str) else key)
-            self._dtypes[key] = aid.dtype
-            value = self._values[key] = read_attribute(aid)
+            dtype = self._dtypes[key] = aid.dtype
+            value = self._values[key] = read_attribute(aid, dtype)
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -94,6 +113,12 @@ class H5Object:
             self._dtypes[key] = h5a.open(self.id, key.encode("utf8")).dtype
         return self._dtypes[key]
 
+    def attr_nbytes(self, key: str) -> int:
+        """The stored size of attribute ``key`` (no read; ``KeyError`` when absent)."""
+        if key not in self.attr_names:
+            raise KeyError(f"no attribute {key!r}")
+        return h5a.open(self.id, key.encode("utf8")).get_storage_size()
+
 
 class H5Dataset(H5Object):
     """A dataset's type, shape, layout and fill, as the h5py ``Dataset`` properties give them."""
@@ -102,27 +127,41 @@ class H5Dataset(H5Object):
         super().__init__(oid, name, oid.get_create_plist())
         self.dcpl = self._cpl
         self.dtype: np.dtype = oid.dtype
-        self.shape: tuple[int, ...] = tuple(oid.shape)
+        self._space = oid.get_space()  # what ``oid.shape`` reads, kept for ``maxshape``
+        self.shape: tuple[int, ...] = tuple(self._space.get_simple_extent_dims())
         self.ndim = len(self.shape)
         self.layout = self.dcpl.get_layout()
+        self._maxshape: tuple[int | None, ...] | None = None
+        self._fill: Any = _MISSING
 
     @property
     def chunks(self) -> tuple[int, ...] | None:
         return self.dcpl.get_chunk() if self.layout == h5d.CHUNKED else None
 
-    @functools.cached_property
+    @property
     def maxshape(self) -> tuple[int | None, ...]:
-        dims = self.id.get_space().get_simple_extent_dims(True)
-        return tuple(x if x != h5s.UNLIMITED else None for x in dims)
+        if self._maxshape is None:
+            dims = self._space.get_simple_extent_dims(True)
+            self._maxshape = tuple(x if x != h5s.UNLIMITED else None for x in dims)
+        return self._maxshape
 
     @property
     def fillvalue(self) -> Any:
-        arr = np.zeros((1,), dtype=self.dtype)
-        self.dcpl.get_fill_value(arr)
-        return arr[0]
+        if self._fill is _MISSING:
+            arr = np.zeros((1,), dtype=self.dtype)
+            self.dcpl.get_fill_value(arr)
+            self._fill = arr[0]
+        return self._fill
 
     def read(self) -> np.ndarray:
-        """Every value, as ``dset[()]``."""
+        """Every value, as ``dset[()]``: straight into an array for plain numbers (what
+        h5py's own fast reader does, without building a ``Dataset``)."""
+        dtype = self.dtype
+        if dtype.kind in "iuf" and dtype.metadata is None and self.ndim:
+            arr = np.empty(self.shape, dtype=dtype)
+            if arr.size:
+                self.id.read(h5s.ALL, h5s.ALL, arr, mtype=memory_type(dtype))
+            return arr
         return h5py.Dataset(self.id)[()]
 
     def scale_name(self, axis: int) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,7 +282,9 @@ def read_typed_attrs(obj: H5Object) -> tuple[dict[str, Any], dict[str, str]]:
 
 def is_dimension_only(dset: H5Dataset) -> bool:
     """A netCDF dimension without a coordinate variable: a scale that holds no data."""
-    name = dset.get("NAME")
+    if "NAME" not in dset or dset.attr_nbytes("NAME") < len(NC_DIM_ONLY):
+        return False  # a coordinate variable's NAME (its own name) is not worth reading
+    name = dset.attr("NAME")
     return isinstance(name, bytes) and name.startswith(NC_DIM_ONLY)
 
 
@@ -411,7 +414,7 @@ def virtual_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
     contiguous byte range of the same size and a small selection reads only what it needs.
     Data of a few MB, or that no such cut fits, stays one chunk.
     """
-    total = int(np.prod(shape, dtype=np.int64)) * itemsize
+    total = math.prod(shape) * itemsize
     if total <= 4 * VIRTUAL_CHUNK_BYTES:
         return shape
     row = itemsize  # bytes of one step along dimension k, trailing dimensions whole
@@ -442,10 +445,11 @@ def _largest_divisor(n: int, limit: int) -> int:
 def contiguous_table(shape, chunks, itemsize: int, offset: int):
     """Grid coordinates, offsets and sizes of the virtual chunks of contiguous data."""
     grid = tuple(n // c for n, c in zip(shape, chunks, strict=True))
-    coords = np.indices(grid).reshape(len(grid), -1).T.astype(np.int64) if grid else None
-    if coords is None:  # a 0-d variable: one chunk
-        coords = np.zeros((1, 0), dtype=np.int64)
-    nbytes = int(np.prod(chunks, dtype=np.int64)) * itemsize
+    nbytes = math.prod(chunks) * itemsize
+    if all(n == 1 for n in grid):  # one chunk (a 0-d variable too): the common small case
+        coords = np.zeros((1, len(grid)), dtype=np.int64)
+        return coords, np.array([offset], np.uint64), np.array([nbytes], np.uint64)
+    coords = np.indices(grid).reshape(len(grid), -1).T.astype(np.int64)
     starts = np.arange(len(coords), dtype=np.uint64) * np.uint64(nbytes) + np.uint64(offset)
     return coords, starts, np.full(len(coords), nbytes, dtype=np.uint64)
 
