@@ -238,6 +238,10 @@ class Active:
     read_retries : int, optional
         Retries of a remote read that failed in a way a retry may cure (default 4, or
         ``$ACTIVEZARR_READ_RETRIES``); then ``ChunkReadError`` names the object and bytes.
+    read_deadline : float, optional
+        Seconds one request for remote data may take in all, however steadily bytes arrive
+        (default 300, or ``$ACTIVEZARR_READ_DEADLINE``). The timeout, retries and deadline
+        apply to every remote read: the index, the freshness check and the chunks.
 
     Examples
     --------
@@ -260,8 +264,10 @@ class Active:
         allow_paths: Sequence[str | os.PathLike] = (),
         read_timeout: float | None = None,
         read_retries: int | None = None,
+        read_deadline: float | None = None,
         **backend_options: Any,
     ) -> None:
+        policy = ReadPolicy().with_options(read_timeout, read_retries, read_deadline)
         if isinstance(index, VariableIndex):  # loaded and checked already (catalog.reduce)
             source, var = index.source, index
         else:
@@ -270,7 +276,7 @@ class Active:
 
                 index, _ = ensure_index(index, storage_options=storage_options)
             source = "<refs dict>" if isinstance(index, dict) else str(index)
-            var = open_variable(index, variable, storage_options, allow_paths)
+            var = open_variable(index, variable, storage_options, allow_paths, policy)
         self.index: VariableIndex = var
         if var.dtype.kind not in "iuf":
             raise UnsupportedVariableError(
@@ -279,7 +285,7 @@ class Active:
                 "integers, floats)"
             )
         if check_stale:
-            check_variable_fresh(source, var, storage_options)
+            check_variable_fresh(source, var, storage_options, policy)
         self.variable = variable
         self.source = source
         self.storage_options = storage_options
@@ -301,7 +307,7 @@ class Active:
             executor = executor.get_executor()  # a dask.distributed Client
         self._executor = executor
         self._own_pool: cf.ThreadPoolExecutor | None = None
-        self.read_policy = ReadPolicy().with_options(read_timeout, read_retries)
+        self.read_policy = policy
         self.local = LocalBackend(storage_options, policy=self.read_policy)
         self.backend = self._make_backend(backend, server, backend_options)
         self.stats = RunStats()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ChunkReadError
+from .index.fetch import RangeIgnored, fetch_ranges
 from .index.network import ReadPolicy, ShortRead, retryable
 from .index.sources import is_remote, local_path, remote_failure, remote_filesystem
 
@@ -307,24 +308,26 @@ class RemoteFiles:
         """One ``cat_ranges`` of the ``pending`` requests into ``blobs``; the failures."""
         failures: dict[int, BaseException] = {}
         try:
-            got = fs.cat_ranges(
+            got = fetch_ranges(
+                fs,
                 [requests[i].url for i in pending],
                 [requests[i].start for i in pending],
                 [requests[i].end for i in pending],
-                on_error="return",
+                self.policy.deadline,
             )
         except Exception as exc:  # noqa: BLE001 - the whole call failed: every request did
             return dict.fromkeys(pending, exc)
         for i, blob in zip(pending, got, strict=True):
-            group = requests[i]
+            asked = requests[i].end - requests[i].start
             if isinstance(blob, BaseException):
                 failures[i] = blob
-            elif len(blob) != group.end - group.start:
-                failures[i] = ShortRead(
-                    f"got {len(blob)} of the {group.end - group.start} bytes asked for"
+            elif len(blob) > asked:  # a filesystem without fetch's check of the reply's head
+                failures[i] = RangeIgnored(
+                    f"sent {len(blob)} bytes for a range of {asked}: the server ignores "
+                    "HTTP range requests"
                 )
-                if len(blob) > group.end - group.start:  # the server ignored the range
-                    failures[i] = ValueError(str(failures[i]))
+            elif len(blob) < asked:
+                failures[i] = ShortRead(f"got {len(blob)} of the {asked} bytes asked for")
             else:
                 blobs[i] = blob
         return failures
@@ -334,11 +337,6 @@ class RemoteFiles:
         if isinstance(exc, FileNotFoundError):
             return (
                 f"{remote_failure(group.url, exc)} ({where}); the index may be stale: re-index it"
-            )
-        if isinstance(exc, ValueError) and not isinstance(exc, OSError):
-            return (
-                f"{group.url} {where}: the server sent more bytes than the range asked for "
-                f"({exc}); it does not honour HTTP range requests"
             )
         return f"reading {where} of {remote_failure(group.url, exc, self.storage_options)}"
 

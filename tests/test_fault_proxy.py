@@ -284,7 +284,7 @@ def test_wrong_replies_are_never_used(proxy_for, many_chunks, case):
     chunk is reduced here and the answer is right."""
     rewrite, says = WRONG_REPLIES[case]
     proxy = proxy_for(rates={"rewrite": 1.0}, rewrite=rewrite)
-    options = {"retries": 1}
+    options = {"retries": 1, "timeout": 30.0}  # a gzip bomb takes the proxy > 2 s under load
     with (
         active_via(proxy, many_chunks, **options) as active,
         pytest.raises(ReductionistError, match="bad body") as info,

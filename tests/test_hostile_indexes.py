@@ -16,6 +16,7 @@ import copy
 import gzip
 import json
 import lzma
+import os
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -320,6 +321,64 @@ def test_remote_index_may_not_name_local_files(nginx_server, good):
     with pytest.raises(IndexLoadError, match="outside") as info:
         activezarr.Active(url, "v", storage_options=so, check_stale=False)
     assert url in str(info.value)
+
+
+def _recording(good, tmp_path, fingerprint: dict, chunk: str) -> Path:
+    """The good index, recording ``secret/pw.bin`` (a file under tmp_path that its author
+    claims with ``fingerprint``) as its source, chunk 0.0 pointing at ``secret/<chunk>``."""
+    secret = tmp_path / "secret"
+    secret.mkdir(exist_ok=True)
+    payload = zlib.compress(np.arange(6, dtype="f4").tobytes())  # the variable is zlib
+    for name in ("pw.bin", "data.bin"):
+        (secret / name).write_bytes(payload)
+    doc = mutated(good, v__0_0=[str(secret / chunk), 0, len(payload)])
+    doc["activezarr"]["sources"][str(secret / "pw.bin")] = fingerprint  # the real one kept
+    return write(good, doc)
+
+
+@pytest.mark.parametrize("chunk", ["pw.bin", "data.bin", "link"])
+@pytest.mark.parametrize("check_stale", [False, True])
+def test_recorded_source_must_be_real_to_widen_reads(good, tmp_path, chunk, check_stale):
+    """An index that records a file it does not know (a made-up fingerprint) to be confined to
+    that file's directory: refused whether or not the freshness check runs, for that file, a
+    file beside it and a symlink leading there; the user's allow_paths still lets it read."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "link").symlink_to(tmp_path / "secret" / "data.bin")
+    target = "../elsewhere/link" if chunk == "link" else chunk
+    index = _recording(good, tmp_path, {"size": 400, "mtime": 0.0}, target)
+    if chunk == "link":  # confined to elsewhere/ by a made-up source there, leading to secret/
+        doc = json.loads(index.read_text())
+        doc["refs"]["v/0.0"][0] = str(tmp_path / "elsewhere" / "link")
+        del doc["activezarr"]["sources"][str(tmp_path / "secret" / "pw.bin")]
+        doc["activezarr"]["sources"][str(tmp_path / "elsewhere" / "x.nc")] = {"size": 1}
+        index.write_text(json.dumps(doc))
+    with pytest.raises(ActiveZarrError) as info:
+        activezarr.Active(index, "v", check_stale=check_stale).mean[0:2, 0:3]
+    message = str(info.value)
+    assert "allow_paths" in message and "\n" not in message, message
+    if chunk != "link":
+        assert "with or without check_stale" in message, message
+        with activezarr.Active(index, "v", check_stale=False, allow_paths=[tmp_path]) as a:
+            assert float(a.mean[0:2, 0:3]) == 2.5
+
+
+def test_recorded_source_touched_but_unchanged_still_widens(good, tmp_path):
+    """The same source with a new mtime and the same contents: read with check_stale=False
+    (the contents are what the index's author knew), refused as stale with the check."""
+    from activezarr.errors import StaleIndexError
+    from activezarr.index.sources import open_source
+
+    index = _recording(good, tmp_path, {}, "pw.bin")
+    doc = json.loads(index.read_text())
+    pw = tmp_path / "secret" / "pw.bin"
+    doc["activezarr"]["sources"][str(pw)] = open_source(pw).recorded_fingerprint()
+    index.write_text(json.dumps(doc))
+    stat = pw.stat()
+    os.utime(pw, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with activezarr.Active(index, "v", check_stale=False) as a:
+        assert float(a.mean[0:2, 0:3]) == 2.5
+    with pytest.raises(StaleIndexError, match="mtime was"):
+        activezarr.Active(index, "v")
 
 
 def test_credentials_in_an_index_are_not_printed(tmp_path):

@@ -124,8 +124,12 @@ def test_cli_info_and_reduce_check_and_can_skip(indexed):
         done = _cli(*argv)
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
         assert "changed since it was indexed" in done.stderr and "--force" in done.stderr
+        # a rewritten source no longer vouches for its directory, check or not: --allow-path
         skipped = _cli(*argv, "--no-check-stale")
-        assert skipped.returncode == 0, skipped.stderr
+        assert skipped.returncode == 1 and "Traceback" not in skipped.stderr, skipped.stderr
+        assert f"--allow-path {source.parent}" in skipped.stderr, skipped.stderr
+        allowed = _cli(*argv, "--no-check-stale", "--allow-path", str(source.parent))
+        assert allowed.returncode == 0, allowed.stderr
 
 
 def test_a_source_that_is_gone_suggests_prune(tmp_path):

@@ -195,9 +195,12 @@ _digests: dict[tuple, str] = {}
 _remote_records: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
 
 
-def current_record(url: str, storage_options: dict | None, sample: int) -> dict[str, Any]:
-    """The fingerprint of ``url`` now, with the digest of its first and last ``sample`` bytes."""
-    source = open_source(url, storage_options)
+def current_record(
+    url: str, storage_options: dict | None, sample: int, policy=None
+) -> dict[str, Any]:
+    """The fingerprint of ``url`` now, with the digest of its first and last ``sample`` bytes
+    (``policy``: the ``network.ReadPolicy`` of remote reads)."""
+    source = open_source(url, storage_options, policy)
     if not source.remote:
         st = os.stat(source.url)
         key = (source.url, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, sample)
@@ -259,10 +262,17 @@ def _gone_message(url: str, index: str, directory) -> str:
     return f"{url}, indexed into {index}, no longer exists; restore it, or index it where it is now"
 
 
-def check_recorded(index: str, recorded: dict[str, dict], storage_options: dict | None) -> None:
+def check_recorded(
+    index: str,
+    recorded: dict[str, dict],
+    storage_options: dict | None,
+    policy=None,
+    contents_only: bool = False,
+) -> None:
     """Raise ``StaleIndexError`` when a source the index records (``recorded``: URL →
     fingerprint from its ``activezarr`` member) changed: one stat or HEAD and two small reads
-    per source, remote ones in parallel."""
+    per source, remote ones in parallel. ``contents_only``: compare the size and the digest
+    of the contents (the mtime only where no digest was recorded), not when it was written."""
 
     def probe(item):
         url, was = item
@@ -270,7 +280,7 @@ def check_recorded(index: str, recorded: dict[str, dict], storage_options: dict 
             sample = was.get("sample", SAMPLE_BYTES)
             if not isinstance(sample, int) or not 0 < sample <= 2**20:
                 sample = SAMPLE_BYTES
-            return url, was, current_record(url, storage_options, sample)
+            return url, was, current_record(url, storage_options, sample, policy)
         except Exception as exc:  # noqa: BLE001 - reported below, with the source named
             return url, was, exc
 
@@ -296,6 +306,13 @@ def check_recorded(index: str, recorded: dict[str, dict], storage_options: dict 
             raise StaleIndexError(
                 f"{what} pass check_stale=False", cli=f"{what} add --no-check-stale"
             ) from now
+        if contents_only:
+            keys = ("size", "sha256", "sample") if "sha256" in was else ("size", "mtime")
+            was = {k: v for k, v in was.items() if k in keys}
+            if not any(k in was for k in ("sha256", "mtime")):
+                raise StaleIndexError(
+                    f"{url} is recorded by {index} without a fingerprint to check it by; {refresh}"
+                )
         changed = differences(was, now)
         if changed:
             raise StaleIndexError(
@@ -303,10 +320,60 @@ def check_recorded(index: str, recorded: dict[str, dict], storage_options: dict 
             )
 
 
-def check_variable_fresh(index: str, var, storage_options: dict | None = None) -> None:
+def vouch_sources(
+    index: str, recorded: dict[str, dict], urls: list[str], allow_paths: list | tuple = ()
+) -> None:
+    """Raise ``StaleIndexError`` unless every recorded local source whose directory admits one
+    of the local ``urls`` (one outside ``allow_paths``) is the file the index recorded (its
+    size and contents: ``check_recorded(contents_only=True)``).
+
+    A recorded source is what lets an index read the files of its directory, so an index
+    cannot widen where reads go by recording a file whose contents its author does not know.
+    This holds whatever ``check_stale`` says (symlinks resolved as ``validate.confine`` does).
+    """
+    dirs: dict[str, list[str]] = {}
+    for url in recorded:
+        if not is_remote(url):
+            real = os.path.realpath(os.path.dirname(local_path(url)))
+            dirs.setdefault(real, []).append(url)
+    if not dirs:
+        return
+    allowed = [os.path.realpath(os.fspath(p)) for p in allow_paths]
+    needed: dict[str, tuple[str, dict]] = {}
+    for url in urls:
+        if is_remote(url):
+            continue
+        real = os.path.realpath(local_path(url))
+        if _under(real, allowed):
+            continue
+        for directory, sources in dirs.items():
+            if _under(real, [directory]):
+                needed.update((s, (directory, recorded[s])) for s in sources)
+    if not needed:
+        return
+    try:
+        check_recorded(index, {u: fp for u, (_, fp) in needed.items()}, None, contents_only=True)
+    except StaleIndexError as exc:
+        url = next((u for u in needed if u in str(exc)), next(iter(needed)))
+        directory = needed[url][0]
+        why = (
+            f"; the index may read files in {directory} only while {url} is the file it "
+            "recorded, with or without check_stale; to read them anyway"
+        )
+        raise StaleIndexError(
+            f"{exc}{why} pass allow_paths=[{directory!r}]",
+            cli=f"{exc.cli or exc}{why} add --allow-path {directory}",
+        ) from exc
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def check_variable_fresh(index: str, var, storage_options: dict | None = None, policy=None) -> None:
     """Check the sources of ``var`` (a ``VariableIndex``): against the fingerprints its index
     records when it has them, else against the catalog beside the index (``check_fresh``)."""
     if var.sources:
-        check_recorded(index, var.sources, storage_options)
+        check_recorded(index, var.sources, storage_options, policy)
     elif index != "<refs dict>":
         check_fresh(index, var.urls, storage_options)

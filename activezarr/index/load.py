@@ -156,7 +156,7 @@ def catalog_source_dirs(index: str, urls: list[str]) -> list[str]:
 
 
 def read_index(
-    index: str | os.PathLike | dict, storage_options: dict | None = None
+    index: str | os.PathLike | dict, storage_options: dict | None = None, policy=None
 ) -> IndexDocument:
     """Parse an index (file, URL or dict) into an ``IndexDocument``, checking its structure.
 
@@ -168,7 +168,7 @@ def read_index(
     else:
         location = os.fspath(index)
         kind = "remote" if is_remote(location) else "file"
-        data = _read_json(location, storage_options)
+        data = _read_json(location, storage_options, policy)
     if not isinstance(data, dict):
         raise IndexLoadError(f"index {location} is not a JSON object of references")
     version = data.get("version")
@@ -233,16 +233,17 @@ def load_from_document(document: IndexDocument, name: str, source: str = "") -> 
     return load_variable(document, name)
 
 
-def _read_remote(location: str, storage_options: dict | None) -> bytes:
-    """The bytes of a remote index (at most ``MAX_INDEX_BYTES + 1``), each read retried."""
-    from .network import with_retries
+def _read_remote(location: str, storage_options: dict | None, policy=None) -> bytes:
+    """The bytes of a remote index (at most ``MAX_INDEX_BYTES + 1``), each read retried
+    (``policy``: a ``network.ReadPolicy``, the timeouts and retries given to ``Active``)."""
+    from .network import read_range, with_retries
     from .sources import remote_failure, remote_filesystem
 
-    fs = remote_filesystem(location.split("://", 1)[0], storage_options)
+    fs = remote_filesystem(location.split("://", 1)[0], storage_options, policy)
     try:
-        size = with_retries(lambda: fs.info(location)).get("size")
+        size = with_retries(lambda: fs.info(location), policy).get("size")
         end = MAX_INDEX_BYTES + 1 if not isinstance(size, int) else min(size, MAX_INDEX_BYTES + 1)
-        return with_retries(lambda: fs.cat_file(location, start=0, end=end)) if end else b""
+        return read_range(fs, location, 0, end, policy, exact=False) if end else b""
     except Exception as exc:
         if isinstance(exc, FileNotFoundError) and not isinstance(exc.__cause__, Exception):
             raise
@@ -250,10 +251,10 @@ def _read_remote(location: str, storage_options: dict | None) -> bytes:
         raise IndexLoadError(f"index {why}") from exc
 
 
-def _read_json(location: str, storage_options: dict | None) -> Any:
+def _read_json(location: str, storage_options: dict | None, policy=None) -> Any:
     try:
         if is_remote(location):
-            text = _read_remote(location, storage_options)
+            text = _read_remote(location, storage_options, policy)
         else:
             with open(local_path(location), "rb") as fh:
                 # read(n) would allocate all n bytes up front: read what the file holds
@@ -485,6 +486,10 @@ def check_variable(
     where = f"index {doc.location}: variable '{var.name}'"
     roots = doc.roots(allow_paths, var.urls)
     sizes = {}
+    if roots is not None and doc.kind != "remote" and doc.member.sources:
+        from .freshness import vouch_sources  # a recorded source widens roots: is it real?
+
+        vouch_sources(doc.location, doc.member.sources, var.urls, allow_paths)
     if roots is not None:
         sizes = confine(var.urls, roots, where, realpaths)
     else:
@@ -650,8 +655,10 @@ def open_variable(
     name: str,
     storage_options: dict | None = None,
     allow_paths: Sequence[str | os.PathLike] = (),
+    policy=None,
 ) -> VariableIndex:
-    """Load variable ``name`` of an index, through the binary cache for local index files.
+    """Load variable ``name`` of an index, through the binary cache for local index files
+    (``policy``: how a remote index is read, a ``network.ReadPolicy``).
 
     Whatever the route (JSON, parquet, the cache), the result is checked (``check_variable``).
     """
@@ -659,7 +666,8 @@ def open_variable(
         return load_variable(read_index(index), name, allow_paths=allow_paths)
     location = os.fspath(index)
     if is_remote(location):
-        return load_variable(read_index(location, storage_options), name, allow_paths=allow_paths)
+        doc = read_index(location, storage_options, policy)
+        return load_variable(doc, name, allow_paths=allow_paths)
     from .parquet import is_parquet, load_parquet_variable
 
     if is_parquet(location):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..errors import ActiveZarrError
+from .fetch import DeadlineExceeded, RangeIgnored, fetch_ranges
 
 T = TypeVar("T")
 
@@ -53,6 +54,9 @@ class ReadPolicy:
     retries : int
         Retries of a read after a failure a retry may cure (at most ``retries + 1``
         attempts).
+    deadline : float
+        Seconds one request may take in all, however steadily its bytes arrive (a reply
+        trickling in under ``timeout`` per read would otherwise never end).
     backoff, backoff_max : float
         The first wait between attempts and the cap of its doubling.
     """
@@ -60,19 +64,28 @@ class ReadPolicy:
     timeout: float = field(default_factory=lambda: _env("ACTIVEZARR_READ_TIMEOUT", 30.0))
     connect_timeout: float = field(default_factory=lambda: _env("ACTIVEZARR_CONNECT_TIMEOUT", 10.0))
     retries: int = field(default_factory=lambda: _env("ACTIVEZARR_READ_RETRIES", 4, int, 0))
+    deadline: float = field(default_factory=lambda: _env("ACTIVEZARR_READ_DEADLINE", 300.0))
     backoff: float = 0.1
     backoff_max: float = 2.0
 
-    def with_options(self, timeout: float | None = None, retries: int | None = None):
-        """This policy with ``timeout`` and ``retries`` replaced where given."""
+    def with_options(
+        self,
+        timeout: float | None = None,
+        retries: int | None = None,
+        deadline: float | None = None,
+    ):
+        """This policy with ``timeout``, ``retries`` and ``deadline`` replaced where given."""
         changes: dict[str, Any] = {}
+        for name, value in (("read_timeout", timeout), ("read_deadline", deadline)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+            ):
+                raise ActiveZarrError(f"{name} must be a positive number of seconds: {value!r}")
         if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-                raise ActiveZarrError(
-                    f"read_timeout must be a positive number of seconds: {timeout!r}"
-                )
             changes["timeout"] = float(timeout)
             changes["connect_timeout"] = min(self.connect_timeout, float(timeout))
+        if deadline is not None:
+            changes["deadline"] = float(deadline)
         if retries is not None:
             if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
                 raise ActiveZarrError(f"read_retries must be a non-negative int: {retries!r}")
@@ -173,11 +186,18 @@ def is_tls_failure(exc: BaseException) -> bool:
 
 def retryable(exc: BaseException) -> bool:
     """Whether another attempt may succeed: not for a missing object, a refused credential,
-    an untrusted certificate or any other 4xx answer (but 408 and 429); yes for everything a
+    an untrusted certificate, any other 4xx answer (but 408 and 429), a server that ignores
+    range requests or a reply slower than the deadline; yes for everything a
     network or a busy server does (refused, reset or cut connections, timeouts, 5xx, short
     reads)."""
     if isinstance(
-        exc, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
+        exc,
+        FileNotFoundError
+        | PermissionError
+        | IsADirectoryError
+        | NotADirectoryError
+        | RangeIgnored  # the server will ignore the range again
+        | DeadlineExceeded,  # another try would take as long again
     ):
         return False
     if is_tls_failure(exc):
@@ -209,13 +229,19 @@ def with_retries(
         time.sleep(policy.delay(attempt))
 
 
-def read_range(fs, url: str, start: int, end: int, policy: ReadPolicy | None = None) -> bytes:
-    """Bytes ``[start, end)`` of ``url``, retried; a reply of another length is a
-    ``ShortRead`` (retried too), never data."""
+def read_range(
+    fs, url: str, start: int, end: int, policy: ReadPolicy | None = None, exact: bool = True
+) -> bytes:
+    """Bytes ``[start, end)`` of ``url`` (``fetch.fetch_ranges``: range checked, within the
+    deadline), retried; a reply of another length is a ``ShortRead`` (retried too), never
+    data. ``exact=False`` takes a shorter reply (the object ends before ``end``)."""
+    policy = policy or ReadPolicy()
 
     def attempt() -> bytes:
-        data = fs.cat_file(url, start=start, end=end)
-        if len(data) != end - start:
+        (data,) = fetch_ranges(fs, [url], [start], [end], policy.deadline)
+        if isinstance(data, BaseException):
+            raise data
+        if len(data) > end - start or (exact and len(data) != end - start):
             raise ShortRead(f"got {len(data)} of the {end - start} bytes asked for")
         return data
 

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from ..errors import ActiveZarrError, IndexBuildError, redact
+from .fetch import DeadlineExceeded, RangeIgnored
 from .network import (
     ReadPolicy,
     ShortRead,
@@ -149,6 +150,11 @@ def _failure(url: str, exc: BaseException, storage_options: dict | None) -> str:
     links = chain(exc)
     names = " ".join(f"{type(e).__name__} {e}" for e in links)
     last = links[-1]
+    for e in links:
+        if isinstance(e, RangeIgnored):
+            return f"{url}: the server {e}"
+        if isinstance(e, DeadlineExceeded):
+            return f"{url}: {e}"
     if any(isinstance(e, ShortRead) for e in links):
         return (
             f"{url}: the reply was shorter than the byte range asked for ({last}): the "
@@ -199,6 +205,7 @@ class Source:
     url: str
     display: str
     storage_options: dict | None = None
+    policy: ReadPolicy | None = None  # timeouts, retries and deadline of remote reads
 
     @property
     def remote(self) -> bool:
@@ -210,7 +217,7 @@ class Source:
         return name.rsplit(".", 1)[0] if "." in name else name
 
     def filesystem(self):
-        return remote_filesystem(self.url.split("://", 1)[0], self.storage_options)
+        return remote_filesystem(self.url.split("://", 1)[0], self.storage_options, self.policy)
 
     def open(self) -> IO[bytes]:
         """A binary file object: the local file, or byte-range reads of the remote object
@@ -220,7 +227,7 @@ class Source:
         size = self.fingerprint().get("size")
         if not isinstance(size, int):
             raise IndexBuildError(f"{redact(self.display)}: the server does not tell its size")
-        return open_ranges(self.filesystem(), self.url, size)
+        return open_ranges(self.filesystem(), self.url, size, self.policy)
 
     def head(self, n: int) -> bytes:
         if self.remote:
@@ -252,7 +259,7 @@ class Source:
         try:
             fs = self.filesystem()
             fs.invalidate_cache(self.url)  # a listing cached by a glob would hide a new ETag
-            info = with_retries(lambda: fs.info(self.url))
+            info = with_retries(lambda: fs.info(self.url), self.policy)
         except ActiveZarrError:
             raise
         except Exception as exc:
@@ -276,8 +283,8 @@ class Source:
                     tail = fh.read(size - tail_start)
             else:
                 fs = self.filesystem()
-                head = read_range(fs, self.url, 0, head_end)
-                tail = read_range(fs, self.url, tail_start, size)
+                head = read_range(fs, self.url, 0, head_end, self.policy)
+                tail = read_range(fs, self.url, tail_start, size, self.policy)
         except ActiveZarrError:
             raise
         except Exception as exc:
@@ -332,11 +339,13 @@ class Source:
         return {**fingerprint, "sha256": self.content_digest(size), "sample": SAMPLE_BYTES}
 
 
-def open_source(path: str | Path, storage_options: dict | None = None) -> Source:
+def open_source(
+    path: str | Path, storage_options: dict | None = None, policy: ReadPolicy | None = None
+) -> Source:
     """The ``Source`` for a path or URL; local paths become absolute."""
     text = str(path)
     if is_remote(text):
-        return Source(text, text, storage_options)
+        return Source(text, text, storage_options, policy)
     return Source(os.path.abspath(local_path(text)), text, None)
 
 

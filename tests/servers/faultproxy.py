@@ -21,6 +21,8 @@ run, whatever the order in which threads send it. Other requests pass untouched.
 ``status``     not forwarded: the ``status`` reply (e.g. a 503 SlowDown with Retry-After), kept alive
 ``close_after``  forwarded and relayed whole (keep-alive headers kept), then the connection closes
 ``rewrite``    forwarded; ``rewrite(head, body) -> (head, body)`` changes the reply (framing redone)
+``no_range``   forwarded without its ``Range`` header: the server answers with the whole object
+``trickle``    forwarded; the headers, then the body one byte every ``trickle`` seconds
 =============  ==========================================================================
 
 ``mode="tcp"`` relays bytes without reading HTTP (for TLS, which the proxy cannot read): each
@@ -63,6 +65,8 @@ FAULTS = (
     "status",
     "close_after",
     "rewrite",
+    "no_range",
+    "trickle",
 )
 TCP_FAULTS = ("reset", "slow", "cut_body")
 MAX_HEAD = 64 * 1024
@@ -236,6 +240,8 @@ class FaultProxy:
     sequence : list of str, optional
         Faults of the first matching requests, in order of arrival (then ``rates`` decide):
         faults a test can count on, whatever the requests are.
+    trickle : float
+        Seconds between the bytes of a ``trickle`` reply (below the client's read timeout).
     """
 
     def __init__(
@@ -253,6 +259,7 @@ class FaultProxy:
         mode: str = "http",
         cut_bytes: int = 2000,
         sequence: list[str] | None = None,
+        trickle: float = 0.05,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -274,6 +281,7 @@ class FaultProxy:
         self.mode = mode
         self.cut_bytes = cut_bytes
         self.sequence = list(sequence or [])
+        self.trickle = trickle
         self._lock = threading.Lock()
         self._seen: Counter[str] = Counter()
         self._counts: Counter[str] = Counter()
@@ -385,6 +393,8 @@ class FaultProxy:
                     return
                 if fault == "delay" and self._stop.wait(self.delay):
                     return
+                if fault == "no_range":
+                    head = drop_header(head, b"range")
                 if upstream is None:
                     upstream = self._connect()
                 upstream.sock.sendall(head + body)
@@ -418,6 +428,13 @@ class FaultProxy:
             client.sendall(head + half)
             self._hold(client)
             return False
+        if fault == "trickle":
+            client.sendall(head)
+            for i in range(len(body)):  # until the client gives up (a send then fails)
+                if self._stop.wait(self.trickle):
+                    return False
+                client.sendall(body[i : i + 1])
+            return True
         if fault == "rewrite" and self.rewrite is not None:
             head, body = self.rewrite(head, body)
             client.sendall(with_length(head, len(body)) + body)
