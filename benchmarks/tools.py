@@ -342,10 +342,12 @@ def warm_calls(call):
 def drop_sidecar(index: Path) -> None:
     """Remove activezarr's binary chunk-table cache of ``index``, so the JSON is parsed.
 
-    (activezarr writes ``<index dir>/.activezarr-cache/<index name>/`` at index time and
-    rewrites it on a load that finds it missing.)
+    (activezarr writes ``<index dir>/.activezarr-cache/<index name>.azc`` at index time and
+    rewrites it on a load that finds it missing; older versions wrote a directory there.)
     """
-    shutil.rmtree(index.parent / ".activezarr-cache" / index.name, ignore_errors=True)
+    cache = index.parent / ".activezarr-cache"
+    (cache / (index.name + ".azc")).unlink(missing_ok=True)
+    shutil.rmtree(cache / index.name, ignore_errors=True)
 
 
 def many_paths(case: dict) -> list[str]:

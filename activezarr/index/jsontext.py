@@ -14,7 +14,7 @@ except ImportError:  # optional (extra "fast"): the standard library parses the 
     orjson = None
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | memoryview | str) -> Any:
     """Parse JSON with orjson when installed (several times faster), falling back to the
     standard library for what orjson refuses (NaN literals, huge integers, deep nesting: the
     standard library then parses it or raises)."""
@@ -23,7 +23,7 @@ def loads(data: bytes | str) -> Any:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(data)
+    return json.loads(bytes(data) if isinstance(data, memoryview) else data)
 
 
 # ``json.dumps(value, separators=(",", ":"))``, without building an encoder per call

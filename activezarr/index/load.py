@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import IndexLoadError, UnsupportedVariableError
 from .member import Member, parse_member, typed_attrs
 from .refs import decode_inline, loads
+from .scan import PAD, ChunkRefs, check_duplicates, split
 from .sources import is_remote, local_path
 from .validate import (
     ArrayMeta,
@@ -117,6 +118,7 @@ class IndexDocument:
     refs: dict[str, Any]
     member: Member
     kind: str
+    chunks: ChunkRefs | None = None  # plain references kept as arrays (``read_index(tables=True)``)
 
     def roots(
         self, allow_paths: Sequence[str | os.PathLike] = (), urls: Sequence[str] = ()
@@ -156,25 +158,32 @@ def catalog_source_dirs(index: str, urls: list[str]) -> list[str]:
 
 
 def read_index(
-    index: str | os.PathLike | dict, storage_options: dict | None = None, policy=None
+    index: str | os.PathLike | dict,
+    storage_options: dict | None = None,
+    policy=None,
+    tables: bool = False,
 ) -> IndexDocument:
     """Parse an index (file, URL or dict) into an ``IndexDocument``, checking its structure.
 
     Version 1 ``templates`` are substituted into URLs and ``gen`` entries expanded (see
-    ``expand_gen``); anything malformed raises ``IndexLoadError``.
+    ``expand_gen``); anything malformed raises ``IndexLoadError``. ``tables``: the plain
+    chunk references of a JSON text stay arrays (``document.chunks``), out of ``refs``.
     """
+    chunks = None
     if isinstance(index, dict):
         location, kind, data = "<refs dict>", "dict", index
     else:
         location = os.fspath(index)
         kind = "remote" if is_remote(location) else "file"
-        data = _read_json(location, storage_options, policy)
+        data, chunks = _read_json(location, storage_options, policy)
+        if chunks is not None and not tables:
+            data, chunks = _with_chunks(data, chunks), None
     if not isinstance(data, dict):
         raise IndexLoadError(f"index {location} is not a JSON object of references")
     version = data.get("version")
     if version is None and not isinstance(data.get("refs"), dict):
         # version 0: the object is the references
-        return IndexDocument(location, _checked_refs(data, location), Member(), kind)
+        return IndexDocument(location, _checked_refs(data, location), Member(), kind, chunks)
     if version not in (1, None) or isinstance(version, bool):
         raise IndexLoadError(
             f"index {location} has version {version!r:.40}; activezarr reads kerchunk "
@@ -193,7 +202,23 @@ def read_index(
         refs = {**refs, **expand_gen(data["gen"], templates, f"index {location}")}
     if templates:
         refs = _apply_templates(refs, templates, location)
-    return IndexDocument(location, _checked_refs(refs, location), member, kind)
+    return IndexDocument(location, _checked_refs(refs, location), member, kind, chunks)
+
+
+def _with_chunks(data: dict, chunks: ChunkRefs) -> dict:
+    """The parsed rest of a document with its plain references put back, in text order."""
+    refs = data if "refs" not in data or not isinstance(data["refs"], dict) else data["refs"]
+    if refs is data and data.get("version") is not None:
+        refs = data["refs"]  # version 1 whose refs were all plain: still an object
+    keys = list(refs) + chunks.keys()
+    ids = chunks.url_ids.tolist()
+    plain = zip(map(chunks.urls.__getitem__, ids), chunks.offsets.tolist(), chunks.sizes.tolist())
+    values = list(refs.values()) + list(map(list, plain))
+    order = np.argsort(np.concatenate([chunks.member_at, chunks.key_at]), kind="stable")
+    merged = {keys[i]: values[i] for i in order.tolist()}
+    if refs is data:
+        return merged
+    return {**data, "refs": merged}
 
 
 def _checked_refs(refs: dict, location: str) -> dict:
@@ -251,21 +276,24 @@ def _read_remote(location: str, storage_options: dict | None, policy=None) -> by
         raise IndexLoadError(f"index {why}") from exc
 
 
-def _read_json(location: str, storage_options: dict | None, policy=None) -> Any:
+def _read_json(
+    location: str, storage_options: dict | None, policy=None
+) -> tuple[Any, ChunkRefs | None]:
+    """The parsed document and its plain references as arrays (None: all in the document)."""
     try:
         if is_remote(location):
-            text = _read_remote(location, storage_options, policy)
+            raw = _read_remote(location, storage_options, policy)
+            buf = np.zeros(len(raw) + PAD, np.uint8)
+            buf[: len(raw)] = np.frombuffer(raw, np.uint8)
+            n = len(raw)
         else:
-            with open(local_path(location), "rb") as fh:
-                # read(n) would allocate all n bytes up front: read what the file holds
-                size = os.fstat(fh.fileno()).st_size
-                text = fh.read(MAX_INDEX_BYTES + 1) if size > MAX_INDEX_BYTES else fh.read()
-        if len(text) > MAX_INDEX_BYTES:
+            buf, n = _read_local(local_path(location))
+        if n > MAX_INDEX_BYTES:
             raise IndexLoadError(
                 f"index {location} is larger than {MAX_INDEX_BYTES:,} bytes; write large "
                 "indexes as parquet (`activezarr index --format parquet`)"
             )
-        return _loads(text)
+        return _parse(buf, n, location)
     except IndexLoadError:
         raise
     except FileNotFoundError:
@@ -297,11 +325,35 @@ def _gc_paused():
             gc.enable()
 
 
-def _loads(data: bytes):
-    """``refs.loads`` (orjson when installed) with the cyclic GC paused; what neither parser
-    takes raises what ``_read_json`` reports."""
+def _read_local(path: str) -> tuple[np.ndarray, int]:
+    """The bytes of a local index (at most ``MAX_INDEX_BYTES + 1``) in a buffer padded for
+    ``scan.split``, and how many there are."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_INDEX_BYTES:
+            return np.zeros(0, np.uint8), size
+        if not size:  # a pipe or a special file: what it holds, up to the limit
+            raw = fh.read(MAX_INDEX_BYTES + 1)
+            buf = np.zeros(len(raw) + PAD, np.uint8)
+            buf[: len(raw)] = np.frombuffer(raw, np.uint8)
+            return buf, len(raw)
+        buf = np.zeros(size + PAD, np.uint8)
+        view, n = memoryview(buf), 0
+        while n < size and (got := fh.readinto(view[n:size])):
+            n += got
+        return buf, n
+
+
+def _parse(buf: np.ndarray, n: int, location: str) -> tuple[Any, ChunkRefs | None]:
+    """``scan.split`` of an index's text, else the whole text parsed (``refs.loads``, orjson
+    when installed) and checked for keys that appear twice; the cyclic GC paused."""
     with _gc_paused():
-        return loads(data)
+        found = split(buf, n, location)
+        if found is not None:
+            return found.data, found.chunks
+        data = loads(memoryview(buf)[:n])
+        check_duplicates(buf[:n], data, location)
+        return data, None
 
 
 TEMPLATE = re.compile(r"{{\s*(\w+)\s*}}")
@@ -465,6 +517,8 @@ def load_variable(
     max_inline = (2 if var.codecs else 1) * chunk_bytes + INLINE_SLACK
     with _gc_paused():
         table = _chunk_table(doc.refs, name, var.shape, var.chunks, sep, doc.location, max_inline)
+        if doc.chunks is not None:
+            table = _with_plain(table, doc.chunks, name, var.grid, sep, doc.location)
     var.urls, var.url_ids, var.offsets, var.sizes, var.inline = table
     if check:
         check_variable(var, doc, **confinement)
@@ -612,6 +666,35 @@ def _chunk_table(
     return list(url_table), url_ids, offsets, sizes, inline
 
 
+def _with_plain(table: tuple, chunks: ChunkRefs, name: str, grid: tuple, sep: str, location: str):
+    """``table`` (``_chunk_table`` of the parsed references) with the variable's plain
+    references (``chunks``) added, checked as ``_chunk_table`` checks them."""
+    urls, url_ids, offsets, sizes, inline = table
+    rows = chunks.rows_for(f"{name}/" if name else None)
+    if not rows.size:
+        return table
+    ndim = max(len(grid), 1)
+    coords = chunks.coords(rows, len(name) + 1 if name else 0, sep, ndim)
+    if not isinstance(coords, np.ndarray):
+        raise IndexLoadError(
+            f"index {location}: variable '{name}': key {chunks.key(coords)!r:.80} is not a "
+            f"chunk key ({ndim} chunk numbers joined by {sep!r})"
+        )
+    inside = np.all(coords < np.array(grid or (1,)), axis=1)
+    rows = rows[inside]
+    flat = np.ravel_multi_index(tuple(coords[inside].T), grid) if grid else np.zeros(len(rows), int)
+    used, first = np.unique(chunks.url_ids[rows], return_index=True)
+    used = used[np.argsort(first)]  # in order of first use, as _chunk_table numbers them
+    known = {u: i for i, u in enumerate(urls)}
+    number = np.zeros(len(chunks.urls), np.int32)
+    for u in used.tolist():
+        number[u] = known.setdefault(chunks.urls[u], len(known))
+    url_ids[flat] = number[chunks.url_ids[rows]]
+    offsets[flat] = chunks.offsets[rows]
+    sizes[flat] = chunks.sizes[rows]
+    return list(known), url_ids, offsets, sizes, inline
+
+
 def _chunk_coords(keys: list[str], cut: int, sep: str, ndim: int) -> np.ndarray | None:
     """Chunk coordinates of ``keys`` (each a common prefix of ``cut`` characters, the
     variable's name, then ``ndim`` canonical integers joined by ``sep``), or None when any
@@ -666,7 +749,7 @@ def open_variable(
         return load_variable(read_index(index), name, allow_paths=allow_paths)
     location = os.fspath(index)
     if is_remote(location):
-        doc = read_index(location, storage_options, policy)
+        doc = read_index(location, storage_options, policy, tables=True)
         return load_variable(doc, name, allow_paths=allow_paths)
     from .parquet import is_parquet, load_parquet_variable
 
@@ -690,7 +773,7 @@ def open_variable(
         var, member = found
         check_variable(var, IndexDocument(location, {}, member, "file"), allow_paths)
         return var
-    doc = read_index(location)
+    doc = read_index(location, tables=True)
     var = load_variable(doc, name, allow_paths=allow_paths)
     cache.save_document(path, doc, var)
     return var
