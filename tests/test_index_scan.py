@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from activezarr import IndexLoadError
 from activezarr.errors import ActiveZarrError
+from activezarr.index import scan
 from activezarr.index.load import INLINE, MISSING, load_variable, read_index
 from activezarr.index.scan import PAD, split
 
@@ -171,12 +172,14 @@ def test_edited_texts_load_as_the_parser_reads_them(tmp_path, doc, edits):
     assert new == outcome(lambda: load_variable(read_index(parsed), doc[1], check=False)), body
 
 
-def test_a_large_index_is_scanned_into_arrays(tmp_path):
-    """Thousands of references in kerchunk's spacing: the scan takes all but the last."""
+def test_a_large_index_is_scanned_into_arrays(tmp_path, monkeypatch):
+    """Thousands of references in kerchunk's spacing, checked in blocks of 1,000: the scan
+    takes all but the last."""
+    monkeypatch.setattr(scan, "BLOCK", 1000)
     refs = {".zgroup": '{"zarr_format":2}', "v/.zarray": json.dumps(
         {"zarr_format": 2, "shape": [100, 100], "chunks": [1, 1], "dtype": "<f8", "order": "C",
          "fill_value": None, "filters": None, "compressor": None})}  # fmt: skip
-    refs.update({f"v/{i}.{j}": ["/d/f.nc", 8 * (100 * i + j), 8] for i in range(100)
+    refs.update({f"v/{i}.{j}": [f"/d/f{i // 10 % 3}.nc", 8 * (100 * i + j), 8] for i in range(100)
                  for j in range(100)})  # fmt: skip
     body = json.dumps({"version": 1, "refs": refs}).encode()
     buf = np.zeros(len(body) + PAD, np.uint8)
@@ -186,7 +189,9 @@ def test_a_large_index_is_scanned_into_arrays(tmp_path):
     path = tmp_path / "refs.json"
     path.write_bytes(body)
     var = load_variable(read_index(path, tables=True), "v", check=False)
-    assert var.offsets.tolist() == list(range(0, 80_000, 8)) and set(var.url_ids) == {0}
+    assert var.offsets.tolist() == list(range(0, 80_000, 8))
+    assert [var.urls[i] for i in var.url_ids] == [refs[f"v/{i}.{j}"][0] for i in range(100)
+                                                  for j in range(100)]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -221,3 +226,14 @@ def test_references_outside_the_refs_object_are_not_taken(tmp_path):
     var = load_variable(doc, "v", check=False)
     assert var.urls == ["/a"] and var.offsets.tolist() == [0, 4]
     assert MISSING not in var.url_ids and INLINE not in var.url_ids
+
+
+@pytest.mark.parametrize("name", ["version", "refs", "gen", "templates", "activezarr"])
+def test_a_version_0_reference_named_like_a_version_1_member(tmp_path, name):
+    """``{"version": [...]}`` is a version 1 text with a bad version, not a reference."""
+    zarray = json.dumps({"zarr_format": 2, "shape": [2], "chunks": [1], "dtype": "<f4",
+                         "order": "C", "fill_value": None, "filters": None, "compressor": None})  # fmt: skip
+    body = (f'{{"v/.zarray":{json.dumps(zarray)},"v/0":["/a",0,4],"{name}":["/a",4,4],'
+            '"v/1":["/a",4,4]}')  # fmt: skip
+    new = scanned(tmp_path, body, "v")
+    assert new == outcome(lambda: load_variable(read_index(json.loads(body)), "v", check=False))

@@ -207,9 +207,8 @@ def read_index(
 
 def _with_chunks(data: dict, chunks: ChunkRefs) -> dict:
     """The parsed rest of a document with its plain references put back, in text order."""
-    refs = data if "refs" not in data or not isinstance(data["refs"], dict) else data["refs"]
-    if refs is data and data.get("version") is not None:
-        refs = data["refs"]  # version 1 whose refs were all plain: still an object
+    version0 = data.get("version") is None and not isinstance(data.get("refs"), dict)
+    refs = data if version0 else data["refs"]
     keys = list(refs) + chunks.keys()
     ids = chunks.url_ids.tolist()
     plain = zip(map(chunks.urls.__getitem__, ids), chunks.offsets.tolist(), chunks.sizes.tolist())
@@ -673,21 +672,19 @@ def _with_plain(table: tuple, chunks: ChunkRefs, name: str, grid: tuple, sep: st
     rows = chunks.rows_for(f"{name}/" if name else None)
     if not rows.size:
         return table
-    ndim = max(len(grid), 1)
-    coords = chunks.coords(rows, len(name) + 1 if name else 0, sep, ndim)
-    if not isinstance(coords, np.ndarray):
+    found = chunks.chunk_ids(rows, len(name) + 1 if name else 0, sep, grid)
+    if not isinstance(found, tuple):
         raise IndexLoadError(
-            f"index {location}: variable '{name}': key {chunks.key(coords)!r:.80} is not a "
-            f"chunk key ({ndim} chunk numbers joined by {sep!r})"
+            f"index {location}: variable '{name}': key {chunks.key(found)!r:.80} is not a "
+            f"chunk key ({max(len(grid), 1)} chunk numbers joined by {sep!r})"
         )
-    inside = np.all(coords < np.array(grid or (1,)), axis=1)
-    rows = rows[inside]
-    flat = np.ravel_multi_index(tuple(coords[inside].T), grid) if grid else np.zeros(len(rows), int)
-    used, first = np.unique(chunks.url_ids[rows], return_index=True)
-    used = used[np.argsort(first)]  # in order of first use, as _chunk_table numbers them
+    flat, inside = found
+    rows, flat = rows[inside], flat[inside]
+    ids = chunks.url_ids[rows]
+    heads = ids[np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))] if ids.size else ids
     known = {u: i for i, u in enumerate(urls)}
     number = np.zeros(len(chunks.urls), np.int32)
-    for u in used.tolist():
+    for u in dict.fromkeys(heads.tolist()):  # in order of first use, as _chunk_table numbers
         number[u] = known.setdefault(chunks.urls[u], len(known))
     url_ids[flat] = number[chunks.url_ids[rows]]
     offsets[flat] = chunks.offsets[rows]

@@ -26,7 +26,8 @@ KEY_MAX = 96  # longer keys, urls and gaps stay in the rest (parsed as JSON)
 URL_MAX = 256
 GAP_MAX = 96
 DIGITS_MAX = 18  # offsets and lengths below 10**18 (beyond: the JSON parser's errors)
-BLOCK = 1 << 16  # references checked at a time (bounds the window matrices)
+TOP_NAMES = ("version", "refs", "templates", "gen", "activezarr")  # members of a version 1 text
+BLOCK = 1 << 14  # references checked at a time (bounds the window matrices)
 WS = rb"[ \t\r\n]*"
 STRING = rb'"[^"\\\x00-\x1f\x7f-\xff]+"'
 NUMBER = rb"(?:0|[1-9][0-9]*)"
@@ -40,69 +41,95 @@ FIRST = re.compile(
 
 @dataclass
 class ChunkRefs:
-    """Plain references of one document: the i-th key is ``buf[key_at[i]:][:key_len[i]]``
-    (ASCII, no escapes, not a metadata key), its reference ``[urls[url_ids[i]],
-    offsets[i], sizes[i]]``. ``member_at`` gives the text positions of the references left in
-    the parsed rest (their order in the document among these)."""
+    """Plain references of one document: the i-th key is ``key_rows[i, :key_len[i]]``
+    (ASCII, no escapes, not a metadata key) at ``key_at[i]`` in the text, its reference
+    ``[urls[url_ids[i]], offsets[i], sizes[i]]``. ``member_at`` gives the text positions of
+    the references left in the parsed rest (their order in the document among these)."""
 
-    buf: np.ndarray  # uint8: the document's bytes, padded
-    key_at: np.ndarray  # int64
-    key_len: np.ndarray  # int64
+    key_at: np.ndarray  # int32
+    key_len: np.ndarray  # int32
     urls: list[str]
     url_ids: np.ndarray  # int32
     offsets: np.ndarray  # int64, >= 0
     sizes: np.ndarray  # int64, >= 0
     member_at: np.ndarray  # int64
+    key_rows: np.ndarray  # uint8, one zero-padded key a row
 
     def key(self, row: int) -> str:
-        at = int(self.key_at[row])
-        return self.buf[at : at + int(self.key_len[row])].tobytes().decode("ascii")
+        return self.key_rows[row, : self.key_len[row]].tobytes().decode("ascii")
+
+    def has_key(self, name: str) -> bool:
+        raw = np.frombuffer(name.encode(), np.uint8)
+        if raw.size > self.key_rows.shape[1]:
+            return False
+        return bool(
+            ((self.key_rows[:, : raw.size] == raw).all(axis=1) & (self.key_len == raw.size)).any()
+        )
 
     def keys(self) -> list[str]:
         """Every key, in order (one string each: for callers that want a plain dict)."""
         if not len(self.key_at):
             return []
-        width = int(self.key_len.max()) + 1
-        window = _window(self.buf, self.key_at, width).copy()
-        window[np.arange(len(window)), self.key_len] = ord("\n")
-        return window[_cols(width) <= self.key_len[:, None]].tobytes().decode().split("\n")[:-1]
+        rows = np.concatenate([self.key_rows, np.zeros((len(self.key_at), 1), np.uint8)], 1)
+        rows[np.arange(len(rows)), self.key_len] = ord("\n")
+        keep = _cols(rows.shape[1]) <= self.key_len[:, None]
+        return rows[keep].tobytes().decode("ascii").split("\n")[:-1]
 
     def rows_for(self, prefix: str | None) -> np.ndarray:
         """Rows whose key starts with ``prefix``; ``None``: keys without a "/" (the root array)."""
         if prefix is None:
-            width = int(self.key_len.max(initial=1))
-            window = _window(self.buf, self.key_at, width)
-            slash = (window == ord("/")) & (_cols(width) < self.key_len[:, None])
-            return np.flatnonzero(~slash.any(axis=1))
+            return np.flatnonzero(~(self.key_rows == ord("/")).any(axis=1))
         raw = np.frombuffer(prefix.encode(), np.uint8)
-        if not raw.size:
-            return np.arange(len(self.key_at))
-        match = (_window(self.buf, self.key_at, raw.size) == raw).all(axis=1)
+        if raw.size > self.key_rows.shape[1]:
+            return np.zeros(0, np.int64)
+        match = (self.key_rows[:, : raw.size] == raw).all(axis=1)
         return np.flatnonzero(match & (self.key_len >= raw.size))
+
+    def chunk_ids(self, rows: np.ndarray, cut: int, sep: str, grid: tuple[int, ...]):
+        """Flat chunk numbers (C order over ``grid``) of the keys of ``rows`` after their
+        first ``cut`` bytes, and which lie inside the grid; the first bad row if a key is not
+        a chunk key (``coords``). A block of rows at a time."""
+        shape = np.array(grid or (1,), np.int64)
+        strides = np.concatenate([np.cumprod(shape[:0:-1])[::-1], [1]]) if grid else np.zeros(1)
+        flat, inside = np.zeros(len(rows), np.int64), np.zeros(len(rows), bool)
+        for s in range(0, len(rows), 4 * BLOCK):
+            part = slice(s, s + 4 * BLOCK)
+            coords = self.coords(rows[part], cut, sep, len(shape))
+            if not isinstance(coords, np.ndarray):
+                return coords
+            inside[part] = (coords < shape).all(axis=1)
+            flat[part] = coords @ strides.astype(np.int64)  # past the grid: wrong, not used
+        return flat, inside
 
     def coords(self, rows: np.ndarray, cut: int, sep: str, ndim: int) -> np.ndarray | int:
         """Chunk coordinates (``len(rows)`` × ``ndim``) of the keys of ``rows`` after their
         first ``cut`` bytes: canonical integers joined by ``sep``; else the first bad row."""
+        every = len(rows) == len(self.key_at)  # rows is all of them, in order: no copy
+        keys = self.key_rows if every else self.key_rows[rows]
+        allowed = np.zeros(256, bool)
+        allowed[[0, ord(sep), *range(ord("0"), ord("9") + 1)]] = True
+        split = keys[:, cut:] == ord(sep)
+        count = split.sum(axis=1)
         length = self.key_len[rows] - cut
-        width = int(length.max(initial=1))
-        window = _window(self.buf, self.key_at[rows] + cut, width)
-        inside = _cols(width) < length[:, None]
-        digit = (window >= ord("0")) & (window <= ord("9"))
-        split = (window == ord(sep)) & inside
-        bad = (inside & ~digit & ~split).any(axis=1) | (split.sum(axis=1) != ndim - 1)
+        bad = ~allowed[keys[:, cut:]].all(axis=1) | (count != ndim - 1) | (length < 1)
         if bad.any():
             return int(rows[np.argmax(bad)])
-        at = np.flatnonzero(split.ravel()).reshape(len(rows), ndim - 1) % width
-        starts = np.concatenate([np.zeros((len(rows), 1), np.int64), at + 1], axis=1)
-        ends = np.concatenate([at, length[:, None]], axis=1)
-        out = np.empty((len(rows), ndim), np.int64)
-        base = self.key_at[rows] + cut
+        at = np.flatnonzero(split.ravel()).reshape(len(rows), ndim - 1) % split.shape[1] + cut
+        starts = np.concatenate([np.full((len(rows), 1), cut), at + 1], axis=1)
+        ends = np.concatenate([at, length[:, None] + cut], axis=1)
+        flat = keys.reshape(-1)
+        base = np.arange(len(rows)) * keys.shape[1]
+        value = np.zeros((len(rows), ndim), np.int64)
         for j in range(ndim):
-            value, ok = _number(self.buf, base + starts[:, j], ends[:, j] - starts[:, j])
-            if not ok.all():
-                return int(rows[np.argmin(ok)])
-            out[:, j] = value
-        return out
+            digits = ends[:, j] - starts[:, j]
+            lead = flat[base + starts[:, j]] == ord("0")
+            wrong = (digits < 1) | (digits > DIGITS_MAX) | (lead & (digits > 1))
+            if wrong.any():
+                return int(rows[np.argmax(wrong)])
+            for k in range(int(digits.max())):
+                digit = flat[base + np.maximum(ends[:, j] - 1 - k, 0)].astype(np.int64) - 48
+                value[:, j] += np.where(k < digits, digit * 10**k, 0)
+        return value
 
 
 def _cols(width: int) -> np.ndarray:
@@ -114,24 +141,10 @@ def _window(buf: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     return sliding_window_view(buf, max(width, 1))[starts]
 
 
-def _number(buf: np.ndarray, at: np.ndarray, length: np.ndarray):
-    """Values of the digit runs ``buf[at:at + length]`` and which are canonical JSON integers
-    (1 to ``DIGITS_MAX`` digits, no leading zero)."""
-    width = int(np.clip(length, 1, DIGITS_MAX).max(initial=1))
-    window = _window(buf, at, width)
-    ok = (length >= 1) & (length <= DIGITS_MAX) & ((window[:, 0] != ord("0")) | (length == 1))
-    value = np.zeros(len(at), np.int64)
-    for t in range(width):
-        digit = window[:, t].astype(np.int64) - ord("0")
-        value = np.where(t < length, value * 10 + digit, value)
-    return value, ok
-
-
 def quotes(arr: np.ndarray) -> np.ndarray:
     """Positions of the quotes that open or close a string (not escaped by an odd run of
     backslashes)."""
-    found = np.flatnonzero(arr == ord('"'))
-    slashes = np.flatnonzero(arr == ord("\\"))
+    found, slashes = _positions(arr, ord('"')), _positions(arr, ord("\\"))
     if not (slashes.size and found.size):
         return found
     after = np.flatnonzero(arr[np.maximum(found - 1, 0)] == ord("\\"))
@@ -142,8 +155,17 @@ def quotes(arr: np.ndarray) -> np.ndarray:
     run_start = slashes[np.concatenate([[0], breaks + 1])]
     run_end = slashes[np.concatenate([breaks, [len(slashes) - 1]])]
     run = np.searchsorted(run_end, found[after] - 1)
-    escaped = after[(run_end[run] - run_start[run]) % 2 == 0]
-    return np.delete(found, escaped)
+    keep = np.ones(len(found), bool)
+    keep[after[(run_end[run] - run_start[run]) % 2 == 0]] = False
+    return found[keep]
+
+
+def _positions(arr: np.ndarray, byte: int, step: int = 1 << 20) -> np.ndarray:
+    """Where ``arr`` holds ``byte`` (int32: texts are below 2 GiB), a MiB at a time (no
+    temporary the size of the text)."""
+    parts = [np.flatnonzero(arr[s : s + step] == byte).astype(np.int32) + np.int32(s)
+             for s in range(0, len(arr), step)]  # fmt: skip
+    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
 
 @dataclass
@@ -193,18 +215,21 @@ def _followed_by_colon(arr: np.ndarray, at: np.ndarray) -> np.ndarray:
     return out
 
 
-def members(st: Structure, arr: np.ndarray, data: dict) -> tuple[np.ndarray, np.ndarray | None]:
-    """String numbers of the top-level keys and of the keys of the ``refs`` object of a parsed
-    document (None in version 0, where the top-level keys are the references)."""
+def members(st: Structure, arr: np.ndarray, data: dict):
+    """String numbers of the top-level keys and of the reference keys of a parsed document,
+    and its references: the top-level object in version 0 (as ``read_index`` tells them
+    apart), else the ``refs`` object (None, None when it is not an object)."""
     top = np.flatnonzero(st.is_key & (st.depth == 1))
     if data.get("version") is None and not isinstance(data.get("refs"), dict):
-        return top, None
+        return top, top, data
+    if not isinstance(data.get("refs"), dict):
+        return top, None, None
     names = [_decoded(arr, st, int(i)) for i in top]
     at = top[len(names) - 1 - names[::-1].index("refs")]
     after = top[top > at]
     end = after[0] if len(after) else len(st.opens)
     inner = np.flatnonzero(st.is_key & (st.depth == 2))
-    return top, inner[(inner > at) & (inner < end)]
+    return top, inner[(inner > at) & (inner < end)], data["refs"]
 
 
 def _decoded(arr: np.ndarray, st: Structure, i: int) -> str:
@@ -217,11 +242,11 @@ def check_duplicates(arr: np.ndarray, data, location: str) -> None:
     if not isinstance(data, dict):
         return
     st = structure(arr)
-    top, refs = members(st, arr, data)
+    top, inner, refs = members(st, arr, data)
     if len(top) != len(data):
         _refuse_twice([_decoded(arr, st, int(i)) for i in top], location)
-    if refs is not None and len(refs) != len(data["refs"]):
-        _refuse_twice([_decoded(arr, st, int(i)) for i in refs], location)
+    if refs is not None and len(inner) != len(refs):
+        _refuse_twice([_decoded(arr, st, int(i)) for i in inner], location)
 
 
 def _refuse_twice(keys: list[str], location: str) -> None:
@@ -254,48 +279,100 @@ def split(buf: np.ndarray, n: int, location: str) -> Split | None:
     key = np.flatnonzero(opens[1:-1] == closes[:-2] + 1 + len(colon))
     for k, ch in enumerate(colon):
         key = key[arr[closes[key] + 1 + k] == ch]
-    layout = first.groups()[1:]
-    found = [
-        _plain(buf, opens, closes, key[s : s + BLOCK], layout) for s in range(0, len(key), BLOCK)
-    ]
-    ok = np.concatenate([f[0] for f in found]) if found else np.zeros(0, bool)
-    if not ok.any():
+    if not key.size:
         return None
-    offsets, sizes, hashes = (np.concatenate([f[j] for f in found])[ok] for j in (1, 2, 3))
-    return _rest(buf, n, (opens, closes), key[ok], offsets, sizes, hashes, location)
+    found = _Found(buf, opens, closes, key)
+    del key, q
+    for s in range(0, len(found.key), BLOCK):
+        found.check(s, min(s + BLOCK, len(found.key)), first.groups()[1:])
+    return found.split(n, location)
 
 
-def _plain(buf: np.ndarray, opens, closes, key: np.ndarray, layout: tuple[bytes, ...]):
-    """Which of the strings ``key`` (each followed by the first reference's colon and a string)
-    start a plain reference; its offset, length and key hash."""
-    key_at, url_at, gap_at = opens[key] + 1, opens[key + 1] + 1, closes[key + 1] + 1
-    key_len, url_len, gap_len = (
-        closes[key] - key_at,
-        closes[key + 1] - url_at,
-        opens[key + 2] - gap_at,
-    )
-    ok = (key_len >= 1) & (key_len <= KEY_MAX) & (url_len >= 1) & (url_len <= URL_MAX)
-    ok &= gap_len <= GAP_MAX
-    plain_key, hashes = _text(buf, key_at, np.minimum(key_len, KEY_MAX), key=True)
-    ok &= plain_key & _text(buf, url_at, np.minimum(url_len, URL_MAX))
-    offsets, sizes, fits = _gap(buf, gap_at, np.minimum(gap_len, GAP_MAX), layout)
-    return ok & fits, offsets, sizes, hashes
+class _Found:
+    """The candidate references (strings ``key`` followed by the first reference's colon and
+    a string), checked a block at a time."""
+
+    def __init__(self, buf: np.ndarray, opens: np.ndarray, closes: np.ndarray, key: np.ndarray):
+        self.buf, self.opens, self.closes, self.key = buf, opens, closes, key.astype(np.int32)
+        key_len = closes[key] - opens[key] - 1
+        width = -(-int(key_len[key_len <= KEY_MAX].max(initial=1)) // 8) * 8
+        self.key_rows = np.zeros((len(key), width), np.uint8)
+        self.ok = np.zeros(len(key), bool)
+        self.same_url = np.zeros(len(key), bool)  # the url of the candidate before
+        self.offsets = np.zeros(len(key), np.int64)
+        self.sizes = np.zeros(len(key), np.int64)
+
+    def _at(self, part: slice, string: int) -> tuple[np.ndarray, np.ndarray]:
+        """Where the ``string``-th string of candidates ``part`` starts (after its quote) and
+        how long it is."""
+        at = self.opens[self.key[part] + string] + 1
+        return at, self.closes[self.key[part] + string] - at
+
+    def check(self, s: int, e: int, layout: tuple[bytes, ...]) -> None:
+        """Check candidates ``s:e``: plain key, plain url, spacing of the numbers."""
+        part = slice(s, e)
+        (key_at, key_len), (url_at, url_len) = self._at(part, 0), self._at(part, 1)
+        gap_at = self.closes[self.key[part] + 1] + 1
+        gap_len = self.opens[self.key[part] + 2] - gap_at
+        width = self.key_rows.shape[1]
+        ok = (key_len >= 1) & (key_len <= width) & (gap_len <= GAP_MAX)
+        ok &= (url_len >= 1) & (url_len <= URL_MAX)
+        rows, plain = _key_rows(self.buf, key_at, np.minimum(key_len, width), width)
+        self.key_rows[part] = rows
+        gap = _gap(self.buf, gap_at, np.minimum(gap_len, GAP_MAX), layout)
+        self.offsets[part], self.sizes[part] = gap[0], gap[1]
+        self.ok[part] = ok & plain & gap[2]
+        before = slice(max(s - 1, 0), e)  # the candidate before this block too
+        url_at, url_len = self._at(before, 1)
+        same = _same_as_before(self.buf, url_at, np.minimum(url_len, URL_MAX))
+        self.same_url[s + (s == 0) : e] = same
+
+    def split(self, n: int, location: str) -> Split | None:
+        """The urls (a plain one decoded once per run of equal ones), then ``_rest``."""
+        heads = np.flatnonzero(~self.same_url)
+        at, length = self._at(heads, 1)
+        length = np.minimum(length, URL_MAX)
+        window = _window(self.buf, at, int(length.max()))
+        plain = ~(UNPLAIN[window] & (_cols(window.shape[1]) < length[:, None])).any(axis=1)
+        table: dict[str, int] = {}
+        names = (self.buf[a : a + m].tobytes().decode("ascii") if p else None
+                 for a, m, p in zip(at.tolist(), length.tolist(), plain.tolist(), strict=True))  # fmt: skip
+        number = [table.setdefault(u, len(table)) if u is not None else -1 for u in names]
+        url_ids = np.array(number, np.int32)[np.cumsum(~self.same_url) - 1]
+        ok = np.flatnonzero(self.ok & (url_ids >= 0))
+        if not ok.size:
+            return None
+        if ok.size == len(self.ok):  # all of them (the usual case): no copies
+            ok = slice(None)
+        key_at, key_len = self._at(ok, 0)
+        chunks = ChunkRefs(
+            key_at, key_len, list(table), url_ids[ok], self.offsets[ok], self.sizes[ok],
+            np.zeros(0, np.int64), self.key_rows[ok],
+        )  # fmt: skip
+        buf, opens, key = self.buf, self.opens, self.key[ok]
+        self.__dict__.clear()  # the candidates' arrays: not held while the rest is parsed
+        hashes = hash_rows(chunks.key_rows, chunks.key_len)
+        return _rest(buf, n, opens, key, chunks, hashes, location)
 
 
-def _text(buf: np.ndarray, at: np.ndarray, length: np.ndarray, key: bool = False):
-    """Whether each string ``buf[at:at + length]`` is plain: printable ASCII without
-    backslashes (JSON reads it as it is written); a plain key is not a metadata key (no
-    name starting with "."). For keys, also a hash of each."""
-    width = -(-int(length.max(initial=1)) // 8) * 8
+def _key_rows(buf: np.ndarray, at: np.ndarray, length: np.ndarray, width: int):
+    """Each key ``buf[at:at + length]`` as a row of ``width`` zero-padded bytes, and whether
+    it is plain: printable ASCII without backslashes (JSON reads it as written) and not a
+    metadata key (no name starting with ".")."""
     window = _window(buf, at, width)
     inside = _cols(width) < length[:, None]
-    ok = ~(UNPLAIN[window] & inside).any(axis=1)
-    if not key:
-        return ok
-    ok &= window[:, 0] != ord(".")
+    ok = ~(UNPLAIN[window] & inside).any(axis=1) & (window[:, 0] != ord("."))
     dot = (window[:, :-1] == ord("/")) & (window[:, 1:] == ord("."))
     ok &= ~(dot & inside[:, 1:]).any(axis=1)
-    return ok, hash_rows(np.where(inside, window, 0), length)
+    return np.where(inside, window, 0), ok
+
+
+def _same_as_before(buf: np.ndarray, at: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Whether each string ``buf[at:at + length]`` but the first equals the one before it."""
+    width = -(-int(length.max(initial=1)) // 8) * 8
+    window = _window(buf, at, width)
+    words = np.where(_cols(width) < length[:, None], window, 0).view(np.uint64)
+    return (words[1:] == words[:-1]).all(axis=1) & (length[1:] == length[:-1])
 
 
 def hash_rows(window: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -314,34 +391,35 @@ def _gap(buf: np.ndarray, at: np.ndarray, length: np.ndarray, layout: tuple[byte
     length]``, is ``, offset, length],`` spaced exactly as ``layout`` says; which are."""
     a1, a2, a3, a4, a5, a6, a7 = layout
     pre, mid, post = a1 + b"," + a2, a3 + b"," + a4, a5 + b"]" + a6 + b"," + a7
-    width = max(int(length.max(initial=0)), len(pre) + len(mid) + len(post) + 2) + 1
-    window = _window(buf, at, width)
+    offsets, end = _digits(buf, at + len(pre))
+    sizes, end2 = _digits(buf, at + len(pre) + end + len(mid))
+    ok = (end > 0) & (end2 > 0) & _holds(buf, at, pre) & _holds(buf, at + len(pre) + end, mid)
+    tail = at + len(pre) + end + len(mid) + end2
+    ok &= _holds(buf, tail, post) & (tail + len(post) == at + length)
+    return offsets, sizes, ok
+
+
+def _holds(buf: np.ndarray, at: np.ndarray, text: bytes) -> np.ndarray:
+    """Whether ``text`` is at each position ``at`` of ``buf``."""
+    return (_window(buf, at, len(text)) == np.frombuffer(text, np.uint8)).all(axis=1)
+
+
+def _digits(buf: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The value of the canonical JSON integer at each position ``at`` of ``buf`` (1 to
+    ``DIGITS_MAX`` digits, no leading zero) and its length (0 where there is none)."""
+    window = _window(buf, at, DIGITS_MAX + 1)
     digit = (window >= ord("0")) & (window <= ord("9"))
-    ok = _expect(window, np.zeros(len(window), np.int64), pre)
-    start = np.full(len(window), len(pre))
-    end = start + np.argmin(digit[:, len(pre) :], axis=1)
-    ok &= _expect(window, end, mid)
-    start2 = end + len(mid)
-    end2 = np.argmax(~digit & (_cols(width) >= start2[:, None]), axis=1)
-    ok &= _expect(window, end2, post) & (end2 + len(post) == length)
-    offsets, ok1 = _number(buf, at + start, end - start)
-    sizes, ok2 = _number(buf, at + start2, end2 - start2)
-    return offsets, sizes, ok & ok1 & ok2
+    length = np.argmin(digit, axis=1)
+    length[(window[:, 0] == ord("0")) & (length > 1)] = 0
+    value = np.zeros(len(at), np.int64)
+    for t in range(int(length.max(initial=0))):
+        value = np.where(t < length, value * 10 + (window[:, t] - ord("0")), value)
+    return value, length
 
 
-def _expect(window: np.ndarray, at: np.ndarray, text: bytes) -> np.ndarray:
-    """Whether each row holds ``text`` from column ``at``."""
-    rows, last = np.arange(len(window)), window.shape[1] - 1
-    ok = np.ones(len(window), bool)
-    for k, ch in enumerate(text):
-        ok &= window[rows, np.minimum(at + k, last)] == ch
-    return ok
-
-
-def _rest(buf, n, strings, key, offsets, sizes, hashes, location) -> Split | None:
+def _rest(buf, n, opens, key, chunks: ChunkRefs, hashes, location: str) -> Split | None:
     """The document without the runs of plain references starting at strings ``key``,
     parsed, and checked: each run sits right before a reference key, no key appears twice."""
-    opens, closes = strings
     run = np.concatenate([[True], np.diff(key) != 2])
     last = key[np.concatenate([run[1:], [True]])]
     cuts = np.column_stack([opens[key[run]], opens[last + 2]])
@@ -356,9 +434,9 @@ def _rest(buf, n, strings, key, offsets, sizes, hashes, location) -> Split | Non
         return None
     arr = np.frombuffer(rest, np.uint8)
     st = structure(arr)
-    top, inner = members(st, arr, data)
-    refs = data if inner is None else data["refs"]
-    inner = top if inner is None else inner
+    top, inner, refs = members(st, arr, data)
+    if refs is None or (refs is data and any(map(chunks.has_key, TOP_NAMES))):
+        return None  # not references, or a plain member that reads as a version 1 name
     if len(top) != len(data):
         _refuse_twice([_decoded(arr, st, int(i)) for i in top], location)
     if len(inner) != len(refs):
@@ -366,35 +444,12 @@ def _rest(buf, n, strings, key, offsets, sizes, hashes, location) -> Split | Non
     after = last + 2 - 2 * np.searchsorted(key, last + 2)  # string numbers in the rest
     if not np.isin(after, inner).all():
         return None
-    urls, url_ids = url_table(buf, opens[key + 1] + 1, closes[key + 1] - opens[key + 1] - 1)
     starts = np.cumsum(bounds[:, 1] - bounds[:, 0]) - (bounds[:, 1] - bounds[:, 0])
     at = st.opens[inner]
     seg = np.searchsorted(starts, at, side="right") - 1
-    chunks = ChunkRefs(
-        buf, opens[key] + 1, closes[key] - opens[key] - 1, urls, url_ids, offsets, sizes,
-        bounds[seg, 0] + at - starts[seg],
-    )  # fmt: skip
+    chunks.member_at = bounds[seg, 0] + at - starts[seg]
     _plain_duplicates(chunks, hashes, list(refs), location)
     return Split(data, chunks)
-
-
-def url_table(buf: np.ndarray, at: np.ndarray, length: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """The distinct urls ``buf[at:at + length]`` (plain ASCII) in order of first use, and
-    each one's number. Only a url that differs from the one before it is decoded."""
-    same = np.zeros(len(at), bool)
-    for s in range(1, len(at), BLOCK):
-        part = slice(s - 1, min(s + BLOCK, len(at)))
-        width = -(-int(length[part].max()) // 8) * 8
-        window = _window(buf, at[part], width)
-        words = np.where(_cols(width) < length[part][:, None], window, 0).view(np.uint64)
-        equal = (words[1:] == words[:-1]).all(axis=1)
-        same[s : s + len(equal)] = equal & (length[part][1:] == length[part][:-1])
-    heads = np.flatnonzero(~same)
-    table: dict[str, int] = {}
-    pairs = zip(at[heads].tolist(), length[heads].tolist(), strict=True)
-    names = (buf[a : a + m].tobytes().decode("ascii") for a, m in pairs)
-    ids = np.fromiter((table.setdefault(u, len(table)) for u in names), np.int32, len(heads))
-    return list(table), ids[np.cumsum(~same) - 1]
 
 
 def _plain_duplicates(chunks: ChunkRefs, hashes: np.ndarray, others: list[str], location: str):
