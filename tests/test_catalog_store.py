@@ -282,3 +282,26 @@ def test_many_processes_creating_one_new_catalog_at_once_all_succeed(tmp_path):
     for directory in directories:
         with sqlite3.connect(Path(directory) / "catalog.db") as con:
             assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_index_names_reserved_in_bulk(tmp_path):
+    """A source keeps its name; a new one takes its preferred name unless another source holds
+    it (then the name gets the source's hash); a format switch keeps the stem and frees the old
+    name, which a new source in the same call may take."""
+    from activezarr.catalog import store
+
+    with store.opened(tmp_path, create=True) as con:
+        first = store.reserve_names(con, {"/a/x.nc": "x.json", "/b/y.nc": "y.json"})
+        assert first == {"/a/x.nc": "x.json", "/b/y.nc": "y.json"}
+        replaced: dict[str, str] = {}
+        again = store.reserve_names(
+            con,
+            {"/a/x.nc": "x.json", "/c/x.nc": "x.json", "/b/y.nc": "y.parq", "/d/y.nc": "y.json"},
+            replaced,
+        )
+        assert again["/a/x.nc"] == "x.json"
+        assert again["/c/x.nc"].startswith("x-") and again["/c/x.nc"].endswith(".json")
+        assert again["/b/y.nc"] == "y.parq" and replaced == {"/b/y.nc": "y.json"}
+        assert again["/d/y.nc"] == "y.json"  # freed by /b/y.nc in this very call
+        rows = dict(con.execute("SELECT source, index_name FROM names"))
+        assert rows == again

@@ -35,7 +35,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ActiveZarrError, IndexLoadError
 from ..index.atomic import UMASK
@@ -361,32 +361,53 @@ def reserve_names(
 
     A source indexed again in the other format (``.json`` ↔ ``.parq``) keeps its stem with the
     new suffix; its old name goes into ``replaced`` (``{source: old name}``), for
-    ``drop_replaced`` to remove once the new index is committed.
+    ``drop_replaced`` to remove once the new index is committed. The names held are read in
+    a few queries and the new ones written in two (not three statements a source).
     """
     out: dict[str, str] = {}
     with transaction(con):
+        held = dict(_names_where(con, "source", list(wanted)))
+        renamed = [
+            Path(held[s]).with_suffix(Path(n).suffix).name for s, n in wanted.items() if s in held
+        ]
+        holders = dict(_names_where(con, "index_name", [*set(wanted.values()), *renamed]))
+        inserts, updates = [], []
         for source, name in wanted.items():
-            row = con.execute("SELECT index_name FROM names WHERE source = ?", (source,)).fetchone()
-            if row is not None and Path(row[0]).suffix == Path(name).suffix:
-                out[source] = row[0]
+            old = held.get(source)
+            if old is not None and Path(old).suffix == Path(name).suffix:
+                out[source] = old
                 continue
-            if row is not None:
-                name = Path(row[0]).with_suffix(Path(name).suffix).name
-            taken = con.execute(
-                "SELECT 1 FROM names WHERE index_name = ? AND source != ?", (name, source)
-            ).fetchone()
-            if taken:
+            if old is not None:
+                name = Path(old).with_suffix(Path(name).suffix).name
+            if holders.get(name, source) != source:
                 stem, dot, suffix = name.rpartition(".")
                 digest = hashlib.sha1(source.encode()).hexdigest()[:8]
                 name = f"{stem}-{digest}.{suffix}" if dot else f"{name}-{digest}"
-            if row is not None:
-                con.execute("UPDATE names SET index_name = ? WHERE source = ?", (name, source))
+            if old is not None:
+                updates.append((name, source))
+                holders.pop(old, None)
                 if replaced is not None:
-                    replaced[source] = row[0]
+                    replaced[source] = old
             else:
-                con.execute("INSERT INTO names (source, index_name) VALUES (?, ?)", (source, name))
+                inserts.append((source, name))
+            holders[name] = source
             out[source] = name
+        # updates first: a name one frees may be another's new name, never the reverse
+        con.executemany("UPDATE names SET index_name = ? WHERE source = ?", updates)
+        con.executemany("INSERT INTO names (source, index_name) VALUES (?, ?)", inserts)
     return out
+
+
+def _names_where(
+    con: sqlite3.Connection, column: Literal["source", "index_name"], values: list[str]
+) -> Iterator[tuple[str, str]]:
+    """``(column, the other)`` of the ``names`` rows whose ``column`` is one of ``values``
+    (500 values a query)."""
+    fields = "source, index_name" if column == "source" else "index_name, source"
+    for start in range(0, len(values), 500):
+        part = values[start : start + 500]
+        marks = ", ".join("?" for _ in part)
+        yield from con.execute(f"SELECT {fields} FROM names WHERE {column} IN ({marks})", part)
 
 
 def drop_replaced(con: sqlite3.Connection, directory: Path, replaced: dict[str, str]) -> None:
