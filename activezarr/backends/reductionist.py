@@ -36,6 +36,7 @@ from ..tls import tls_hint, tls_reason
 from .base import Backend, BlockPartial, ChunkBatch, Job
 from .breaker import CircuitBreaker, breaker_for
 from .limiter import InFlightLimit
+from .watchdog import WATCHDOG, shutdown_reply
 
 log = logging.getLogger(__name__)
 
@@ -199,13 +200,17 @@ class BreakerOpenError(ReductionistError):
 
 
 class _Failure(Exception):
-    """One failed attempt that a retry may cure (the cause is chained)."""
+    """One failed attempt that a retry may cure (the cause is chained); ``final``: one
+    that another attempt would repeat (a reply slower than the deadline)."""
 
-    def __init__(self, reason: str, status: int | None = None, retry_after: float = 0.0) -> None:
+    def __init__(
+        self, reason: str, status: int | None = None, retry_after: float = 0.0, final=False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
+        self.final = final
 
 
 def chunk_where(body: dict) -> str:
@@ -232,9 +237,14 @@ def transport_reason(exc: BaseException, timeout: float) -> str:
     return f"cannot reach the server ({name}: {text[:200]})"
 
 
+def selected_shape(body: dict) -> tuple[int, ...]:
+    """The shape of the selection ``body`` asks the server to reduce."""
+    return tuple(len(range(a, b, s)) for a, b, s in body["selection"])
+
+
 def expected_shape(body: dict) -> tuple[int, ...]:
     """The shape of the reply to ``body``: the selected shape without the reduced axes."""
-    sizes = [len(range(a, b, s)) for a, b, s in body["selection"]]
+    sizes = selected_shape(body)
     axis = body.get("axis")
     if axis is None:
         return ()
@@ -273,12 +283,38 @@ def check_reply(content: bytes, body: dict, op: str) -> dict:
     if not isinstance(values, bytes) or len(values) != n * np.dtype(want_dtype).itemsize:
         got = len(values) if isinstance(values, bytes) else type(values).__name__
         raise BadReply(f"'bytes' holds {got}, expected {n} {want_dtype} values")
-    if reply.get("count_as_bytes"):
-        if len(reply["count_as_bytes"]) != 8 * n:
-            raise BadReply(f"'count_as_bytes' does not hold {n} counts")
-    elif not isinstance(reply.get("count"), list) or len(reply["count"]) != n:
-        raise BadReply(f"'count' does not hold {n} counts")
+    reply["count"] = _counts(reply, n, math.prod(selected_shape(body)) // max(1, n))
+    reply.pop("count_as_bytes", None)
     return reply
+
+
+def _counts(reply: dict, n: int, per_cell: int) -> np.ndarray:
+    """The ``n`` counts of a reply (``count``, or ``count_as_bytes`` when filled), each one
+    between 0 and the ``per_cell`` values a cell reduces: a count no cell can hold would be
+    divided by."""
+    raw = reply.get("count_as_bytes")
+    if raw is not None and not isinstance(raw, bytes):
+        raise BadReply(f"'count_as_bytes' is a {type(raw).__name__}, not bytes")
+    if raw:
+        if len(raw) != 8 * n:
+            raise BadReply(f"'count_as_bytes' does not hold {n} counts")
+        order = ">" if reply.get("byte_order") == "big" else "<"
+        count = np.frombuffer(raw, dtype=np.dtype("i8").newbyteorder(order)).astype(np.int64)
+        low, high = (int(count.min()), int(count.max())) if n else (0, 0)
+    else:
+        values = reply.get("count")
+        if not isinstance(values, list) or len(values) != n:
+            raise BadReply(f"'count' does not hold {n} counts")
+        if not all(type(c) is int for c in values):
+            raise BadReply("'count' holds values that are not integers")
+        low, high = (min(values), max(values)) if n else (0, 0)
+        count = None
+    if low < 0 or high > per_cell:
+        raise BadReply(
+            f"'count' holds {low if low < 0 else high}, outside 0..{per_cell} (the values one "
+            "cell reduces)"
+        )
+    return count if count is not None else np.array(values, dtype=np.int64)
 
 
 REPLY_TYPES = ("application/cbor", "application/octet-stream")
@@ -382,6 +418,10 @@ class ReductionistBackend(Backend):
         ``verify=server_ca``, checked when the backend is made.
     timeout : float
         Seconds to wait for a reply (connecting: at most ``connect_timeout``).
+    deadline : float
+        Seconds a reply's body may take in all, however steadily its bytes arrive (default
+        300): a body trickling in under ``timeout`` per read is cut there, not retried (the
+        chunk falls back to local with ``fallback="local"``).
     retries : int
         Retries of a chunk after a transport failure (refused, reset or cut-off connection,
         timeout, a 200 without a whole CBOR body of the expected shape) or a 5xx, 408 or 429
@@ -410,6 +450,7 @@ class ReductionistBackend(Backend):
         server_ca: str | os.PathLike | None = None,
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
+        deadline: float = 300.0,
         retries: int = 5,
         backoff: float = 0.1,
         backoff_max: float = 2.0,
@@ -428,6 +469,7 @@ class ReductionistBackend(Backend):
         self.storage_options = storage_options
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.deadline = deadline
         self.retries = max(0, int(retries))
         self.backoff = backoff
         self.backoff_max = backoff_max
@@ -660,6 +702,8 @@ class ReductionistBackend(Backend):
                     reply = self._attempt(url, op, body, stats, answered)
             except _Failure as exc:
                 failure = exc
+                if exc.final:
+                    break
                 if self.breaker.failure():
                     stats.add(breaker_trips=1)
                     log.warning(
@@ -687,6 +731,22 @@ class ReductionistBackend(Backend):
         )
         raise error from failure.__cause__
 
+    def _read_body(self, resp: requests.Response, cap: int) -> bytes:
+        """``read_capped``, cut when ``deadline`` seconds pass (``watchdog``)."""
+        timer = WATCHDOG.arm(self.deadline, shutdown_reply(resp))
+        try:
+            return read_capped(resp, cap)
+        except Exception as exc:
+            if not timer.fired.is_set():
+                raise
+            raise _Failure(
+                f"the reply was not complete after {self.deadline:g} s although the server "
+                "kept sending (too slow a server or link); to wait longer pass deadline=",
+                final=True,
+            ) from exc
+        finally:
+            WATCHDOG.disarm(timer)
+
     def _sleep_before_retry(self, attempt: int, retry_after: float = 0.0) -> bool:
         """Back off (exponential, capped, jittered; at least what the server's Retry-After
         asked, up to ``retry_after_max``); False when the breaker opened."""
@@ -712,7 +772,9 @@ class ReductionistBackend(Backend):
                 allow_redirects=False,  # credentials go to this server only
                 stream=True,
             )
-            content = read_capped(resp, reply_cap(body, op) if resp.status_code == 200 else 2**16)
+            content = self._read_body(
+                resp, reply_cap(body, op) if resp.status_code == 200 else 2**16
+            )
         except BadReply as exc:
             raise _Failure(f"answered {resp.status_code} with a bad body: {exc}") from exc
         except requests.exceptions.SSLError as exc:
@@ -782,11 +844,7 @@ class ReductionistBackend(Backend):
         dtype = np.dtype(reply["dtype"]).newbyteorder(order)
         shape = tuple(reply.get("shape") or ())
         values = np.frombuffer(reply["bytes"], dtype=dtype).reshape(shape)
-        if reply.get("count_as_bytes"):
-            count = np.frombuffer(reply["count_as_bytes"], dtype=np.dtype("i8").newbyteorder(order))
-        else:
-            count = np.asarray(reply["count"], dtype=np.int64)
-        count = count.reshape(shape).astype(np.int64)
+        count = np.asarray(reply["count"], dtype=np.int64).reshape(shape)  # check_reply's
         part = Partial(count)
         if spec.needs_sum:
             part.sum = _decoded_sum(np.where(count > 0, values, 0), count, spec)

@@ -179,7 +179,8 @@ def _failure(url: str, exc: BaseException, storage_options: dict | None) -> str:
         return f"{url}: the server answered {status} ({str(last)[:200]})"
     if "PayloadError" in names or "IncompleteRead" in names or "Disconnected" in names:
         return f"{url}: the connection was cut mid-reply ({type(last).__name__})"
-    if "CERTIFICATE_VERIFY_FAILED" in names or "Certificate" in names or "SSL" in names:
+    kinds = " ".join(type(e).__name__ for e in links)  # not the text: aiohttp writes "ssl:<...>"
+    if "CERTIFICATE_VERIFY_FAILED" in names or "Certificate" in kinds or "SSL" in kinds:
         from ..tls import tls_hint, tls_reason
 
         reason = tls_reason(exc) or "certificate verify failed"

@@ -1,0 +1,90 @@
+"""Cuts a reply still arriving when its deadline passes: one thread for every request.
+
+``requests`` bounds each wait for bytes (its read timeout) but not a reply as a whole: a
+server that sends one byte just before each timeout keeps a request alive for ever. A
+``Watchdog`` runs ``cut`` callbacks (shutting the reply's socket down, which ends the blocked
+read at once) when their deadlines pass; ``arm`` returns a ``Timer`` to ``disarm`` when the
+reply is read in time. One daemon thread and a heap serve every request of the process.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Timer:
+    """One armed deadline; ``fired`` is set when its cut ran."""
+
+    key: int
+    fired: threading.Event = field(default_factory=threading.Event)
+
+
+class Watchdog:
+    """Runs ``cut()`` for each armed timer whose deadline passed before it was disarmed."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None], Timer]] = []
+        self._live: set[int] = set()
+        self._keys = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, cut: Callable[[], None]) -> Timer:
+        timer = Timer(next(self._keys))
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, timer.key, cut, timer))
+            self._live.add(timer.key)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="activezarr-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return timer
+
+    def disarm(self, timer: Timer) -> None:
+        with self._cond:
+            self._live.discard(timer.key)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                when, key, cut, timer = self._heap[0]
+                if key not in self._live:
+                    heapq.heappop(self._heap)
+                    continue
+                wait = when - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(key)
+            timer.fired.set()
+            try:
+                cut()
+            except Exception:  # noqa: BLE001, S110 - the reply may have ended meanwhile
+                pass
+
+
+WATCHDOG = Watchdog()
+
+
+def shutdown_reply(response) -> Callable[[], None]:
+    """A ``cut`` for a streamed ``requests`` response: its socket shut down both ways."""
+
+    def cut() -> None:
+        connection = getattr(getattr(response, "raw", None), "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+
+    return cut
