@@ -94,7 +94,10 @@ def _normalize_axis(axis, ndim: int) -> tuple[int, ...] | None:
     for a in axes:
         a = int(a)
         if not -ndim <= a < ndim:
-            raise SelectionError(f"axis {a} is out of range for a selection with {ndim} dimensions")
+            raise SelectionError(
+                f"axis {a} is out of range for a selection with {ndim} dimensions "
+                f"(axes run {-ndim}..{ndim - 1})"
+            )
         out.append(a % ndim)
     if len(set(out)) != len(out):
         raise SelectionError(f"axis {axis} repeats a dimension")

@@ -33,6 +33,21 @@ def redact(text: str) -> str:
     return CREDENTIALS_IN_URL.sub(r"\1***@", text)
 
 
+def one_line(text: object) -> str:
+    """``text`` as one line for a terminal: whitespace runs (newlines too) made one space,
+    credentials redacted, and control characters (a terminal escape in a file name) or bytes
+    that are not UTF-8 written as escapes, so that a message cannot redraw the terminal.
+
+    >>> one_line("bad\\n  file\\x1b[31m.nc")
+    'bad file\\\\x1b[31m.nc'
+    """
+    text = redact(" ".join(str(text).split()))
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace")
+                   .decode("ascii") for c in text)  # fmt: skip
+
+
 class ActiveZarrError(Exception):
     """Base class of every error activezarr raises on purpose (credentials in URLs redacted).
 

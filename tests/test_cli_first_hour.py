@@ -126,7 +126,7 @@ def test_python_warnings_are_one_line_each(tmp_path):
 def test_nc_given_as_index_is_indexed_on_the_fly_then_reused(nc, tmp_path):
     proc = run("reduce", nc, "tas", "--op", "count", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "is a netCDF file, not an index; indexed it into indexes/tas.json" in proc.stderr
+    assert "is a netCDF4/HDF5 file, not an index; indexed it into indexes/tas.json" in proc.stderr
     assert "count: 20" in proc.stdout
     assert (tmp_path / "indexes" / "tas.json").is_file()
     again = run("info", nc, "tas", cwd=tmp_path)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ActiveZarrError, redact
+from ..errors import ActiveZarrError, one_line, redact
 from ..index.build import index_path_for, translate, write_index
 from ..index.freshness import fingerprints
 from ..index.sources import is_remote, open_source
@@ -508,9 +508,9 @@ def _print_summary(report: IndexReport) -> None:
             "run the same command again to resume",
             file=sys.stderr,
         )
-    if report.failed:
+    if len(report.failed) > 1:  # one failure is its own line
         total = len(report.failed) + len(report.indexed) + len(report.skipped)
         print(f"{len(report.failed)} of {total} files failed:", file=sys.stderr)
     for path, reason in report.failed:
         shown = reason if redact(path) in redact(reason) else f"{path}: {reason}"
-        print(f"activezarr: error: {redact(shown)}", file=sys.stderr)
+        print(f"activezarr: error: {one_line(shown)}", file=sys.stderr)

@@ -82,7 +82,8 @@ class Progress:
             self.bar.update(n)
             return
         now = time.monotonic()
-        if now - self.last >= self.interval or (self.done == self.total and self.final):
+        last = self.done == self.total and self.final and self.total > 1  # one file: its line
+        if now - self.last >= self.interval or last:
             self.last = now
             self.stream.write(self.line() + "\n")
             self.stream.flush()

@@ -124,6 +124,8 @@ def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:
             f"catalog {directory} does not exist; create it with "
             f"`activezarr index FILES --out {directory}`"
         )
+    if not create and path.exists() and not _writable(directory, path):
+        return _connect_read_only(path)
     directory.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     try:
@@ -144,6 +146,34 @@ def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:
         raise IndexLoadError(f"{path}: cannot be opened as a catalog ({exc}){hint}") from exc
     if legacy.exists():
         _migrate(con, directory)
+    return con
+
+
+def _writable(directory: Path, path: Path) -> bool:
+    """Whether the catalog can be written: the file, and its directory (for the WAL files)."""
+    return os.access(path, os.W_OK) and os.access(directory, os.W_OK | os.X_OK)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A catalog that cannot be written (a read-only mount, someone else's directory), opened
+    to be read: ``immutable``, since SQLite could not make its WAL index beside it. Writes
+    through it fail naming the catalog (``transaction``)."""
+    try:
+        con = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, isolation_level=None
+        )
+        con.row_factory = sqlite3.Row
+        con.create_function("regexp", 2, regexp, deterministic=True)
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise IndexLoadError(f"{path}: cannot be opened as a catalog ({exc})") from exc
+    if row is None or int(row[0]) != SCHEMA_VERSION:
+        con.close()
+        raise IndexLoadError(
+            f"{path}: the catalog is read-only and of another schema version "
+            f"({row[0] if row else 'none'}, this activezarr reads {SCHEMA_VERSION}); open it "
+            "where it can be written once, or copy the directory"
+        )
     return con
 
 

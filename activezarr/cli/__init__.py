@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import warnings
 
 from .. import __version__
+from ..errors import one_line
 from . import catalog, combine, demo, index, info, reduce
-from ._common import FORMATTER, fail, printable, run, verbose_parent
+from ._common import FORMATTER, fail, flushed, os_fix, run, usable_streams, verbose_parent
 from ._inputs import join_negative_values
 
 
@@ -27,9 +29,18 @@ class Parser(argparse.ArgumentParser):
     ``--json`` gets its JSON error object then too."""
 
     def error(self, message: str):
-        self.print_usage(sys.stderr)
         command = self.prog.removeprefix("activezarr").strip()
-        raise CommandLineError(f"{command}: {message}" if command else message)
+        option = re.match(r"argument (--[\w-]+)(/-\w)?: expected one argument$", message)
+        if option:  # "--select --1": a value that looks like an option
+            message += f" (for a value that starts with -, write {option[1]}=VALUE)"
+        hint = f"; see `{self.prog} -h`"
+        raise CommandLineError(f"{command}: {message}{hint}" if command else message + hint)
+
+    def _print_message(self, message: str, file=None) -> None:
+        """argparse's, without swallowing the error when --help cannot be written (a full
+        disk): ``main`` reports it and exits 1 instead of 0."""
+        if message:
+            (file or sys.stderr).write(message)
 
 
 EPILOG = """\
@@ -73,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Python warnings (a CF attribute netCDF4 would not apply, say) as one stderr line each,
     without the source line Python's default shows."""
-    text = printable(" ".join(str(message).split()).removeprefix("WARNING: "))
+    text = one_line(message).removeprefix("WARNING: ")
     print(f"activezarr: warning: {text}", file=file or sys.stderr)
 
 
@@ -90,19 +101,22 @@ def _parse(parser: Parser, argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``activezarr`` with ``argv`` (default: the process's arguments); return the exit code."""
+    usable_streams()
     argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
         args = _parse(build_parser(), argv)
     except CommandLineError as exc:
         return fail(str(exc), 2, "--json" in argv)
     except SystemExit as exc:  # argparse: --help or --version (0), already printed
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+        return flushed(int(exc.code or 0) if not isinstance(exc.code, str) else 2, False)
+    except OSError as exc:  # --help into a closed stdout or onto a full disk
+        return fail(f"standard output: {exc.strerror or exc}{os_fix(exc)}", 1, False)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s: %(message)s",
     )
     warnings.showwarning = _one_line_warning
-    return run(args.func, args)
+    return flushed(run(args.func, args), bool(getattr(args, "json", False)))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ import contextlib
 import errno
 import json
 import math
+import os
+import re
 import sys
 
-from ..errors import ActiveZarrError, redact
+from ..errors import ActiveZarrError, one_line
 
 # Descriptions and epilogs (examples) are printed as written.
 FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -152,6 +154,13 @@ def storage_options(args) -> dict | None:
     return options or None
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")  # ASCII digits: int() would take "1_0" and "１"
+
+
+def _integer(text: str) -> int | None:
+    return int(text) if _INTEGER.fullmatch(text) else None
+
+
 def parse_selection(text: str | None):
     """``"0:2,4:6,::-1,3,..."`` → a tuple of slices, ints and Ellipsis."""
     if not text:
@@ -163,32 +172,47 @@ def parse_selection(text: str | None):
             parts.append(Ellipsis)
         elif ":" in item:
             bits = [b.strip() for b in item.split(":")]
-            if len(bits) > 3:
-                raise ActiveZarrError(f"bad slice {item!r} in --select")
-            try:
-                parts.append(slice(*[int(b) if b else None for b in bits]))
-            except ValueError:
+            numbers = [_integer(b) for b in bits]
+            if len(bits) > 3 or any(n is None and b for n, b in zip(numbers, bits, strict=True)):
                 raise ActiveZarrError(
-                    f"bad slice {item!r} in --select; use start:stop:step"
-                ) from None
+                    f"bad slice {item!r} in --select {text!r}; use start:stop:step with "
+                    "integers, e.g. 0:12 or ::2"
+                )
+            parts.append(slice(*numbers))
+        elif _integer(item) is not None:
+            parts.append(_integer(item))
         else:
-            try:
-                parts.append(int(item))
-            except ValueError:
-                raise ActiveZarrError(
-                    f"bad index {item!r} in --select; use integers, slices and ..."
-                ) from None
+            raise ActiveZarrError(
+                f"bad index {item!r} in --select {text!r}; use integers, start:stop:step "
+                'slices and ... (e.g. "0:12,:,3")'
+            )
     return tuple(parts)
 
 
 def parse_axis(text: str | None):
     if text is None or text == "":
         return None
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise ActiveZarrError(f"bad --axis {text!r}; use e.g. 0 or 0,2") from None
+    values = [_integer(v.strip()) for v in text.split(",")]
+    if None in values:
+        raise ActiveZarrError(f"bad --axis {text!r}; use integers, e.g. 0 or 0,2")
     return values[0] if len(values) == 1 else tuple(values)
+
+
+@contextlib.contextmanager
+def naming_selection(args):
+    """A ``SelectionError`` of the library as the option that caused it: ``--axis`` when it
+    is about an axis, else ``--select``."""
+    from ..errors import SelectionError
+
+    try:
+        yield
+    except SelectionError as exc:
+        text = exc.cli or str(exc)
+        if text.startswith("axis ") and args.axis:
+            raise ActiveZarrError(f"--axis {args.axis!r}: {text}") from None
+        if args.select:
+            raise ActiveZarrError(f"--select {args.select!r}: {text}") from None
+        raise
 
 
 # Non-finite floats in --json output: JSON has no NaN or Infinity, so they are these strings.
@@ -263,24 +287,126 @@ def value_of(op: str, parts: dict):
     return np.ma.masked_array(mean, mask=count == 0)
 
 
-def printable(text: str) -> str:
-    """``text`` with control characters (a terminal escape in a file name) and undecodable
-    bytes written as escapes, so that an error line cannot redraw the user's terminal."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace")
-                   .decode("ascii") for c in text)  # fmt: skip
+class ClosedOutput:
+    """What ``sys.stdout`` is when the command runs with stdout closed (``>&-``): nothing
+    can be printed, so the first ``print`` fails (Python would drop the output silently)."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed; redirect it to a file or a pipe")
+
+    def flush(self) -> None:
+        return None
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _writable_fd(stream) -> bool:
+    """Whether ``stream``'s file descriptor can be written (stderr closed by ``2>&-`` may
+    be a descriptor Python opened read-only since)."""
+    try:
+        import fcntl
+
+        fd = stream.fileno()
+    except (ImportError, OSError, ValueError, AttributeError):
+        return True  # no descriptor (a StringIO under test) or no fcntl: trust the stream
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+    except OSError:
+        return False
+
+
+def usable_streams() -> None:
+    """Make stdout and stderr safe to print to: a closed stdout fails the first ``print``
+    (exit 1) instead of dropping the output; a closed stderr drops the messages (the exit
+    status still tells); output in an encoding that lacks a character escapes it."""
+    if sys.stdout is None or not _writable_fd(sys.stdout):
+        sys.stdout = ClosedOutput()
+    if sys.stderr is None or not _writable_fd(sys.stderr):
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def flushed(code: int, as_json: bool) -> int:
+    """``code``, once what was printed has reached stdout: a full disk or a closed pipe
+    found only now (Python would find it at exit and change the status to 120)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+    except OSError as exc:
+        _drop_stdout()
+        return fail(f"standard output: {exc.strerror or exc}{os_fix(exc)}", 1, False)
+    return code
+
+
+def _drop_stdout() -> None:
+    """After a broken pipe or a write error, send what is left in stdout's buffer nowhere,
+    so that Python's flush at exit does not fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def fail(message: str, code: int, as_json: bool) -> int:
     """Report an error: one line on stderr and, for ``--json``, a JSON object on stdout
     (``{"error": ..., "exit_status": ...}``) so that a script's parser always gets JSON."""
-    message = printable(redact(" ".join(str(message).split())))  # one line, no credentials
+    message = one_line(message)
     print(f"activezarr: error: {message}", file=sys.stderr)
     if as_json:
         with contextlib.suppress(OSError):  # stdout itself may be what failed (a full disk)
             print(dumps({"error": message, "exit_status": code}))
     return code
+
+
+# the path options and arguments an OSError's file name may belong to, most specific first
+PATH_OPTIONS = (
+    ("intake_esm", "--intake-esm"),
+    ("data", "--data"),
+    ("out", "--out"),
+    ("from_list", "--from-list"),
+    ("catalog", "--catalog"),
+    ("index", "index"),
+)
+_FIXES = {
+    errno.EACCES: "check its permissions, or use another path",
+    errno.EPERM: "check its permissions, or use another path",
+    errno.EROFS: "it is on a read-only file system; use another path",
+    errno.ENOSPC: "free some space, or write elsewhere (--out, or redirect stdout)",
+    errno.EDQUOT: "free some space, or write elsewhere (--out, or redirect stdout)",
+    errno.EFBIG: "free some space, or write elsewhere (--out, or redirect stdout)",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+}
+
+
+def os_fix(exc: OSError) -> str:
+    fix = _FIXES.get(exc.errno)
+    return f"; {fix}" if fix else ""
+
+
+def _os_error(exc: OSError, args) -> str:
+    """An ``OSError`` as one line naming the option whose path failed, and the fix."""
+    from pathlib import Path
+
+    name = str(exc.filename) if exc.filename is not None else ""
+    label = name
+    for attr, option in PATH_OPTIONS:
+        value = getattr(args, attr, None)
+        if isinstance(value, str) and name and "://" not in value:
+            given = Path(value)
+            if Path(name) == given or given in Path(name).parents:
+                shown = name if Path(name) == given else f"{value} ({name})"
+                label = f"{option} {shown}"
+                break
+    where = f"{label}: " if label else "standard output: " if exc.errno == errno.EPIPE else ""
+    return f"{where}{exc.strerror or exc}{os_fix(exc)}"
 
 
 def run(func, args) -> int:
@@ -307,14 +433,11 @@ def run(func, args) -> int:
             with contextlib.suppress(OSError):
                 print(dumps({"error": "interrupted", "exit_status": 130}))
         return 130
-    except BrokenPipeError:  # output piped into head and the like
-        sys.stderr.close()
+    except BrokenPipeError:  # output piped into head and the like: what was asked is shown
+        _drop_stdout()
         return 0
     except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-        hint = "; free some space, or write elsewhere (--out, or redirect stdout)" if full else ""
-        return fail(f"{where}{exc.strerror or exc}{hint}", 1, as_json)
+        return fail(_os_error(exc, args), 1, as_json)
     except UnicodeError as exc:  # a name that is not UTF-8 (a file name's raw bytes, say)
         bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else exc.object
         return fail(

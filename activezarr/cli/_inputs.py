@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import ActiveZarrError
+from ..errors import ActiveZarrError, one_line
 from ..index.freshness import DB_NAME, LEGACY_NAME
 from ..index.sources import HDF5_SIGNATURE, NETCDF3_SIGNATURES
 
@@ -35,6 +35,13 @@ def path_text(text: str) -> str:
     """A path option or argument: not empty (an empty path would silently mean ".")."""
     if not text.strip():
         raise argparse.ArgumentTypeError("is empty; give a path (use . for this directory)")
+    return text
+
+
+def name_text(text: str) -> str:
+    """A variable or dimension name: not empty (an empty name would silently mean "all")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a name, e.g. tas")
     return text
 
 
@@ -275,8 +282,10 @@ def _index_on_the_fly(path: Path, storage_options: dict | None) -> Path:
     verb = "indexed it into" if built else "using its index"
     where = f" ({DEFAULT_INDEX_DIR}/ here: {reason})" if reason else ""
     print(
-        f"activezarr: {path} is a netCDF file, not an index; {verb} {index}{where} "
-        f"(as `activezarr index {path}` does)",
+        one_line(
+            f"activezarr: {path} is a netCDF4/HDF5 file, not an index; {verb} {index}{where} "
+            f"(as `activezarr index {path}` does)"
+        ),
         file=sys.stderr,
     )
     return index
@@ -303,7 +312,12 @@ def read_path_list(name: str) -> list[str]:
         _stat(path, "--from-list")
         if path.is_dir():
             raise ActiveZarrError(f"--from-list {path} is a directory; give a text or CSV file")
-        raw = path.read_bytes()
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ActiveZarrError(
+                f"--from-list {path} cannot be read ({exc.strerror}); check its permissions"
+            ) from None
     if b"\x00" in raw[:65536]:
         raise ActiveZarrError(
             f"--from-list {path} is a binary file; give a text file with one path per line "
@@ -376,11 +390,25 @@ def check_catalog(name: str) -> None:
 
 
 def check_out_dir(name: str, option: str = "--out", what: str = "the indexes") -> None:
-    """An output directory (made if missing), never an existing file."""
+    """An output directory (made if missing), never an existing file, and writable."""
     path = Path(name)
     if path.exists() and not path.is_dir():
         kind = _special(path.stat()) or "a file"
         raise ActiveZarrError(f"{option} {path} is {kind}; give a directory for {what}")
+    check_writable(path, option)
+
+
+def check_writable(path: Path, option: str, fix: str = "give a directory you can write to") -> None:
+    """``path``, or the directory it would be made in, can be written."""
+    target = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not target.is_dir() or os.access(target, os.W_OK | os.X_OK):
+        return
+    read_only = False
+    with contextlib.suppress(OSError):
+        read_only = bool(os.statvfs(target).f_flag & os.ST_RDONLY)
+    why = "is on a read-only file system" if read_only else "is not writable (permission denied)"
+    where = "" if target == path else f": {target} {why}"
+    raise ActiveZarrError(f"{option} {path}{where or ' ' + why}; {fix}")
 
 
 def check_out_file(name: str | os.PathLike, option: str = "--out") -> None:
@@ -396,12 +424,18 @@ def check_out_file(name: str | os.PathLike, option: str = "--out") -> None:
     if not parent.is_dir():
         what = "is not a directory" if parent.exists() else "does not exist"
         raise ActiveZarrError(f"{option} {path}: the directory {parent} {what}; create it first")
+    check_writable(path, option)
 
 
 def check_sources(paths: list[str]) -> None:
     """``index`` arguments: supported URLs, and local paths that are not pipes or devices
     (globs and missing files are left to the indexer, which names them)."""
     for text in paths:
+        if text == "-":
+            raise UsageError(
+                "index -: paths are not read from stdin as an argument; use --from-list - "
+                "(e.g. find data -name '*.nc' | activezarr index --from-list -)"
+            )
         check_url(text)
         if "://" in text and not text.startswith("file://"):
             continue

@@ -17,6 +17,7 @@ from ._common import (
     check_server_reads,
     describe_value,
     dumps,
+    naming_selection,
     parse_axis,
     parse_selection,
     server_backend,
@@ -24,7 +25,7 @@ from ._common import (
     to_jsonable,
     value_of,
 )
-from ._inputs import check_out_dir, path_text
+from ._inputs import check_out_dir, name_text, path_text
 from ._narrow import catalog_option, open_catalog
 
 EPILOG = """\
@@ -251,17 +252,19 @@ def cmd_reduce(args) -> int:
     cat = open_catalog(args, var=args.var)
     if args.server:  # the sources are listed only for a server
         check_server_reads(args.server, [e.source for e in cat])
+    axis, selection = parse_axis(args.axis), parse_selection(args.select)
     try:
-        parts = cat.reduce(
-            args.var,
-            args.op,
-            where=where,
-            axis=parse_axis(args.axis),
-            selection=parse_selection(args.select),
-            concat_dim=args.concat_dim,
-            components=True,
-            **options,
-        )
+        with naming_selection(args):
+            parts = cat.reduce(
+                args.var,
+                args.op,
+                where=where,
+                axis=axis,
+                selection=selection,
+                concat_dim=args.concat_dim,
+                components=True,
+                **options,
+            )
     except ValueError as exc:
         if isinstance(exc, ActiveZarrError) or not where:
             raise
@@ -323,7 +326,9 @@ def register(sub, parents=()) -> None:
             f"  activezarr catalog {name} --var tas --json",
         )
         catalog_option(sp)
-        sp.add_argument("--var", help="only files holding this variable (default: all)")
+        sp.add_argument(
+            "--var", type=name_text, help="only files holding this variable (default: all)"
+        )
         sp.add_argument("--json", action="store_true", help="print JSON for scripts")
         sp.set_defaults(func=cmd_ls)
 
@@ -350,7 +355,9 @@ def register(sub, parents=()) -> None:
         "examples:\n  activezarr catalog show data/tas_2000.nc\n"
         "  activezarr catalog show combined_tas_time.json",
     )
-    sp.add_argument("source", help="source path or URL, index file name, or combined index")
+    sp.add_argument(
+        "source", type=path_text, help="source path or URL, index file name, or combined index"
+    )
     catalog_option(sp, select=False)
     sp.set_defaults(func=cmd_show)
 
@@ -394,7 +401,7 @@ def register(sub, parents=()) -> None:
         REDUCE_EPILOG,
     )
     catalog_option(sp)
-    sp.add_argument("--var", required=True, help="variable to reduce (required)")
+    sp.add_argument("--var", type=name_text, required=True, help="variable to reduce (required)")
     sp.add_argument(
         "--op",
         required=True,
@@ -403,6 +410,7 @@ def register(sub, parents=()) -> None:
     )
     sp.add_argument(
         "--concat-dim",
+        type=name_text,
         metavar="DIM",
         help="dimension the files follow each other along (default: the variable's first)",
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ._common import FORMATTER
-from ._inputs import check_out_file, path_text
+from ._inputs import check_out_file, check_writable, name_text, path_text
 from ._narrow import catalog_option, open_catalog
 
 EPILOG = """\
@@ -19,6 +21,9 @@ except in the last file); when they do not, use `activezarr catalog reduce`."""
 def cmd_combine(args) -> int:
     if args.out is not None:
         check_out_file(args.out)
+    elif "://" not in args.catalog and Path(args.catalog).is_dir():
+        fix = "combine writes beside the catalog: give --out FILE in a directory you can write"
+        check_writable(Path(args.catalog), "--catalog", fix)
     cat = open_catalog(args, var=args.var)
     out = cat.combine(var=args.var, concat_dim=args.concat_dim, out=args.out)
     print(out)
@@ -36,9 +41,10 @@ def register(sub, parents=()) -> None:
         formatter_class=FORMATTER,
     )
     catalog_option(sp)
-    sp.add_argument("--var", required=True, help="variable to combine (required)")
+    sp.add_argument("--var", type=name_text, required=True, help="variable to combine (required)")
     sp.add_argument(
         "--concat-dim",
+        type=name_text,
         default="time",
         metavar="DIM",
         help="dimension to concatenate along (default: time)",

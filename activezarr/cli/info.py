@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ._common import FORMATTER, index_options, remote_options, storage_options
-from ._inputs import path_text, resolve_index
+from ._inputs import name_text, path_text, resolve_index
 
 INFO_EPILOG = """\
 examples:
@@ -123,7 +123,9 @@ def register(sub, parents=()) -> None:
         type=path_text,
         help="index file (.json), parquet index directory, URL, or a .nc file",
     )
-    sp.add_argument("variable", nargs="?", help="only this variable (default: all of them)")
+    sp.add_argument(
+        "variable", nargs="?", type=name_text, help="only this variable (default: all of them)"
+    )
     remote_options(sp)
     index_options(sp)
     sp.set_defaults(func=cmd_info)

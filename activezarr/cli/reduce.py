@@ -8,6 +8,7 @@ from ._common import (
     describe_value,
     dumps,
     index_options,
+    naming_selection,
     parse_axis,
     parse_selection,
     remote_options,
@@ -17,7 +18,7 @@ from ._common import (
     to_jsonable,
     value_of,
 )
-from ._inputs import path_text, resolve_index
+from ._inputs import name_text, path_text, resolve_index
 
 OPS = ["mean", "sum", "min", "max", "count"]
 
@@ -47,7 +48,8 @@ def cmd_reduce(args) -> int:
     options["allow_paths"] = args.allow_path
     with Active(index, args.variable, storage_options=so, **options) as a:
         check_server_reads(args.server, list(a.index.urls))
-        parts = a.reduce(args.op, selection, axis, components=True)
+        with naming_selection(args):
+            parts = a.reduce(args.op, selection, axis, components=True)
         count = parts["count"]
         value = value_of(args.op, parts)
         if args.json:
@@ -82,7 +84,9 @@ def register(sub, parents=()) -> None:
         type=path_text,
         help="index file (.json), parquet index directory, URL, or a .nc file",
     )
-    sp.add_argument("variable", help="variable name, e.g. tas (see `activezarr info INDEX`)")
+    sp.add_argument(
+        "variable", type=name_text, help="variable name, e.g. tas (see `activezarr info INDEX`)"
+    )
     sp.add_argument("--op", required=True, choices=OPS, help="the reduction (required)")
     sp.add_argument(
         "--select",

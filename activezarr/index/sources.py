@@ -294,6 +294,13 @@ class Source:
         digest.update(tail)
         return digest.hexdigest()
 
+    def _directory(self) -> IndexBuildError:
+        return IndexBuildError(
+            f"{self.display}: is a directory, not a file; give the files in it, e.g. "
+            f"'{self.display.rstrip('/')}/*.nc', or '{self.display.rstrip('/')}/**/*.nc' for "
+            "its subdirectories too"
+        )
+
     def _unreadable(self, exc: OSError) -> IndexBuildError:
         """Why a local source cannot be read, in one line that says what to check."""
         if isinstance(exc, FileNotFoundError):
@@ -303,7 +310,7 @@ class Source:
                 f"{self.display}: permission denied; check the file's read permission"
             )
         if isinstance(exc, IsADirectoryError):
-            return IndexBuildError(f"{self.display}: is a directory, not a file")
+            return self._directory()
         return IndexBuildError(f"{self.display}: cannot be read ({exc})")
 
     def local_record(self) -> tuple[dict[str, Any], bytes]:
@@ -316,7 +323,7 @@ class Source:
         try:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
-                raise IndexBuildError(f"{self.display}: is a directory, not a file")
+                raise self._directory()
             size = st.st_size
             head_end = min(size, SAMPLE_BYTES)
             tail_start = max(head_end, size - SAMPLE_BYTES)
