@@ -78,10 +78,16 @@ def test_progress_off_a_terminal_is_a_line_every_few_seconds_not_per_file(tmp_pa
     for _ in range(3):
         bar.step("a", chunks=19, nbytes=2000)
     bar.close()
+    assert log.getvalue() == ""  # the interval never passed: stderr is left to errors
+    log = io.StringIO()
+    bar = Progress(3, stream=log, interval=0.0)  # every step is an interval later
+    for _ in range(3):
+        bar.step("a", chunks=19, nbytes=2000)
+    bar.close()
     lines = log.getvalue().splitlines()
-    assert len(lines) == 1  # only the last one: the interval never passed
-    assert lines[0].startswith("[3/3] 57 chunks, 6.0 kB indexed, ")
-    assert "files/s" in lines[0] and "ETA 0s" in lines[0]
+    assert len(lines) == 3
+    assert lines[-1].startswith("[3/3] 57 chunks, 6.0 kB indexed, ")
+    assert "files/s" in lines[-1] and "ETA 0s" in lines[-1]
 
 
 def test_progress_on_a_terminal_is_a_tqdm_bar_that_fits(files):

@@ -1,8 +1,8 @@
 """Progress of work over many files: files done, chunks, bytes, rate, ETA.
 
 On a terminal a tqdm bar that fits the terminal's width and redraws in place; anywhere else
-(a log file, a CI job) a plain line every ``interval`` seconds and one at the end, never one
-per file. Disabled, it costs nothing.
+(a log file, a CI job) a plain line every ``interval`` seconds and then one at the end, never
+one per file (and none for a run shorter than ``interval``). Disabled, it costs nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class Progress:
         self.interval = interval
         self.start = self.last = time.monotonic()
         self.final = True  # a plain line when the last file is done, too
+        self.printed = False  # a plain line was written (off a terminal)
         self.bar = None
         if enabled and _isatty(self.stream):
             from tqdm import tqdm
@@ -82,9 +83,12 @@ class Progress:
             self.bar.update(n)
             return
         now = time.monotonic()
-        last = self.done == self.total and self.final and self.total > 1  # one file: its line
+        # the last line only closes a log of earlier ones: a run shorter than the interval
+        # says what it did on stdout (a line per file) and leaves stderr to its errors
+        last = self.done == self.total and self.final and self.printed
         if now - self.last >= self.interval or last:
             self.last = now
+            self.printed = True
             self.stream.write(self.line() + "\n")
             self.stream.flush()
 

@@ -142,11 +142,20 @@ def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:
         con.execute("PRAGMA temp_store = MEMORY")
         _ensure_schema(con)
     except sqlite3.DatabaseError as exc:
-        hint = "; move it away and re-index" if "not a database" in str(exc) else ""
+        hint = "; move it away and re-index" if "not a database" in str(exc) else _full(path)
         raise IndexLoadError(f"{path}: cannot be opened as a catalog ({exc}){hint}") from exc
     if legacy.exists():
         _migrate(con, directory)
     return con
+
+
+def _full(path: str | Path) -> str:
+    """What SQLite's "disk I/O error" means when the catalog's file system has no room."""
+    with contextlib.suppress(OSError):
+        st = os.statvfs(Path(path).parent)
+        if st.f_bavail * st.f_frsize < 1 << 20:
+            return "; its file system is full: free some space"
+    return ""
 
 
 def _writable(directory: Path, path: Path) -> bool:
@@ -228,7 +237,8 @@ def transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
                 con.execute("ROLLBACK")
         path = next((r[2] for r in con.execute("PRAGMA database_list") if r[1] == "main"), "")
         raise ActiveZarrError(
-            f"{path}: cannot write the catalog ({exc}); nothing of this change was kept"
+            f"{path}: cannot write the catalog ({exc}){_full(path)}; nothing of this change "
+            "was kept"
         ) from exc
 
 

@@ -16,7 +16,7 @@ import warnings
 from .. import __version__
 from ..errors import one_line
 from . import catalog, combine, demo, index, info, reduce
-from ._common import FORMATTER, fail, flushed, os_fix, run, usable_streams, verbose_parent
+from ._common import FORMATTER, fail, flushed, os_error, run, usable_streams, verbose_parent
 from ._inputs import join_negative_values
 
 
@@ -91,6 +91,9 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def _parse(parser: Parser, argv: list[str]) -> argparse.Namespace:
     """``parse_args``, except that FACET=VALUE terms may come anywhere among the options
     (argparse takes a positional list only once: ``ls a=1 --path X b=2`` would leave b=2)."""
+    dashes = next((a for a in argv if a.startswith("--") and a.endswith("=--")), None)
+    if dashes:  # argparse would drop the "--" and set the option to an empty list
+        parser.error(f"argument {dashes[:-3]}: expected one argument, not --")
     args, extra = parser.parse_known_args(argv)
     if extra and hasattr(args, "terms") and all("=" in e and not e.startswith("-") for e in extra):
         args.terms = [*(args.terms or ()), *extra]
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help or --version (0), already printed
         return flushed(int(exc.code or 0) if not isinstance(exc.code, str) else 2, False)
     except OSError as exc:  # --help into a closed stdout or onto a full disk
-        return fail(f"standard output: {exc.strerror or exc}{os_fix(exc)}", 1, False)
+        return fail(os_error(exc, None), 1, False)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s: %(message)s",

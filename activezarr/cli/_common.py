@@ -287,44 +287,69 @@ def value_of(op: str, parts: dict):
     return np.ma.masked_array(mean, mask=count == 0)
 
 
-class ClosedOutput:
-    """What ``sys.stdout`` is when the command runs with stdout closed (``>&-``): nothing
-    can be printed, so the first ``print`` fails (Python would drop the output silently)."""
+STDOUT = "standard output"
 
-    encoding = "utf-8"
+
+class StandardOutput:
+    """``sys.stdout`` while a command runs: a write that fails (a full disk) names standard
+    output, so that the error line says what failed; with stdout closed (``>&-``, where
+    Python's ``sys.stdout`` is None and ``print`` would drop the output silently) the first
+    write fails."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
 
     def write(self, text: str) -> int:
-        raise OSError(errno.EBADF, "standard output is closed; redirect it to a file or a pipe")
+        if self._stream is None:
+            raise OSError(errno.EBADF, "closed; redirect it to a file or a pipe", STDOUT)
+        try:
+            return self._stream.write(text)
+        except OSError as exc:  # OSError(EPIPE, ...) is a BrokenPipeError again
+            raise OSError(exc.errno, exc.strerror, STDOUT) from exc
 
     def flush(self) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, STDOUT) from exc
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _descriptor(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):  # None, closed, or a StringIO under test
         return None
 
-    def isatty(self) -> bool:
-        return False
 
-
-def _writable_fd(stream) -> bool:
-    """Whether ``stream``'s file descriptor can be written (stderr closed by ``2>&-`` may
-    be a descriptor Python opened read-only since)."""
+def _writable_fd(fd: int) -> bool:
+    """Whether ``fd`` can be written (stderr closed by ``2>&-`` may be a descriptor that
+    Python opened read-only since)."""
     try:
         import fcntl
 
-        fd = stream.fileno()
-    except (ImportError, OSError, ValueError, AttributeError):
-        return True  # no descriptor (a StringIO under test) or no fcntl: trust the stream
-    try:
         return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+    except ImportError:  # pragma: no cover - not POSIX
+        return True
     except OSError:
         return False
 
 
 def usable_streams() -> None:
-    """Make stdout and stderr safe to print to: a closed stdout fails the first ``print``
-    (exit 1) instead of dropping the output; a closed stderr drops the messages (the exit
-    status still tells); output in an encoding that lacks a character escapes it."""
-    if sys.stdout is None or not _writable_fd(sys.stdout):
-        sys.stdout = ClosedOutput()
-    if sys.stderr is None or not _writable_fd(sys.stderr):
+    """Make stdout and stderr safe to print to: stdout's failures name it (a closed stdout
+    fails the first ``print``, exit 1, instead of dropping the output); a closed stderr
+    drops the messages (the exit status still tells); characters that the streams'
+    encoding lacks are escaped. Streams without a descriptor (tests) are left as they are."""
+    out = sys.stdout
+    if out is None or (_descriptor(out) is not None and not isinstance(out, StandardOutput)):
+        fd = _descriptor(out)
+        sys.stdout = StandardOutput(out if fd is not None and _writable_fd(fd) else None)
+    fd = _descriptor(sys.stderr)
+    if sys.stderr is None or (fd is not None and not _writable_fd(fd)):
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     for stream in (sys.stdout, sys.stderr):
         encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
@@ -341,7 +366,7 @@ def flushed(code: int, as_json: bool) -> int:
         _drop_stdout()
     except OSError as exc:
         _drop_stdout()
-        return fail(f"standard output: {exc.strerror or exc}{os_fix(exc)}", 1, False)
+        return fail(os_error(exc, None), 1, False)
     return code
 
 
@@ -391,7 +416,7 @@ def os_fix(exc: OSError) -> str:
     return f"; {fix}" if fix else ""
 
 
-def _os_error(exc: OSError, args) -> str:
+def os_error(exc: OSError, args) -> str:
     """An ``OSError`` as one line naming the option whose path failed, and the fix."""
     from pathlib import Path
 
@@ -405,7 +430,7 @@ def _os_error(exc: OSError, args) -> str:
                 shown = name if Path(name) == given else f"{value} ({name})"
                 label = f"{option} {shown}"
                 break
-    where = f"{label}: " if label else "standard output: " if exc.errno == errno.EPIPE else ""
+    where = f"{label}: " if label else ""
     return f"{where}{exc.strerror or exc}{os_fix(exc)}"
 
 
@@ -437,7 +462,7 @@ def run(func, args) -> int:
         _drop_stdout()
         return 0
     except OSError as exc:
-        return fail(_os_error(exc, args), 1, as_json)
+        return fail(os_error(exc, args), 1, as_json)
     except UnicodeError as exc:  # a name that is not UTF-8 (a file name's raw bytes, say)
         bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else exc.object
         return fail(
