@@ -71,7 +71,8 @@ class Case:
     axis: int | None = None
     about: str = ""
     cold: bool = False  # load: without activezarr's binary sidecar (parse the JSON)
-    index_format: str = "json"  # or "parquet": activezarr's and kerchunk's references
+    index_format: str = "json"  # or "parquet": activezarr's and kerchunk's references; or
+    # "kerchunk": activezarr opens kerchunk's JSON too
 
 
 @dataclass
@@ -107,6 +108,9 @@ def build_cases() -> list[Case]:
         cases.append(Case(f"load-{label}", "load", INDEXERS, label, about="open the index"))
         about = "open the index, activezarr's binary sidecar removed first"
         cases.append(Case(f"load-json-{label}", "load", INDEXERS, label, about=about, cold=True))
+    about = "both open kerchunk's own JSON (SingleHdf5ToZarr), activezarr's sidecar removed first"
+    cases.append(Case("load-kerchunk-c8", "load", INDEXERS, "c8", about=about, cold=True,
+                      index_format="kerchunk"))  # fmt: skip
     parquet = {"index_format": "parquet", "label": "c8"}
     about = "open the parquet index (both tools read the same .parq)"
     cases.append(Case("load-parquet-c8", "load", INDEXERS, about=about, **parquet))
@@ -154,6 +158,8 @@ def payload(case: Case, tool: str, manifest: dict) -> dict:
         body["refs"] = entry["kerchunk"]
         if case.index_format == "parquet":
             body["index"] = body["refs"] = entry["index_parquet"]
+        elif case.index_format == "kerchunk":
+            body["index"] = entry["kerchunk"]
     return body
 
 

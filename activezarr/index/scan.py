@@ -63,7 +63,7 @@ class ChunkRefs:
         if raw.size > self.key_rows.shape[1]:
             return False
         return bool(
-            ((self.key_rows[:, : raw.size] == raw).all(axis=1) & (self.key_len == raw.size)).any()
+            (~_any_rows(self.key_rows[:, : raw.size] != raw) & (self.key_len == raw.size)).any()
         )
 
     def keys(self) -> list[str]:
@@ -78,11 +78,11 @@ class ChunkRefs:
     def rows_for(self, prefix: str | None) -> np.ndarray:
         """Rows whose key starts with ``prefix``; ``None``: keys without a "/" (the root array)."""
         if prefix is None:
-            return np.flatnonzero(~(self.key_rows == ord("/")).any(axis=1))
+            return np.flatnonzero(~_any_rows(self.key_rows == ord("/")))
         raw = np.frombuffer(prefix.encode(), np.uint8)
         if raw.size > self.key_rows.shape[1]:
             return np.zeros(0, np.int64)
-        match = (self.key_rows[:, : raw.size] == raw).all(axis=1)
+        match = ~_any_rows(self.key_rows[:, : raw.size] != raw)
         return np.flatnonzero(match & (self.key_len >= raw.size))
 
     def chunk_ids(self, rows: np.ndarray, cut: int, sep: str, grid: tuple[int, ...]):
@@ -97,7 +97,7 @@ class ChunkRefs:
             coords = self.coords(rows[part], cut, sep, len(shape))
             if not isinstance(coords, np.ndarray):
                 return coords
-            inside[part] = (coords < shape).all(axis=1)
+            inside[part] = ~_any_rows(coords >= shape)
             flat[part] = coords @ strides.astype(np.int64)  # past the grid: wrong, not used
         return flat, inside
 
@@ -106,15 +106,15 @@ class ChunkRefs:
         first ``cut`` bytes: canonical integers joined by ``sep``; else the first bad row."""
         every = len(rows) == len(self.key_at)  # rows is all of them, in order: no copy
         keys = self.key_rows if every else self.key_rows[rows]
-        allowed = np.zeros(256, bool)
-        allowed[[0, ord(sep), *range(ord("0"), ord("9") + 1)]] = True
-        split = keys[:, cut:] == ord(sep)
-        count = split.sum(axis=1)
+        other = np.ones(256, bool)
+        other[[0, ord(sep), *range(ord("0"), ord("9") + 1)]] = False
+        suffix = _cols(keys.shape[1]) >= cut
+        split = (keys == ord(sep)) & suffix
         length = self.key_len[rows] - cut
-        bad = ~allowed[keys[:, cut:]].all(axis=1) | (count != ndim - 1) | (length < 1)
+        bad = _any_rows(other[keys] & suffix) | (_count_rows(split) != ndim - 1) | (length < 1)
         if bad.any():
             return int(rows[np.argmax(bad)])
-        at = np.flatnonzero(split.ravel()).reshape(len(rows), ndim - 1) % split.shape[1] + cut
+        at = np.flatnonzero(split.ravel()).reshape(len(rows), ndim - 1) % split.shape[1]
         starts = np.concatenate([np.full((len(rows), 1), cut), at + 1], axis=1)
         ends = np.concatenate([at, length[:, None] + cut], axis=1)
         flat = keys.reshape(-1)
@@ -134,6 +134,34 @@ class ChunkRefs:
 
 def _cols(width: int) -> np.ndarray:
     return np.arange(width)[None, :]
+
+
+def _words(mask: np.ndarray) -> np.ndarray:
+    """A boolean matrix's rows as uint64 words (8 flags a word; padded with False): reducing a
+    row then costs a few word operations, not one step per flag."""
+    if mask.shape[1] % 8 or not mask.flags.c_contiguous:
+        padded = np.zeros((len(mask), -(-mask.shape[1] // 8) * 8), bool)
+        padded[:, : mask.shape[1]] = mask
+        mask = padded
+    return mask.view(np.uint64)
+
+
+def _any_rows(mask: np.ndarray) -> np.ndarray:
+    """``mask.any(axis=1)``, by words."""
+    words = _words(mask)
+    out = words[:, 0].copy() if words.shape[1] else np.zeros(len(mask), np.uint64)
+    for j in range(1, words.shape[1]):
+        out |= words[:, j]
+    return out != 0
+
+
+def _count_rows(mask: np.ndarray) -> np.ndarray:
+    """``mask.sum(axis=1)``, by words."""
+    words = np.bitwise_count(_words(mask))
+    out = np.zeros(len(mask), np.int64)
+    for j in range(words.shape[1]):
+        out += words[:, j]
+    return out
 
 
 def _window(buf: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
@@ -333,7 +361,7 @@ class _Found:
         at, length = self._at(heads, 1)
         length = np.minimum(length, URL_MAX)
         window = _window(self.buf, at, int(length.max()))
-        plain = ~(UNPLAIN[window] & (_cols(window.shape[1]) < length[:, None])).any(axis=1)
+        plain = ~_any_rows(UNPLAIN[window] & (_cols(window.shape[1]) < length[:, None]))
         table: dict[str, int] = {}
         names = (self.buf[a : a + m].tobytes().decode("ascii") if p else None
                  for a, m, p in zip(at.tolist(), length.tolist(), plain.tolist(), strict=True))  # fmt: skip
@@ -361,18 +389,23 @@ def _key_rows(buf: np.ndarray, at: np.ndarray, length: np.ndarray, width: int):
     metadata key (no name starting with ".")."""
     window = _window(buf, at, width)
     inside = _cols(width) < length[:, None]
-    ok = ~(UNPLAIN[window] & inside).any(axis=1) & (window[:, 0] != ord("."))
-    dot = (window[:, :-1] == ord("/")) & (window[:, 1:] == ord("."))
-    ok &= ~(dot & inside[:, 1:]).any(axis=1)
+    ok = ~_any_rows(UNPLAIN[window] & inside) & (window[:, 0] != ord("."))
+    slash, dot = _words((window == ord("/")) & inside), _words(window == ord("."))
+    hits = (slash << np.uint64(8)) & dot  # a "." right after a "/" (flags are bytes)
+    hits[:, 1:] |= (slash[:, :-1] >> np.uint64(56)) & dot[:, 1:]
+    ok &= ~_any_rows(hits != 0)
     return np.where(inside, window, 0), ok
 
 
 def _same_as_before(buf: np.ndarray, at: np.ndarray, length: np.ndarray) -> np.ndarray:
     """Whether each string ``buf[at:at + length]`` but the first equals the one before it."""
+    if length.size and length.min() == length.max():  # one length (the usual case): no mask
+        window = _window(buf, at, int(length[0]))
+        return ~_any_rows(window[1:] != window[:-1])
     width = -(-int(length.max(initial=1)) // 8) * 8
     window = _window(buf, at, width)
     words = np.where(_cols(width) < length[:, None], window, 0).view(np.uint64)
-    return (words[1:] == words[:-1]).all(axis=1) & (length[1:] == length[:-1])
+    return ~_any_rows(words[1:] != words[:-1]) & (length[1:] == length[:-1])
 
 
 def hash_rows(window: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -401,7 +434,11 @@ def _gap(buf: np.ndarray, at: np.ndarray, length: np.ndarray, layout: tuple[byte
 
 def _holds(buf: np.ndarray, at: np.ndarray, text: bytes) -> np.ndarray:
     """Whether ``text`` is at each position ``at`` of ``buf``."""
-    return (_window(buf, at, len(text)) == np.frombuffer(text, np.uint8)).all(axis=1)
+    window = _window(buf, at, len(text))
+    ok = np.ones(len(at), bool)
+    for k, ch in enumerate(text):
+        ok &= window[:, k] == ch
+    return ok
 
 
 def _digits(buf: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
