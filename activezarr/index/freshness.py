@@ -331,24 +331,14 @@ def vouch_sources(
     cannot widen where reads go by recording a file whose contents its author does not know.
     This holds whatever ``check_stale`` says (symlinks resolved as ``validate.confine`` does).
     """
-    dirs: dict[str, list[str]] = {}
-    for url in recorded:
-        if not is_remote(url):
-            real = os.path.realpath(os.path.dirname(local_path(url)))
-            dirs.setdefault(real, []).append(url)
-    if not dirs:
-        return
-    allowed = [os.path.realpath(os.fspath(p)) for p in allow_paths]
-    needed: dict[str, tuple[str, dict]] = {}
-    for url in urls:
-        if is_remote(url):
-            continue
-        real = os.path.realpath(local_path(url))
-        if _under(real, allowed):
-            continue
-        for directory, sources in dirs.items():
-            if _under(real, [directory]):
-                needed.update((s, (directory, recorded[s])) for s in sources)
+    local = [u for u in urls if not is_remote(u)]
+    if not allow_paths and all(u in recorded for u in local):
+        # the usual index, its chunks in its own sources: those are the files to vouch for
+        # (a URL admitted through another source's directory is still its own: checked)
+        dirs = {u: os.path.dirname(local_path(u)) for u in local}
+        needed = {u: (dirs[u], recorded[u]) for u in local}
+    else:
+        needed = _needed_sources(recorded, local, allow_paths)
     if not needed:
         return
     try:
@@ -364,6 +354,28 @@ def vouch_sources(
             f"{exc}{why} pass allow_paths=[{directory!r}]",
             cli=f"{exc.cli or exc}{why} add --allow-path {directory}",
         ) from exc
+
+
+def _needed_sources(
+    recorded: dict[str, dict], local: list[str], allow_paths
+) -> dict[str, tuple[str, dict]]:
+    """The recorded local sources whose directory admits one of the ``local`` URLs outside
+    ``allow_paths`` (symlinks resolved): source → (its directory, its fingerprint)."""
+    dirs: dict[str, list[str]] = {}
+    for url in recorded:
+        if not is_remote(url):
+            real = os.path.realpath(os.path.dirname(local_path(url)))
+            dirs.setdefault(real, []).append(url)
+    allowed = [os.path.realpath(os.fspath(p)) for p in allow_paths]
+    needed: dict[str, tuple[str, dict]] = {}
+    for url in local if dirs else ():
+        real = os.path.realpath(local_path(url))
+        if _under(real, allowed):
+            continue
+        for directory, sources in dirs.items():
+            if _under(real, [directory]):
+                needed.update((s, (directory, recorded[s])) for s in sources)
+    return needed
 
 
 def _under(path: str, roots: list[str]) -> bool:
