@@ -18,7 +18,6 @@ import numpy as np
 
 from ..errors import ActiveZarrError, IndexBuildError
 from ..index.build import leading_dimensions
-from ..index.load import from_table
 from ..reduction.missing import MissingRule, Packing, storage_dtype
 from .facets import facets, time_range
 
@@ -69,7 +68,7 @@ def coordinate_ranges(translation) -> dict[str, dict[str, Any]]:
         ):
             continue
         values = coordinate(translation, coord)
-        valid = values.compressed()
+        valid = values.compressed() if np.ma.isMaskedArray(values) else values.ravel()
         attrs = translation.meta.get(f"{dim}/.zattrs") or {}
         if isinstance(attrs, str):
             attrs = json.loads(attrs)
@@ -85,13 +84,14 @@ def coordinate_ranges(translation) -> dict[str, dict[str, Any]]:
     return ranges
 
 
-def coordinate(translation, coord) -> np.ma.MaskedArray:
-    """A coordinate variable's values, masked and unpacked as ``Active(...)[:]`` gives them:
-    from the values read while the file was open, else through the index."""
+def coordinate(translation, coord) -> np.ndarray:
+    """A coordinate variable's values, masked and unpacked as ``Active(...)[:]`` gives them
+    (a plain array when nothing is masked): from the values read while the file was open,
+    else through the index."""
     source = translation.source
     stored = translation.coordinates.get(coord.name)
     if stored is not None:
-        return cf_values(stored, from_table(coord, source.url))
+        return cf_values(stored, translation.table(coord.name))
     from ..active import Active  # here: most files never need it
 
     try:
@@ -108,9 +108,10 @@ def coordinate(translation, coord) -> np.ma.MaskedArray:
         ) from exc
 
 
-def cf_values(stored: np.ndarray, var) -> np.ma.MaskedArray:
+def cf_values(stored: np.ndarray, var) -> np.ndarray:
     """Stored values of a whole variable (``VariableIndex`` ``var``) masked and unpacked by
-    the CF rules, with the same steps (and warnings) as ``Active.__getitem__``."""
+    the CF rules, with the same steps (and warnings) as ``Active.__getitem__``: a masked
+    array, or the plain array when no rule masks anything."""
     rule = MissingRule.from_metadata(var.dtype, var.fill_attr, var.attrs, var.no_fill)
     packing = Packing.from_attrs(var.attrs, var.dtype)
     wanted = storage_dtype(var.dtype, var.attrs)
@@ -118,7 +119,7 @@ def cf_values(stored: np.ndarray, var) -> np.ma.MaskedArray:
     values = np.ascontiguousarray(stored, dtype=var.dtype).view(view).astype(wanted, copy=False)
     mask = rule.mask(values)
     data = packing.decode(values)
-    return np.ma.masked_array(data, mask=np.zeros(data.shape, bool) if mask is None else mask)
+    return data if mask is None else np.ma.masked_array(data, mask=mask)
 
 
 def global_attrs(refs: dict[str, Any]) -> dict[str, Any]:

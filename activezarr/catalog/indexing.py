@@ -121,11 +121,12 @@ def index_one(
         else:
             write_index(target, translation, durable=False)  # see docs/catalog.md, Crash-safe
     entry["index"] = target.name
+    summary = entry["variables"].values()
     return IndexedFile(
         entry,
         [str(w.message) for w in caught],
-        sum(v.n_chunks for v in translation.variables),
-        sum(v.stored_bytes for v in translation.variables),
+        sum(v["n_chunks"] for v in summary),
+        sum(v["nbytes"] for v in summary),
     )
 
 

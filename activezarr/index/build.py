@@ -8,12 +8,10 @@ every supported variable; ``write_index`` writes them to ``<out>/<stem>.json`` (
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from . import cache, h5objects
 from .atomic import write_atomic
 from .h5objects import H5Dataset, H5Object, root_group
 from .hdf5 import DatasetRefs, PhonyDims, dataset_refs, is_dimension_only, read_attrs
-from .load import from_table
+from .load import VariableIndex, from_table
 from .member import Member
 from .refs import dumps_document, meta_text, ref_item
 from .sources import HDF5_SIGNATURE, NETCDF3_SIGNATURES, Source, remote_failure
@@ -51,6 +49,7 @@ class Translation:
     # the stored values of the coordinate variables along leading dimensions, read while the
     # file was open (only those whose every chunk is stored: see ``coordinate_values``)
     coordinates: dict[str, np.ndarray] = field(default_factory=dict)
+    _tables: dict[str, VariableIndex] = field(default_factory=dict, repr=False)
 
     @property
     def member(self) -> Member:
@@ -70,6 +69,15 @@ class Translation:
             if var.name in names:
                 out.update(var.refs)
         return out
+
+    def table(self, name: str) -> VariableIndex:
+        """Variable ``name`` as a ``VariableIndex`` (made once: the sidecar and the catalog
+        entry both use it)."""
+        found = self._tables.get(name)
+        if found is None:
+            var = next(v for v in self.variables if v.name == name)
+            found = self._tables[name] = from_table(var, self.source.url)
+        return found
 
     @functools.cached_property
     def refs(self) -> dict[str, Any]:
@@ -106,11 +114,18 @@ def translate(source: Source) -> Translation:
         check_signature(head, source.display)
     fh = None
     try:
-        fh = source.open() if source.remote else None
-        with _opened(source, fh) as h5:
-            translation = _translate_file(h5, source)
-            translation.fingerprint = fingerprint
-            return translation
+        if source.remote:
+            fh = source.open()
+            with fh, h5py.File(fh, "r") as h5:
+                translation = _translate_file(h5, source)
+        else:  # HDF5's own driver: cheaper than h5py.File and a Python file object per read
+            fid = h5objects.open_file(source.url)
+            try:
+                translation = _translate_file(fid, source)
+            finally:
+                fid.close()
+        translation.fingerprint = fingerprint
+        return translation
     except (OSError, ValueError, RuntimeError) as exc:
         if isinstance(exc, IndexBuildError):
             raise
@@ -119,18 +134,6 @@ def translate(source: Source) -> Translation:
             where = remote_failure(source.display, failure, source.storage_options)
             raise IndexBuildError(f"reading {where}") from failure
         raise IndexBuildError(f"{source.display}: cannot be read as HDF5 ({exc})") from exc
-
-
-@contextlib.contextmanager
-def _opened(source: Source, fh=None) -> Iterator[h5py.File | h5py.h5f.FileID]:
-    """The HDF5 file: HDF5's own driver for a local file, h5py over ``fh`` (``source.open()``)
-    for a remote one."""
-    if fh is None:
-        with h5objects.open_file(source.url) as fid:
-            yield fid
-        return
-    with fh, h5py.File(fh, "r") as h5:
-        yield h5
 
 
 def _translate_file(h5: h5py.File | h5py.h5f.FileID, source: Source) -> Translation:
@@ -216,10 +219,6 @@ def index_path_for(source: Source, out: Path) -> Path:
 def write_index(target: Path, translation: Translation, *, durable: bool = True) -> None:
     status = write_atomic(target, translation.json_text(), durable=durable)
     # the binary chunk tables, for fast loading
-    cache.save(
-        target,
-        [from_table(var, str(target)) for var in translation.variables],
-        translation.member,
-        status,
-    )
+    tables = [translation.table(var.name) for var in translation.variables]
+    cache.save(target, tables, translation.member, status)
     log.info("wrote %s", target)

@@ -9,10 +9,9 @@ conversions (``AttributeManager.__getitem__``, ``Dataset.fillvalue``, ``Dataset.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import h5py
@@ -206,12 +205,7 @@ def _read_access() -> h5p.PropFAID:
     return fapl
 
 
-@contextlib.contextmanager
-def open_file(path: str) -> Iterator[h5f.FileID]:
+def open_file(path: str) -> h5f.FileID:
     """A local HDF5 file opened read-only with HDF5's own (``pread``) driver and no lock:
-    cheaper than ``h5py.File`` and its Python file object per read."""
-    fid = h5f.open(os.fsencode(path), h5f.ACC_RDONLY, fapl=_read_access())
-    try:
-        yield fid
-    finally:
-        fid.close()
+    cheaper than ``h5py.File`` and its Python file object per read. The caller closes it."""
+    return h5f.open(os.fsencode(path), h5f.ACC_RDONLY, fapl=_read_access())
