@@ -61,7 +61,7 @@ def http_proxy(nginx, **options) -> FaultProxy:
     return FaultProxy(nginx.url, match=("GET ",), **options)
 
 
-def moved(index: Path, nginx, proxy: FaultProxy) -> dict:
+def moved_index(index: Path, nginx, proxy: FaultProxy) -> dict:
     """The index with its data URLs pointing at ``proxy``."""
     netloc = nginx.url.split("://", 1)[1]
     return json.loads(index.read_text().replace(netloc, proxy.netloc))
@@ -75,7 +75,7 @@ def check_mean(active: Active, path: Path) -> None:
 def test_reads_through_the_checked_path_are_exact(plain_nginx, limits_file):
     """Range requests answered properly (206) through the proxy: the exact answer."""
     nginx, _, index = plain_nginx
-    with http_proxy(nginx) as proxy, Active(moved(index, nginx, proxy), VAR, **NO_CHECK) as a:
+    with http_proxy(nginx) as proxy, Active(moved_index(index, nginx, proxy), VAR, **NO_CHECK) as a:
         check_mean(a, limits_file)
         assert proxy.counts()["pass"] >= 1
 
@@ -100,7 +100,7 @@ def test_server_ignoring_ranges_is_refused_from_the_head(plain_nginx, status, sa
     fault = {"rates": {"no_range": 1.0}} if status == "no_range" else {"status": status}
     fault.setdefault("rates", {"status": 1.0})
     with http_proxy(nginx, **fault) as proxy:
-        refs = moved(index, nginx, proxy)
+        refs = moved_index(index, nginx, proxy)
         with (
             Active(refs, VAR, read_timeout=30, **NO_CHECK) as a,
             pytest.raises(ChunkReadError) as info,
@@ -134,7 +134,7 @@ def test_trickling_reply_ends_at_the_deadline(plain_nginx):
     with one error naming the URL and the setting, not retried."""
     nginx, url, index = plain_nginx
     with http_proxy(nginx, rates={"trickle": 1.0}, trickle=0.05) as proxy:
-        refs = moved(index, nginx, proxy)
+        refs = moved_index(index, nginx, proxy)
         options = {"read_timeout": 30, "read_deadline": 0.5, **NO_CHECK}
         with Active(refs, VAR, **options) as a, pytest.raises(ChunkReadError) as info:
             a.mean[...]
@@ -142,6 +142,23 @@ def test_trickling_reply_ends_at_the_deadline(plain_nginx):
     message = str(info.value)
     assert url.replace(nginx.url, proxy.url) in message, message
     assert "read_deadline=" in message and "ACTIVEZARR_READ_DEADLINE" in message, message
+
+
+def test_cli_deadline_from_the_environment(plain_nginx, tmp_path):
+    """ACTIVEZARR_READ_DEADLINE reaches the command line: one line on stderr, exit 1."""
+    from tests.test_data_faults import run_cli
+
+    nginx, _, index = plain_nginx
+    with http_proxy(nginx, rates={"trickle": 1.0}, trickle=0.05) as proxy:
+        moved = tmp_path / "moved.json"
+        moved.write_text(json.dumps(moved_index(index, nginx, proxy)))
+        done = run_cli(
+            ["reduce", str(moved), VAR, "--op", "mean", "--no-check-stale"],
+            {"ACTIVEZARR_READ_DEADLINE": "0.5", "ACTIVEZARR_READ_TIMEOUT": "30"},
+        )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "ACTIVEZARR_READ_DEADLINE" in done.stderr and proxy.netloc in done.stderr
 
 
 def test_deadline_is_checked_and_documented_default():
