@@ -112,6 +112,23 @@ def test_server_ignoring_ranges_is_refused_from_the_head(plain_nginx, status, sa
     assert "\n" not in message and "attempts" not in message
 
 
+def test_index_read_whole_and_indexing_refused(plain_nginx, limits_file, tmp_path):
+    """Through a server that ignores ranges: a remote index is still read (its whole body is
+    what was asked for), and indexing a file there is one IndexBuildError naming it."""
+    from activezarr.errors import IndexBuildError
+
+    nginx, _, index = plain_nginx
+    shutil.copyfile(index, Path(nginx.root) / "whole-index.json")
+    with http_proxy(nginx, rates={"no_range": 1.0}) as proxy:
+        with Active(f"{proxy.url}/whole-index.json", VAR, **NO_CHECK) as a:
+            assert a.shape == SHAPE
+        assert proxy.counts()["no_range"] >= 1
+        source = f"{proxy.url}/{limits_file.name}"
+        with pytest.raises(IndexBuildError, match="ignores HTTP range requests") as info:
+            build_index(source, out=tmp_path)
+    assert source in str(info.value) and "\n" not in str(info.value)
+
+
 def test_range_check_rules():
     check_range(0, 10, 206, "bytes 0-9/20", "10")
     check_range(5, 10, 206, "bytes 5-7/8", "3")  # the object ends first: the length check says so

@@ -702,8 +702,6 @@ class ReductionistBackend(Backend):
                     reply = self._attempt(url, op, body, stats, answered)
             except _Failure as exc:
                 failure = exc
-                if exc.final:
-                    break
                 if self.breaker.failure():
                     stats.add(breaker_trips=1)
                     log.warning(
@@ -712,6 +710,8 @@ class ReductionistBackend(Backend):
                         self.breaker.failures,
                         self.breaker.cooldown,
                     )
+                if exc.final:
+                    break
                 continue
             self.breaker.success()
             return reply
