@@ -288,3 +288,103 @@ def test_verify_progress_away_from_a_terminal_is_a_line_now_and_then(tmp_path):
     quiet = io.StringIO()
     list(Catalog(cat.directory).problems(progress=Checking(603, quiet, enabled=False)))
     assert quiet.getvalue() == ""
+
+
+def _facet_rows(start: int, n: int) -> list[dict]:
+    """Rows of a CMIP-like catalog: one table and frequency for all, 50 models, 5
+    experiments, 4 members; ``tas`` in every file, ``pr`` in every tenth."""
+    rows = []
+    for i in range(start, start + n):
+        variables = {"tas": {"shape": [12], "dimensions": ["time"]}}
+        if i % 10 == 0:
+            variables["pr"] = {"shape": [12], "dimensions": ["time"]}
+        rows.append(
+            {
+                "source": f"/archive/M{i % 50}/tas_{i:06d}.nc",
+                "index": f"tas_{i:06d}.json",
+                "fingerprint": {"size": i, "mtime": 1.0},
+                "variables": variables,
+                "roles": dict.fromkeys(variables, "data"),
+                "table_id": "Amon",
+                "frequency": "mon",
+                "source_id": f"M{i % 50}",
+                "experiment_id": f"exp{(i // 50) % 5}",
+                "member_id": f"r{(i // 250) % 4}i1p1f1",
+            }
+        )
+    return rows
+
+
+def _plan(cat: Catalog) -> str:
+    from activezarr.catalog.search import order, where
+
+    clause, args = where(cat._conditions)
+    sql = f"EXPLAIN QUERY PLAN SELECT * FROM files{clause} ORDER BY {order(cat._conditions)}"
+    with store.opened(cat.directory) as con:
+        return " | ".join(r[3] for r in con.execute(sql, args))
+
+
+def test_writes_keep_planner_statistics_so_searches_start_from_the_selective_facet(tmp_path):
+    directory = tmp_path / "indexes"
+    with store.opened(directory, create=True) as con, store.transaction(con):
+        store.put_entries(con, _facet_rows(0, 2000))
+    with store.opened(directory) as con:  # the writer's close made them
+        assert con.execute("SELECT COUNT(*) FROM sqlite_stat1").fetchone()[0] > 0
+        assert (
+            con.execute("SELECT value FROM meta WHERE key = 'analyzed_rows'").fetchone()[0]
+            == "2000"
+        )
+    cat = Catalog(directory)
+    cases = {  # query: the index the plan must start from
+        (("table_id", "Amon"), ("source_id", "M7")): "files_by_source_id (source_id=?)",
+        (("frequency", "mon"), ("member_id", "r2i1p1f1")): "files_by_member_id (member_id=?)",
+        (
+            ("table_id", "Amon"),
+            ("experiment_id", "exp3"),
+            ("source_id", "M1*"),
+        ): "files_by_source_id",
+        (("source_id", "M10"), ("variable_id", "pr")): "files_by_source_id (source_id=?)",
+    }
+    for query, index in cases.items():
+        view = cat.search(**dict(query))
+        plan = _plan(view)
+        assert plan.startswith(f"SEARCH files USING INDEX {index}"), (query, plan)
+        rows = _facet_rows(0, 2000)
+        want = sorted(
+            r["source"]
+            for r in rows
+            if all(
+                (k == "variable_id" and v in r["variables"])
+                or (
+                    k != "variable_id"
+                    and (r[k] == v or (v.endswith("*") and r[k].startswith(v[:-1])))
+                )
+                for k, v in query
+            )
+        )
+        assert want and [e.source for e in view] == want and len(view) == len(want)
+    # the variable alone: from the variables table's index (a rare variable is a short list)
+    assert "variables_by_name" in _plan(cat.search(variable_id="pr"))
+    assert len(cat.search(variable_id="pr")) == 200
+
+
+def test_statistics_are_remade_when_the_catalog_doubles(tmp_path):
+    directory = tmp_path / "indexes"
+
+    def analyzed() -> str | None:
+        with store.opened(directory) as con:
+            row = con.execute("SELECT value FROM meta WHERE key = 'analyzed_rows'").fetchone()
+            return row[0] if row else None
+
+    with store.opened(directory, create=True) as con, store.transaction(con):
+        store.put_entries(con, _facet_rows(0, 40))
+    assert analyzed() is None  # too small to matter
+    with store.opened(directory) as con, store.transaction(con):
+        store.put_entries(con, _facet_rows(40, 60))
+    assert analyzed() == "100"
+    with store.opened(directory) as con, store.transaction(con):
+        store.put_entries(con, _facet_rows(100, 50))
+    assert analyzed() == "100"  # not yet twice the rows
+    with store.opened(directory) as con, store.transaction(con):
+        store.put_entries(con, _facet_rows(150, 50))
+    assert analyzed() == "200"

@@ -26,7 +26,7 @@ from ..index.jsontext import loads
 from . import store
 from .facets import FACETS
 from .progress import Progress, on_terminal
-from .search import Condition, attr_condition, condition, shell_path_condition, where
+from .search import Condition, attr_condition, condition, order, shell_path_condition, where
 
 
 def _source_missing(url: str, storage_options: dict | None) -> bool:
@@ -187,7 +187,8 @@ class Catalog:
         if extra:
             clause = f"{clause} AND {extra}" if clause else f" WHERE {extra}"
         tail = f" LIMIT {int(limit)}" if limit is not None else ""
-        return self._query(f"SELECT * FROM files{clause} ORDER BY source{tail}", [*args, *params])
+        by = order(self._conditions)
+        return self._query(f"SELECT * FROM files{clause} ORDER BY {by}{tail}", [*args, *params])
 
     @property
     def entries(self) -> list[Entry]:
@@ -199,7 +200,8 @@ class Catalog:
         """The entries row by row from one query (memory bounded by ``batch`` rows)."""
         clause, args = where(self._conditions)
         with store.opened(self.directory) as con:
-            cursor = con.execute(f"SELECT * FROM files{clause} ORDER BY source", args)
+            by = order(self._conditions)
+            cursor = con.execute(f"SELECT * FROM files{clause} ORDER BY {by}", args)
             while rows := cursor.fetchmany(batch):
                 yield from (Entry.from_row(r, self.directory) for r in rows)
 

@@ -18,7 +18,7 @@ from ..errors import ActiveZarrError
 from ..index.jsontext import loads
 from . import store
 from .catalog import Entry
-from .search import Condition, condition, where
+from .search import Condition, condition, order, where
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -48,19 +48,20 @@ def members(
     path = _json_path(var)
     if dim is None and path is not None:
         first = catalog._query(
-            f"SELECT json_extract(variables, ?) FROM files{clause} ORDER BY source LIMIT 1",
+            f"SELECT json_extract(variables, ?) FROM files{clause} ORDER BY "
+            f"{order(conditions)} LIMIT 1",
             [f"{path}.dimensions[0]", *args],
         )
         dim = first[0][0] if first else None
     along = _json_path(dim) if isinstance(dim, str) else None
     summary = "json_extract(variables, ?)" if path else "variables"
     ranges = "json_extract(coords, ?)" if along else "coords"
-    order = "source"
+    by = order(conditions)
     if earliest:
-        order = f"{'json_extract(coords, ?), ' if along else ''}source LIMIT 1"
+        by = f"{'json_extract(coords, ?), ' if along else ''}{by} LIMIT 1"
     sql = (
         f"SELECT source, index_name, fingerprint, {ranges}, {summary} FROM files{clause} "
-        f"ORDER BY {order}"
+        f"ORDER BY {by}"
     )
     params = [along] if along else []
     params += [path] if path else []

@@ -25,10 +25,16 @@ _GLOB_CHARS = set("*?[")
 
 @dataclass(frozen=True)
 class Condition:
-    """One SQL condition on ``files`` with its parameters."""
+    """One SQL condition on ``files`` with its parameters.
+
+    ``kind``: ``"facet"`` (on an indexed facet column), ``"variable"`` (``per_row`` is the
+    same test for one row at a time, used when a facet narrows the rows first) or ``"other"``.
+    """
 
     sql: str
     params: tuple
+    kind: str = "other"
+    per_row: str = ""
 
 
 def condition(key: str, wanted: Any) -> Condition:
@@ -39,12 +45,17 @@ def condition(key: str, wanted: Any) -> Condition:
         role = " AND role = 'data'" if key == "variable_id" else ""
         sql, params = _match("name", wanted)
         return Condition(
-            f"source IN (SELECT source FROM variables WHERE ({sql}){role})", tuple(params)
+            f"source IN (SELECT source FROM variables WHERE ({sql}){role})",
+            tuple(params),
+            "variable",
+            f"EXISTS (SELECT 1 FROM variables AS v WHERE v.source = files.source AND ({sql})"
+            f"{role.replace('role', 'v.role')})",
         )
     if key in ("path", "source"):
         sql, params = _match("source", wanted)
     elif key in _COLUMNS:
         sql, params = _match(key, wanted)
+        return Condition(f"({sql})", tuple(params), "facet")
     else:
         return attr_condition(key, wanted)
     return Condition(f"({sql})", tuple(params))
@@ -136,13 +147,23 @@ def _match(expr: str, wanted: Any, cast: bool = False) -> tuple[str, list]:
 
 
 def where(conditions: tuple[Condition, ...]) -> tuple[str, list]:
-    """``WHERE ...`` (or nothing) and its parameters."""
+    """``WHERE ...`` (or nothing) and its parameters, for a query on ``files``.
+
+    When a facet condition is there, SQLite starts from the most selective facet index (the
+    statistics of ``store.analyze_if_grown`` tell it which) and tests each of its rows for
+    the variable (a primary-key lookup), instead of listing every file of the variable.
+    """
     if not conditions:
         return "", []
-    return (
-        " WHERE " + " AND ".join(c.sql for c in conditions),
-        [p for c in conditions for p in c.params],
-    )
+    driven = any(c.kind == "facet" for c in conditions)
+    parts = [c.per_row if driven and c.per_row else c.sql for c in conditions]
+    return " WHERE " + " AND ".join(parts), [p for c in conditions for p in c.params]
+
+
+def order(conditions: tuple[Condition, ...]) -> str:
+    """``source``, or ``+source`` when a facet condition picks the rows: the few rows found
+    are sorted, rather than the whole table walked in source order to save the sort."""
+    return "+source" if any(c.kind == "facet" for c in conditions) else "source"
 
 
 def parse_terms(terms: list[str]) -> dict[str, Any]:

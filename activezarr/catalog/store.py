@@ -208,11 +208,39 @@ def _use_wal(con: sqlite3.Connection) -> None:
 
 @contextlib.contextmanager
 def opened(directory: Path, *, create: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection, closed at the end; one that changed the catalog refreshes the query
+    planner's statistics first when the catalog has grown enough (``analyze_if_grown``)."""
     con = connect(directory, create=create)
     try:
         yield con
+        if con.total_changes and not con.in_transaction:
+            with contextlib.suppress(sqlite3.Error, ActiveZarrError):  # statistics are optional
+                analyze_if_grown(con)
     finally:
         con.close()
+
+
+ANALYZE_FROM = 64  # rows: smaller catalogs are read whole whatever the plan
+
+
+def analyze_if_grown(con: sqlite3.Connection) -> bool:
+    """Remake the query planner's statistics (``ANALYZE``) when the catalog has no statistics
+    and ``ANALYZE_FROM`` rows, or twice the rows it had when they were made.
+
+    Without them SQLite cannot tell a facet every file shares (``table_id=Amon``) from one
+    that picks a few (``source_id=...``) and may walk the first one's index through the whole
+    table. Remade each time the catalog doubles, they cost ``log2(rows)`` runs over a
+    catalog.s life (0.5-1.2 s at 200,000 rows). Rows are counted by the largest rowid, which
+    only grows (indexing a file again counts it again: at worst one run early).
+    """
+    rows = con.execute("SELECT max(rowid) FROM files").fetchone()[0] or 0
+    made = con.execute("SELECT value FROM meta WHERE key = 'analyzed_rows'").fetchone()
+    if rows < max(ANALYZE_FROM, 2 * int(made[0] if made else 0)):
+        return False
+    with transaction(con):
+        con.execute("ANALYZE")
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('analyzed_rows', ?)", (str(rows),))
+    return True
 
 
 @contextlib.contextmanager
