@@ -7,6 +7,7 @@ with h5py and masked with numpy.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import h5py
@@ -14,6 +15,7 @@ import numpy as np
 
 from .active import Active
 from .catalog.single import build_index
+from .index.atomic import write_atomic
 
 FILL = np.float32(1e20)
 
@@ -26,8 +28,10 @@ def write_sample(path: Path) -> Path:
     tas = 288 - 30 * np.abs(np.sin(np.radians(lat)))[None, :, None] + rng.normal(0, 2, (nt, ny, nx))
     tas = tas.astype(np.float32)
     tas[0, 0, :5] = FILL  # missing values
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
+    # built in memory and written whole: HDF5 writing straight onto a full disk leaves half
+    # a file and can crash the interpreter when it closes it
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
         coords = {
             "time": np.arange(nt, dtype="f8") * 30 + 15,
             "lat": lat,
@@ -45,6 +49,7 @@ def write_sample(path: Path) -> Path:
         v.attrs["_FillValue"] = FILL
         v.attrs["units"] = "K"
         v.attrs["standard_name"] = "air_temperature"
+    write_atomic(path, buffer.getvalue())
     return path
 
 

@@ -200,6 +200,7 @@ def _catalog_command(draw) -> list[str]:
         argv += ["--json"] if draw(st.booleans()) else []
     elif sub == "export":
         argv += ["--intake-esm", draw(st.sampled_from(["esm_fuzz", "a_file", ""]))]
+        argv += _maybe(draw, "--name", ["ok", "", "../x", "a/b", ".", " "])
     elif sub == "reduce":
         argv += ["--var", _pick(draw, VARIABLES, 3)]
         argv += ["--op", draw(st.sampled_from(["mean", "max", "count", "sum"]))]

@@ -353,20 +353,27 @@ def test_stdout_onto_a_full_file_system(ws, full_fs, argv):
     assert "Traceback" not in err and "free some space" in err
 
 
-def test_outputs_onto_a_full_file_system(ws, full_fs):
-    for argv in (
-        ["catalog", "export", "--intake-esm", "full/esm"],
-        ["combine", "--var", "v", "--concat-dim", "d0", "--path", "data/v.nc",
-         "--out", "full/c.json"],
-        ["demo", "--out", "full/i", "--data", "full/d"],
-    ):  # fmt: skip
-        code, out, err, copy = full_fs(argv, "64k", fill=True)
-        check_outcome(argv, code, out, err)
-        assert code == 1 and "No space left on device" in err, (argv, err)
-        leftovers = [
-            p.name for p in copy.rglob("*") if p.name.startswith(".") and p.name != ".filler"
-        ]
-        assert not leftovers, (argv, leftovers)
+@pytest.mark.parametrize(
+    ("argv", "size", "option"),
+    [
+        (["catalog", "export", "--intake-esm", "full/esm"], "4k", "--intake-esm full/esm"),
+        (["combine", "--var", "v", "--concat-dim", "d0", "--path", "data/v.nc",
+          "--out", "full/c.json"], "0", "--out full/c.json"),
+        (["demo", "--out", "full/i", "--data", "full/d"], "24k", "--data full/d"),
+    ],
+)  # fmt: skip
+def test_outputs_onto_a_full_file_system(ws, full_fs, argv, size, option):
+    """Room for part of the output (size) or none ("0"): one line naming the option, and
+    every file there whole (export's JSON parses, demo's sample is not half written)."""
+    code, out, err, copy = full_fs(argv, "64k" if size == "0" else size, fill=size == "0")
+    check_outcome(argv, code, out, err)
+    assert code == 1 and "No space left on device" in err, (argv, err)
+    assert f"error: {option}" in err and "free some space" in err, err
+    leftovers = [p.name for p in copy.rglob("*") if p.name.startswith(".") and p.name != ".filler"]
+    assert not leftovers, (argv, leftovers)
+    for made in copy.rglob("*.json"):
+        json.loads(made.read_text())
+    assert not (copy / "d" / "demo_tas.nc").exists(), "half a sample file"
 
 
 def test_the_errno_fixes_are_worded():

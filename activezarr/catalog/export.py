@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..index.atomic import write_atomic
 from .facets import FACETS
 from .search import where
 
@@ -49,13 +51,15 @@ def to_intake_esm(catalog: Catalog, directory: Path, name: str | None = None) ->
     keep = [columns.index(c) for c in present]
     root = f"{catalog.directory.resolve()}{os.sep}"  # joined as text: 100,000 Paths cost 0.5 s
     table = directory / f"{name}.csv.gz"
-    with gzip.open(table, "wt", newline="", compresslevel=1) as fh:
-        out = csv.writer(fh)
-        out.writerow(present)
-        for r in rows:
-            values = ["" if r[i] is None else r[i] for i in keep]
-            values[0] = root + r[0]
-            out.writerow(values)
+    text = io.StringIO(newline="")
+    out = csv.writer(text)
+    out.writerow(present)
+    for r in rows:
+        values = ["" if r[i] is None else r[i] for i in keep]
+        values[0] = root + r[0]
+        out.writerow(values)
+    # whole or not at all (a full disk leaves no half table): compressed here, then renamed
+    write_atomic(table, gzip.compress(text.getvalue().encode(), compresslevel=1, mtime=0))
     everywhere = [
         c
         for i, c in enumerate(columns)
@@ -93,5 +97,5 @@ def to_intake_esm(catalog: Catalog, directory: Path, name: str | None = None) ->
         },
     }
     target = directory / f"{name}.json"
-    target.write_text(json.dumps(spec, indent=1) + "\n")
+    write_atomic(target, json.dumps(spec, indent=1) + "\n")
     return target

@@ -399,19 +399,24 @@ PATH_OPTIONS = (
     ("catalog", "--catalog"),
     ("index", "index"),
 )
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _FIXES = {
     errno.EACCES: "check its permissions, or use another path",
     errno.EPERM: "check its permissions, or use another path",
     errno.EROFS: "it is on a read-only file system; use another path",
-    errno.ENOSPC: "free some space, or write elsewhere (--out, or redirect stdout)",
-    errno.EDQUOT: "free some space, or write elsewhere (--out, or redirect stdout)",
-    errno.EFBIG: "free some space, or write elsewhere (--out, or redirect stdout)",
     errno.ENOENT: "check the path",
     errno.ENOTDIR: "a part of the path is a file, not a directory",
 }
 
 
-def os_fix(exc: OSError) -> str:
+def os_fix(exc: OSError, where: str = "") -> str:
+    """``"; <what to do>"`` about ``exc`` (``where``: the option or stream that failed)."""
+    if exc.errno in _FULL:
+        if where == STDOUT:
+            return "; free some space, or redirect standard output to another disk"
+        if where.startswith("-"):
+            return f"; free some space, or give {where.split()[0]} a directory on another disk"
+        return "; free some space, or write elsewhere (--out, or redirect standard output)"
     fix = _FIXES.get(exc.errno)
     return f"; {fix}" if fix else ""
 
@@ -431,7 +436,7 @@ def os_error(exc: OSError, args) -> str:
                 label = f"{option} {shown}"
                 break
     where = f"{label}: " if label else ""
-    return f"{where}{exc.strerror or exc}{os_fix(exc)}"
+    return f"{where}{exc.strerror or exc}{os_fix(exc, label)}"
 
 
 def run(func, args) -> int:

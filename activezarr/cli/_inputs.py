@@ -73,10 +73,24 @@ def server_url(text: str) -> str:
     return text.rstrip("/")
 
 
+def _not_json(name: str):
+    raise argparse.ArgumentTypeError(f"{name} is not JSON; give a number or a string")
+
+
+def file_stem(text: str) -> str:
+    """``--name`` of a file to write in the output directory: a plain name, not a path."""
+    if not text.strip() or text in (".", "..") or "/" in text or os.sep in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a file name; give a plain name such as cmip6 (the files are "
+            "written into the output directory)"
+        )
+    return text
+
+
 def json_object(text: str) -> dict:
     """``--storage-options``: a JSON object."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(
             f"is not valid JSON ({exc.msg} at column {exc.colno}); give an object such as "

@@ -25,7 +25,7 @@ from ._common import (
     to_jsonable,
     value_of,
 )
-from ._inputs import check_out_dir, name_text, path_text
+from ._inputs import check_out_dir, file_stem, name_text, path_text
 from ._narrow import catalog_option, open_catalog
 
 EPILOG = """\
@@ -344,7 +344,11 @@ def register(sub, parents=()) -> None:
     sp.add_argument(
         "--intake-esm", type=path_text, required=True, metavar="DIR", help="directory to write to"
     )
-    sp.add_argument("--name", help="collection name (default: activezarr)")
+    sp.add_argument(
+        "--name",
+        type=file_stem,
+        help="collection name: NAME.json, NAME.csv.gz (default: activezarr)",
+    )
     sp.set_defaults(func=cmd_export)
 
     sp = command(

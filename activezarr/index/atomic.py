@@ -66,10 +66,12 @@ def write_atomic(
         fd = -1
         os.replace(tmp, path)
         return status
-    except BaseException:
+    except BaseException as exc:
         if fd >= 0:
             os.close(fd)
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # os.write names no file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
