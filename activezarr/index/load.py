@@ -177,7 +177,8 @@ def read_index(
         kind = "remote" if is_remote(location) else "file"
         data, chunks = _read_json(location, storage_options, policy)
         if chunks is not None and not tables:
-            data, chunks = _with_chunks(data, chunks), None
+            with _gc_paused():
+                data, chunks = _with_chunks(data, chunks), None
     if not isinstance(data, dict):
         raise IndexLoadError(f"index {location} is not a JSON object of references")
     version = data.get("version")
@@ -206,18 +207,21 @@ def read_index(
 
 
 def _with_chunks(data: dict, chunks: ChunkRefs) -> dict:
-    """The parsed rest of a document with its plain references put back, in text order."""
+    """The parsed rest of a document with its plain references put back, in text order
+    (each parsed reference goes in before the plain ones that follow it in the text)."""
     version0 = data.get("version") is None and not isinstance(data.get("refs"), dict)
     refs = data if version0 else data["refs"]
-    keys = list(refs) + chunks.keys()
     ids = chunks.url_ids.tolist()
     plain = zip(map(chunks.urls.__getitem__, ids), chunks.offsets.tolist(), chunks.sizes.tolist())
-    values = list(refs.values()) + list(map(list, plain))
-    order = np.argsort(np.concatenate([chunks.member_at, chunks.key_at]), kind="stable")
-    merged = {keys[i]: values[i] for i in order.tolist()}
-    if refs is data:
-        return merged
-    return {**data, "refs": merged}
+    keys, values = chunks.keys(), list(map(list, plain))
+    merged: dict[str, Any] = {}
+    at = 0
+    cuts = np.searchsorted(chunks.key_at, chunks.member_at).tolist()
+    for (key, value), cut in zip(refs.items(), cuts, strict=True):
+        merged.update(zip(keys[at:cut], values[at:cut]))
+        merged[key], at = value, cut
+    merged.update(zip(keys[at:], values[at:]))
+    return merged if refs is data else {**data, "refs": merged}
 
 
 def _checked_refs(refs: dict, location: str) -> dict:
