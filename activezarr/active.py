@@ -30,6 +30,7 @@ from .index.sources import is_remote, is_source_file
 from .plan import ChunkPlan, DimSelection, normalize_selection, plan_chunks, small_pieces
 from .reduction.missing import MissingRule, Packing, storage_dtype, swaps_one_element
 from .reduction.partials import OPS, Accumulator, Groups, Op, ReductionSpec, reduce_block
+from .reduction.records import RecordRead, record_read
 
 BATCH_BYTES = 16 * 2**20  # bytes one batch of whole uncompressed chunks may hold
 DECODED_BATCH_BYTES = 2**19  # ... of compressed chunks, decoded (each thread holds one)
@@ -408,25 +409,89 @@ class Active:
         spec = self._spec(op, sel, axis)
         kept = spec.kept_axes
         groups = self._groups(groups, sel, spec)
-        values = None if groups else self._small_values(sel, reducing=True)
         rule = self._rule_for(sel)
-        if values is not None:  # a few chunks: inline, no planning tables, no thread pool
-            part = reduce_block(values, rule.mask(values), spec, spec.reduce_axes)
-            acc = Accumulator.of(spec, part)
+        records = self._record_read(sel)
+        if records is None:
+            acc = self._accumulate(sel, spec, rule, groups)
         else:
-            plan = plan_chunks(sel, self.shape, self.chunks)
-            job = replace(self._job(plan, spec, rule), groups=groups)
-            lead = (groups.n,) if groups else ()
-            acc = Accumulator(lead + tuple(sel[d].size for d in kept), spec)
-            self.stats = RunStats()
-            for where, part in self._run(job, plan, reducing=True):
-                acc.add(where, part)
+            acc = self._accumulate_records(sel, spec, rule, groups, records)
         result = acc.finalize(self.packing, components)
         flips = tuple(i + bool(groups) for i, d in enumerate(kept) if sel[d].reverse)
         if flips:
             flip = lambda a: np.flip(a, axis=flips)
             result = {k: flip(v) for k, v in result.items()} if components else flip(result)
         return result
+
+    def _accumulate(self, sel, spec: ReductionSpec, rule: MissingRule, groups) -> Accumulator:
+        """The partials of ``sel`` added up (increasing index order)."""
+        values = None if groups else self._small_values(sel, reducing=True)
+        if values is not None:  # a few chunks: inline, no planning tables, no thread pool
+            return Accumulator.of(
+                spec, reduce_block(values, rule.mask(values), spec, spec.reduce_axes)
+            )
+        plan = plan_chunks(sel, self.shape, self.chunks)
+        job = replace(self._job(plan, spec, rule), groups=groups)
+        lead = (groups.n,) if groups else ()
+        acc = Accumulator(lead + tuple(sel[d].size for d in spec.kept_axes), spec)
+        self.stats = RunStats()
+        for where, part in self._run(job, plan, reducing=True):
+            acc.add(where, part)
+        return acc
+
+    def _record_read(self, sel: tuple[DimSelection, ...]) -> RecordRead | None:
+        """netCDF-C's read of ``sel`` when it reaches past a record variable's own extent
+        (``reduction.records``), else None."""
+        var = self.index
+        if var.extent is None:
+            return None
+        positions = tuple((s.start, s.step, s.size) for s in sel)
+        return record_read(positions, var.extent, var.unlimited)
+
+    def _accumulate_records(self, sel, spec, rule, groups, records: RecordRead) -> Accumulator:
+        """``_accumulate`` of a selection past a record variable's extent, as netCDF-C lays it
+        out: the values read, then fill. Where they land where they are stored (one short
+        dimension, the usual case), the part read is reduced chunk by chunk and the fill part
+        added as a block; otherwise the selection is read whole and reduced in memory."""
+        if groups is not None:
+            raise ActiveZarrError(
+                f"variable '{self.variable}' is shorter than its unlimited dimension: grouped "
+                "reductions past its last record are not supported; select its records"
+            )
+        fill = self._record_fill()
+        if not (records.natural and records.stored is not None):
+            values = records.layout(self._read_stored(sel, records), fill)
+            return Accumulator.of(
+                spec, reduce_block(values, rule.mask(values), spec, spec.reduce_axes)
+            )
+        j, kept = records.short[0], spec.kept_axes
+        head = self._stored_selection(sel, records)
+        n = head[j].size
+        acc = Accumulator(tuple(sel[d].size for d in kept), spec)
+        block = lambda a, b: tuple(slice(a, b) if d == j else slice(None) for d in kept)
+        acc.add(block(0, n), self._accumulate(head, spec, rule, None).partial())
+        shape = [s.size for s in sel]
+        shape[j] -= n
+        tail = np.broadcast_to(fill, shape)
+        acc.add(block(n, None), reduce_block(tail, rule.mask(tail), spec, spec.reduce_axes))
+        return acc
+
+    def _stored_selection(self, sel, records: RecordRead) -> tuple[DimSelection, ...]:
+        """The part of ``sel`` netCDF-C reads from the file."""
+        return tuple(
+            replace(s, stop=start + step * (n - 1) + 1, size=n)
+            for s, (start, step, n) in zip(sel, records.stored, strict=True)
+        )
+
+    def _read_stored(self, sel, records: RecordRead) -> np.ndarray | None:
+        if records.stored is None:
+            return None
+        return self._values(self._stored_selection(sel, records))
+
+    def _record_fill(self) -> np.generic:
+        """The fill netCDF-C writes past a record variable's extent: the ``_FillValue``
+        attribute, else the type's default (also without fill), in the storage dtype."""
+        attr = self.index.fill_attr
+        return self._fill_scalar(attr if attr is not None else self._default_fill())
 
     def _groups(self, groups: Groups | None, sel, spec: ReductionSpec) -> Groups | None:
         """``groups`` checked against the selection, its codes in increasing index order."""
@@ -533,9 +598,9 @@ class Active:
         self.stats = RunStats(chunks_local=counted if reducing else 0, chunks_fill=fills)
         return out.astype(self._storage_dtype, copy=False)
 
-    def __getitem__(self, selection):
-        """The selected values, masked and unpacked, as netCDF4-python's ``var[sel]``."""
-        sel = normalize_selection(selection, self.shape, self.dimensions)
+    def _values(self, sel: tuple[DimSelection, ...]) -> np.ndarray:
+        """The stored values of ``sel`` (storage dtype, increasing index order, dropped
+        dimensions kept)."""
         values = self._small_values(sel, reducing=False)
         if values is None:
             plan = plan_chunks(sel, self.shape, self.chunks)
@@ -546,6 +611,16 @@ class Active:
             batches = list(self._batches(job, plan, reducing=False))
             self._map(lambda b: self.local.select(job, b, out), batches)
             values = out.astype(self._storage_dtype, copy=False)
+        return values
+
+    def __getitem__(self, selection):
+        """The selected values, masked and unpacked, as netCDF4-python's ``var[sel]``."""
+        sel = normalize_selection(selection, self.shape, self.dimensions)
+        records = self._record_read(sel)
+        if records is None:
+            values = self._values(sel)
+        else:
+            values = records.layout(self._read_stored(sel, records), self._record_fill())
         mask = self._rule_for(sel).mask(values)
         data = self.packing.decode(values)
         index = tuple(
@@ -567,18 +642,25 @@ class Active:
         mask = self.rule.mask(fill)
         return None if mask is not None and bool(mask) else fill
 
-    def _fill_scalar(self):
-        """The value unwritten chunks hold, in the storage dtype."""
-        from .reduction.missing import decode_json_float, default_fill
+    def _fill_scalar(self, value: Any = None):
+        """``value`` (by default the value unwritten chunks hold; JSON spelling) in the
+        storage dtype."""
+        from .reduction.missing import decode_json_float
 
-        value = self.index.fill_value
         if value is None:
-            value = default_fill(self.index.dtype.newbyteorder("="))
+            value = self.index.fill_value
+        if value is None:
+            value = self._default_fill()
         if value is None:
             return 0
         value = decode_json_float(value)
         native = np.asarray(value).astype(self.index.dtype.newbyteorder("="))
         return native.view(self._storage_dtype)
+
+    def _default_fill(self):
+        from .reduction.missing import default_fill
+
+        return default_fill(self.index.dtype.newbyteorder("="))
 
     # -- machinery -----------------------------------------------------------------------
 

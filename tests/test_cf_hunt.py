@@ -8,6 +8,7 @@ The generator that found them is ``tests/cf_hunt.py`` (its hypothesis test is be
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 import warnings
 
@@ -116,3 +117,69 @@ def test_reductionist_min_max_of_only_infinities(tmp_path, s3_store, reductionis
         active = assert_matches_netcdf4(path, f"v{dtype}", sels, index, **remote)
         active.max[...]
         assert active.stats.chunks_remote >= 1  # the other chunks did go to the server
+
+
+# ---------------------------------------------- record variables shorter than their dimension
+
+
+def _record_file(path) -> list[str]:
+    """Record variables of 2 records while ``t`` has 6 (another variable wrote them): the
+    unlimited dimension first and last, with and without fill, bytes and floats."""
+    names = []
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("t", None)
+        ds.createDimension("x", 3)
+        ds.createVariable("full", "f8", ("t", "x"))[:] = np.arange(18.0).reshape(6, 3)
+        for dims, first in ((("t", "x"), True), (("x", "t"), False)):
+            for dtype, fill in (("f4", None), ("i2", -5), ("i2", False), ("u1", False)):
+                name = f"{dtype}_{'first' if first else 'last'}_{fill}"
+                v = ds.createVariable(name, dtype, dims, chunksizes=(2, 2), fill_value=fill)
+                values = np.arange(6).reshape(2, 3) * 7 + 1
+                v[...] = values if first else values.T
+                names.append(name)
+    return names
+
+
+RECORD_SELECTIONS = (
+    Ellipsis,
+    (slice(None, None, -1), slice(None, None, -1)),
+    (slice(1, None, 2), slice(None, None, 2)),
+    (slice(None, None, 4),),
+    (slice(3, None), 1),
+    (1,),
+    (Ellipsis, 1),
+    (slice(0, 2), slice(0, 2)),  # inside the extent: the plain read
+)
+
+
+@pytest.mark.parametrize("order", ["first", "last"])
+def test_record_variables_past_their_extent_read_as_netcdf_c_lays_them_out(tmp_path, order):
+    """Past a record variable's own extent netCDF-C writes netCDF's fill (``_FillValue``, else
+    the default, also for variables created without fill, whose chunks hold no fill there);
+    when the unlimited dimension is not the first, it packs the stored values at the start of
+    the output. activezarr reads (and reduces) what netCDF4 returns in both cases."""
+    path = tmp_path / "records.nc"
+    names = [n for n in _record_file(path) if f"_{order}_" in n]
+    index = activezarr.build_index(path, out=tmp_path, catalog=False)
+    for name in names:
+        assert_matches_netcdf4(path, name, RECORD_SELECTIONS, index)
+    refs = json.loads(index.read_text())  # the JSON itself, not the sidecar the build wrote
+    assert_matches_netcdf4(path, names[0], RECORD_SELECTIONS[:3], refs, check_stale=False)
+    parquet = tmp_path / "parquet"
+    index = activezarr.build_index(path, out=parquet, catalog=False, format="parquet")
+    assert_matches_netcdf4(path, names[-1], RECORD_SELECTIONS[:3], index, allow_paths=[tmp_path])
+
+
+def test_a_recorded_extent_that_does_not_fit_is_refused(tmp_path):
+    """The extent an index records for a short record variable is checked on load."""
+    from activezarr.errors import IndexLoadError
+
+    path = tmp_path / "records.nc"
+    _record_file(path)
+    refs = json.loads(activezarr.build_index(path, out=tmp_path, catalog=False).read_text())
+    facts = refs["activezarr"]["variables"]["f4_last_None"]
+    assert facts["extent"] == [3, 2] and facts["unlimited"] == [False, True]
+    for extent, unlimited in (([3, 7], [False, True]), ([2, 2], [False, True]), ([3], [True])):
+        facts.update(extent=extent, unlimited=unlimited)
+        with pytest.raises(IndexLoadError, match="extent"):
+            activezarr.Active(refs, "f4_last_None", check_stale=False)

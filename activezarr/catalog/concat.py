@@ -290,6 +290,8 @@ def concatenate(variables: list[VariableIndex], axis: int, source: str) -> Varia
         sources={u: fp for v in variables for u, fp in v.sources.items()},
         source_sizes={u: n for v in variables for u, n in v.source_sizes.items()},
         loader=None,
+        extent=None,  # netCDF-C's reads past a record variable's extent are per file
+        unlimited=None,
     )
 
 

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 CACHE_DIR = ".activezarr-cache"
 SUFFIX = ".azc"
 MAGIC = b"AZCT"
-FORMAT = 4  # 4: the activezarr member, attribute types, checked on load
+FORMAT = 5  # 4: the activezarr member, attribute types, checked on load; 5: record extents
 PREAMBLE = struct.Struct("<4sIQ")
 ALIGN = 64
 TABLE_DTYPES = {"url_ids": np.dtype("<i4"), "offsets": np.dtype("<u8"), "sizes": np.dtype("<u8")}
@@ -109,6 +109,8 @@ def save(index: Path, variables, member=None, status: os.stat_result | None = No
                 "fill_value": var.fill_value,
                 "fill_attr": var.fill_attr,
                 "no_fill": var.no_fill,
+                "extent": None if var.extent is None else list(var.extent),
+                "unlimited": None if var.unlimited is None else list(var.unlimited),
                 "codecs": var.codecs,
                 "attrs": {k: json_attr(v) for k, v in var.attrs.items()},
                 "attribute_types": var.attribute_types,
@@ -306,6 +308,7 @@ def _from_entry(name: str, source: str, meta: dict, entry: dict, tables: dict):
     attrs = parse_zattrs(entry["attrs"], len(checked.shape), where, types)
     facts = {"fill": entry["fill_value"], "_FillValue": entry["fill_attr"]}
     facts["no_fill"] = entry["no_fill"]
+    facts.update(extent=entry.get("extent"), unlimited=entry.get("unlimited"))
     var = VariableIndex(
         name=name,
         source=source,

@@ -86,14 +86,15 @@ class DatasetRefs:
 
         netCDF reports a record variable with the length its unlimited dimension has reached
         through any variable, and reads records never written as fill; in HDF5 each dataset
-        keeps its own extent. The records beyond it become unwritten chunks (and the part of
-        the last chunk beyond the extent holds the fill HDF5 wrote there).
+        keeps its own extent. The records beyond it become unwritten chunks; the extent is
+        recorded (``extra``) because netCDF-C reads past it its own way (``reduction.records``).
         """
         shape = [
             max(n, lengths.get(key, 0)) if key else n
             for n, key in zip(self.shape, self.growable, strict=True)
         ]
-        if tuple(shape) != self.shape:
+        if tuple(shape) != self.shape:  # the extent and unlimited axes: how netCDF-C reads it
+            self.extra.update(extent=list(self.shape), unlimited=[bool(k) for k in self.growable])
             self.shape = tuple(shape)
             self.meta[f"{self.name}/.zarray"]["shape"] = shape
 

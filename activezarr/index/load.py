@@ -72,11 +72,28 @@ class VariableIndex:
     inline: dict[int, bytes] = field(default_factory=dict)
     fill_attr: Any = None  # the file's _FillValue attribute (JSON spelling), None if it has none
     no_fill: bool = False  # created without fill: byte variables do not mask the default fill
+    # a record variable shorter than its unlimited dimension(s): the dataset's own extent and
+    # which axes are unlimited (``reduction.records``); None when it has the shape it reports
+    extent: tuple[int, ...] | None = None
+    unlimited: tuple[bool, ...] | None = None
     attribute_types: dict[str, str] = field(default_factory=dict)  # attr -> recorded type
     sources: dict[str, dict] = field(default_factory=dict)  # recorded fingerprints of urls
     source_sizes: dict[str, int] = field(default_factory=dict)  # known sizes, for lazy rows
     # Fills rows of the table on demand (parquet indexes); None once the table is complete.
     loader: Callable[[np.ndarray | None], None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.extent is None:
+            return
+        fits = len(self.extent) == len(self.shape) and all(
+            e == n or (u and e < n)
+            for e, n, u in zip(self.extent, self.shape, self.unlimited, strict=True)
+        )
+        if not fits:
+            raise IndexLoadError(
+                f"{self.source}: variable '{self.name}': activezarr extent {list(self.extent)} "
+                f"does not fit its shape {list(self.shape)}"
+            )
 
     def load_chunks(self, flat: np.ndarray | None = None) -> None:
         """Make the chunk table hold the rows of the flat chunk ids ``flat`` (all when None).
@@ -496,7 +513,25 @@ def fill_fields(zarr_fill: Any, facts: Any, dtype: np.dtype, where: str) -> dict
         "fill_value": parse_fill_value(facts["fill"], dtype, f"{where}: activezarr fill"),
         "fill_attr": attr,
         "no_fill": no_fill,
+        **record_fields(facts, where),
     }
+
+
+def record_fields(facts: dict, where: str) -> dict[str, Any]:
+    """``extent`` / ``unlimited`` of a record variable shorter than its dimension (checked
+    against the shape by ``VariableIndex``)."""
+    extent, unlimited = facts.get("extent"), facts.get("unlimited")
+    if extent is None and unlimited is None:
+        return {}
+    ints = isinstance(extent, list) and all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in extent
+    )
+    bools = isinstance(unlimited, list) and all(isinstance(u, bool) for u in unlimited)
+    if not (ints and bools and len(extent) == len(unlimited)):
+        raise IndexLoadError(
+            f"{where}: activezarr extent/unlimited must be lists of lengths and true/false"
+        )
+    return {"extent": tuple(extent), "unlimited": tuple(unlimited)}
 
 
 def load_variable(

@@ -21,7 +21,8 @@ the number: ``0.5`` may have been float32 or float64, and netCDF4-python's CF ru
 it. ``.zattrs`` keeps plain JSON values for other readers; ``typed_attrs`` turns them back into
 numpy values of the recorded type. ``variables`` holds per-variable fill facts (what unwritten
 chunks hold, the ``_FillValue`` attribute as stored, whether the variable was created without
-fill), which ``load.fill_fields`` reads. ``skipped`` names the source's variables that were not
+fill) and, for a record variable shorter than its unlimited dimension, its own ``extent`` and
+which axes are ``unlimited``; ``load.fill_fields`` reads them. ``skipped`` names the source's variables that were not
 indexed and why (a string or compound type, a filter activezarr cannot decode), so that
 ``info`` lists them and asking for one says why it is not there.
 """
