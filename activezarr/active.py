@@ -484,6 +484,7 @@ class Active:
 
     def _read_stored(self, sel, records: RecordRead) -> np.ndarray | None:
         if records.stored is None:
+            self.stats = RunStats()  # nothing read
             return None
         return self._values(self._stored_selection(sel, records))
 
