@@ -345,6 +345,8 @@ def note(row: Row) -> str:
     if row.runs and row.runs[0]["kind"] == "load":
         grew = statistics.median(r["peak_rss_mb"] - r["base_rss_mb"] for r in row.runs)
         parts.append(f"+{grew:.0f} MB over imports")
+        if "op_cpu_s" in row.runs[0]:
+            parts.append(f"CPU {statistics.median(r['op_cpu_s'] for r in row.runs):.3f} s")
     if "chunks" in row.extra:
         parts.append(f"{row.extra['chunks']} chunks")
     if row.error:
