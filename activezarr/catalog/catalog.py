@@ -393,12 +393,17 @@ class Catalog:
     def prune(self, dry_run: bool = False) -> list[str]:
         """Drop entries whose source is gone, their index files, and combined indexes that use
         them. Returns the pruned sources and combined index names."""
-        gone = [e for e in self if _source_missing(e.source, self.storage_options)]
-        sources = {e.source for e in gone}
-        combined = [k for k, r in self.combined.items() if sources & set(r.get("sources") or ())]
+        # {source: index name} only: whole entries of a big catalog's gone files add up
+        gone = {
+            e.source: e.index.name for e in self if _source_missing(e.source, self.storage_options)
+        }
+        sources = set(gone)
+        combined = [
+            k for k, r in self.combined.items() if not sources.isdisjoint(r.get("sources") or ())
+        ]
         if dry_run or not (gone or combined):
             return sorted(sources) + combined
-        names = {e.index.name for e in gone}
+        names = set(gone.values())
         with store.opened(self.directory) as con, store.transaction(con):
             for source in sources:
                 con.execute("DELETE FROM files WHERE source = ?", (source,))

@@ -136,32 +136,34 @@ def cmd_verify(args) -> int:
     cat = open_catalog(args)
     total = len(cat)
     bar = Checking(total, enabled=not (args.quiet or args.json))
-    found: list = []
+    kinds: Counter = Counter()  # the problems are printed as found, not kept (but for --json)
+    kept: list = []
     try:
         for p in cat.problems(progress=bar):
-            found.append(p)
-            if not args.json:
+            kinds[p.kind] += 1
+            if args.json:
+                kept.append(p)
+            else:
                 bar.write(f"{p.kind}: {p.source}: {p.detail}; fix: {p.fix}")
     except KeyboardInterrupt:
         print(f"activezarr: verify interrupted after {bar.done:,} of {total:,} entries, "
-              f"{len(found)} problems by then", file=sys.stderr)  # fmt: skip
+              f"{kinds.total()} problems by then", file=sys.stderr)  # fmt: skip
         raise
     except BrokenPipeError:
-        if found:  # the reader went away: the status still says what was found
+        if kinds:  # the reader went away: the status still says what was found
             sys.stderr.close()
             return 1
         raise
     if args.json:
         fields = ("source", "kind", "detail", "fix")
         print(dumps({"entries": total, "problems": [{f: getattr(p, f) for f in fields}
-                                                    for p in found]}))  # fmt: skip
-        return 1 if found else 0
+                                                    for p in kept]}))  # fmt: skip
+        return 1 if kept else 0
     combined = len(cat.combined)
     also = f" and {combined} combined {'index' if combined == 1 else 'indexes'}" if combined else ""
-    if found:
-        kinds = Counter(p.kind for p in found)
+    if kinds:
         counts = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
-        print(f"{len(found)} problems ({counts}) in {total:,} entries{also} of {cat.path}; "
+        print(f"{kinds.total()} problems ({counts}) in {total:,} entries{also} of {cat.path}; "
               "each line above ends with its fix", file=sys.stderr)  # fmt: skip
         return 1
     print(f"all {total:,} entries{also} of {cat.path} are up to date")
