@@ -100,6 +100,8 @@ def index_cache_dir() -> Path:
 
 def unwritable(out: Path) -> str | None:
     """Why indexes cannot be written into directory ``out`` (made if missing), or None."""
+    if out.exists() and not out.is_dir():
+        return "it is a file, not a directory"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
