@@ -388,3 +388,17 @@ def test_statistics_are_remade_when_the_catalog_doubles(tmp_path):
     with store.opened(directory) as con, store.transaction(con):
         store.put_entries(con, _facet_rows(150, 50))
     assert analyzed() == "200"
+
+
+def test_reduce_matching_nothing_says_what_the_catalog_holds_per_units(archive, capsys):
+    from activezarr.cli import main
+
+    _, cat = archive
+    argv = ["catalog", "reduce", "--catalog", str(cat.directory), "--var", "tas", "--op", "mean"]
+    assert main([*argv, "--where", "time=1990-01-01..1990-12-31"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "no file matched --where time=1990-01-01..1990-12-31; the catalog's 312 files hold " in err
+    )
+    assert "time 2000-01-01..2006-07-27 (311 files in days since 2000-01-01); " in err
+    assert "2000-07-29..2000-08-01 (1 file in hours since 1999-12-01)" in err

@@ -104,6 +104,23 @@ def shared_along(catalog: Catalog, dim: str) -> list[str]:
     return sorted(name for name, n in rows if n == total)
 
 
+def held_ranges(catalog: Catalog, dim: str) -> list[tuple]:
+    """``(files, min, max, units, calendar)`` of the recorded ranges of ``dim`` in the
+    entries of ``catalog``, per units and calendar, most files first."""
+    path = _json_path(dim)
+    if path is None:
+        return []
+    clause, args = where(catalog._conditions)
+    pick = "json_extract(coords, ?)"
+    rows = catalog._query(
+        f"SELECT COUNT(*), MIN({pick}), MAX({pick}), {pick} AS u, {pick} AS c FROM files"
+        f"{clause} {'AND' if clause else 'WHERE'} {pick} IS NOT NULL GROUP BY u, c "
+        "ORDER BY 1 DESC",
+        [f"{path}.min", f"{path}.max", f"{path}.units", f"{path}.calendar", *args, f"{path}.min"],
+    )
+    return [tuple(r) for r in rows]
+
+
 def _json_path(name: str) -> str | None:
     """The JSON path of key ``name`` (None when SQLite's paths cannot quote it)."""
     return None if '"' in name or "\\" in name else f'$."{name}"'

@@ -228,24 +228,25 @@ def _bound(text: str, where: str):
 
 
 def _held_range(cat, dim: str) -> str:
-    """What the catalog's files hold along ``dim``, as dates when the units say so."""
-    lows, highs, units, calendar = [], [], None, None
-    for entry in cat:
-        c = entry.coords.get(dim)
-        if c and c.get("min") is not None:
-            lows.append(c["min"])
-            highs.append(c["max"])
-            units, calendar = c.get("units"), c.get("calendar")
-    if not lows:
-        return f"no file records a '{dim}' range"
-    lo, hi = min(lows), max(highs)
-    if isinstance(units, str) and " since " in units:
-        with contextlib.suppress(Exception):  # cftime absent or an odd calendar: the numbers
-            import cftime
+    """What the catalog's files hold along ``dim`` (from the store: one query, whatever the
+    catalog's size), as dates when the units say so; per units when files differ in them."""
+    from ..catalog.members import held_ranges
 
-            dates = cftime.num2date([lo, hi], units, calendar or "standard")
-            lo, hi = (d.isoformat().removesuffix("T00:00:00") for d in dates)
-    return f"the catalog's {len(lows)} files hold {dim} {lo}..{hi}"
+    groups = held_ranges(cat, dim)
+    if not groups:
+        return f"no file records a '{dim}' range"
+    said = []
+    for n, lo, hi, units, calendar in groups:
+        if isinstance(units, str) and " since " in units:
+            with contextlib.suppress(Exception):  # cftime absent or an odd calendar: numbers
+                import cftime
+
+                dates = cftime.num2date([lo, hi], units, calendar or "standard")
+                lo, hi = (d.isoformat().removesuffix("T00:00:00") for d in dates)
+        files = f"{n} file{'s' if n != 1 else ''}"
+        said.append(f"{lo}..{hi}" + (f" ({files} in {units})" if len(groups) > 1 else ""))
+    n = sum(g[0] for g in groups)
+    return f"the catalog's {n} files hold {dim} {'; '.join(said)}"
 
 
 def cmd_reduce(args) -> int:
