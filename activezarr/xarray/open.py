@@ -218,14 +218,14 @@ def open_dataset(
         raise IndexLoadError(
             f"index {location} does not exist; build it with `activezarr index <file>`"
         )
-    store = _reference_store(location, storage_options)
     xr_names = inspect.signature(xr.open_dataset).parameters
+    options = {k: v for k, v in kwargs.items() if k not in xr_names}
+    options.update(backend=backend, server=server, executor=executor, check_stale=check_stale)
+    source = IndexSource(location, storage_options, options)  # stamps the index before it is read
+    store = _reference_store(location, storage_options)
     xr_kwargs = {k: v for k, v in kwargs.items() if k in xr_names}
     xr_kwargs.setdefault("chunks", None)
     ds = _open_decoded(store, xr_kwargs)
-    options = {k: v for k, v in kwargs.items() if k not in xr_names}
-    options.update(backend=backend, server=server, executor=executor, check_stale=check_stale)
-    source = IndexSource(location, storage_options, options)
     for name, variable in ds.variables.items():
         variable.encoding[ENCODING_KEY] = source
         variable.encoding.setdefault("activezarr_variable", name)
