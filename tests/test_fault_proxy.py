@@ -337,7 +337,10 @@ def test_busy_with_retry_after(proxy_for, many_chunks, status, monkeypatch):
     proxy = proxy_for(rates={"status": 0.15}, status=reply, seed=4)
     with active_via(proxy, many_chunks, retry_after_max=0.5) as active:
         check_runs(active, many_chunks, [SOME])
-    assert proxy.counts()["status"] > 5 and waits and min(waits) == 0.5
+    # every refused request waited what the server asked, capped (not 3 s); other waits are
+    # the jittered backoff of failures a loaded machine adds (a timeout), not of this fault
+    refused = proxy.counts()["status"]
+    assert refused > 5 and sum(w >= 0.5 for w in waits) >= refused and max(waits) < 3
     always = proxy_for(rates={"status": 1.0}, status=reply)
     with (
         active_via(always, many_chunks, retries=1, retry_after_max=0.0) as active,
