@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 from pathlib import Path
 
 import h5py
@@ -73,6 +74,10 @@ def ws(tmp_path_factory) -> Path:
     (root / "corrupt" / "catalog.db").write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 20)
     for extra in (root / "corrupt").glob("catalog.db-*"):
         extra.unlink()
+    shutil.copytree(root / "indexes", root / "damaged")  # rows edited outside activezarr
+    with contextlib.closing(sqlite3.connect(root / "damaged" / "catalog.db")) as con, con:
+        con.execute("UPDATE files SET attrs = '{bad' WHERE source LIKE '%tas_01.nc'")
+        con.execute("UPDATE files SET fingerprint = 'x' WHERE source LIKE '%v.nc'")
     (root / "old_catalog.json").write_text(json.dumps({"version": 1, "entries": {}}))
     (root / "null.json").write_text("null")
     (root / "list.json").write_text("[1, 2]")
@@ -155,7 +160,7 @@ PATHS = ["series/*.nc", "./series/tas_0[01].nc", "series/", "**/v.nc", "*.nc", "
          "", "/", "[", "tas_0[!1].nc", "../*"]  # fmt: skip
 TERMS = ["experiment_id=historical", "experiment_id=nope", "source_id=*", "=x", "x", "foo=bar",
          "variable_id=tas,pr"]  # fmt: skip
-CATALOGS = ["indexes", "indexes/catalog.db", "pq", "corrupt", "null.json", "missing.json",
+CATALOGS = ["indexes", "indexes/catalog.db", "pq", "corrupt", "damaged", "null.json", "missing.json",
             "binary.bin", "data", "", "a_file", "old_catalog.json"]  # fmt: skip
 LISTS = ["list.txt", "missing.txt", "binary.bin", "nopath.csv", "data", "loop_a", ""]
 OUTS = ["out_fuzz", "a_file", "indexes", "", "data/v.nc", "new/deeper/dir"]
@@ -295,6 +300,9 @@ def check_outcome(argv, code, out, err) -> None:
         assert not PYTHONISMS.search(line), f"`activezarr {shown}`: Python in {line}"
     if code == 1 and "verify" in argv[:3] and ("problems in" in err or payload):
         return  # files changed since indexing: one line (or JSON object) per problem, with its fix
+    if code == 1 and argv[1:2] in (["ls"], ["search"]) and "is damaged" in err:
+        assert payload is None or isinstance(payload, list), payload  # the readable entries
+        return  # one line per damaged entry, the others listed
     if code == 1 and "index" in argv[:2] and ("failed:" in err or payload):
         assert errors or payload["failed"], err  # one line (or JSON object) per failed file
         return
@@ -469,6 +477,7 @@ SUBPROCESS_CASES = [
     # no stdin (CI): --from-list - says so
     (["index", "--from-list", "-", "--out", "sp_out"], 1, "--from-list <stdin> lists no paths"),
     (["catalog", "ls", "--catalog", "corrupt"], 1, "cannot be opened as a catalog"),
+    (["catalog", "show", "--catalog", "damaged", "series/tas_01.nc"], 1, "tas_01.nc is damaged"),
     (["reduce", "truncated.json", "tas", "--op", "mean"], 1, "is not valid JSON"),
     (["reduce", "truncated.nc", "tas", "--op", "mean"], 1, "cannot be read as HDF5"),
     (["combine", "--var", "tas", "--out", "data"], 1, "--out data is a directory"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..errors import IndexLoadError
 from ..index.freshness import (
     DB_NAME,
     combine_command,
@@ -101,7 +102,15 @@ class Entry:
         if raw is None or name not in _LAZY:
             raise AttributeError(name)
         text = raw.get(name)  # not popped: a copy.copy of the entry shares ``_raw``
-        value = (loads(text) if isinstance(text, str) else text) or {}
+        try:
+            value = (loads(text) if isinstance(text, str) else text) or {}
+        except ValueError:  # the row was damaged outside activezarr
+            directory = self.index.parent
+            raise IndexLoadError(
+                f"catalog {directory}: the entry of {self.source} is damaged (its {name} is "
+                f"not JSON); rebuild it with `activezarr index {self.source} --out {directory} "
+                "--force`"
+            ) from None
         object.__setattr__(self, name, value)
         return value
 

@@ -325,7 +325,9 @@ def _run_shielded(
             return
         size = batch_size(len(todo), jobs)
         batches = [todo[i : i + size] for i in range(0, len(todo), size)]
-        with _executor(executor, jobs) as pool:
+        with _executor(
+            executor, min(jobs, len(batches))
+        ) as pool:  # --jobs 10**20: as many as tasks
             futures = {
                 pool.submit(index_batch, b, [targets[p] for p in b], storage_options, format): b
                 for b in batches

@@ -413,7 +413,11 @@ def recorded(con: sqlite3.Connection, sources: list[str]) -> dict[str, dict[str,
             part,
         )
         for source, fp, name in rows:
-            out[source] = {"fingerprint": json.loads(fp), "index": name}
+            try:
+                fingerprint = json.loads(fp)
+            except ValueError:  # a damaged row: the file counts as changed, and is re-indexed
+                fingerprint = None
+            out[source] = {"fingerprint": fingerprint, "index": name}
     return out
 
 

@@ -11,7 +11,7 @@ import re
 import sys
 from collections import Counter
 
-from ..errors import ActiveZarrError
+from ..errors import ActiveZarrError, one_line
 from ._common import (
     FORMATTER,
     check_server_reads,
@@ -61,19 +61,34 @@ def _span(entry) -> str:
     return ""
 
 
+def _line(e) -> str:
+    size = e.fingerprint.get("size")
+    names = ",".join(sorted(e.variables))
+    facets = " ".join(e.facets[f] for f in SHOWN_FACETS if e.facets.get(f))
+    return f"{e.source}\t{e.index.name}\t{size} B\t{_span(e)}\t{names}\t{facets}".rstrip()
+
+
+def _readable(cat, show, damaged: list[str]):
+    """``show(entry)`` of each entry; an entry that cannot be read (a damaged row) is left
+    out and its error kept in ``damaged``, so that one bad row does not end the listing."""
+    for e in cat:
+        try:
+            yield show(e)
+        except ActiveZarrError as exc:
+            damaged.append(str(exc))
+
+
 def cmd_ls(args) -> int:
     cat = open_catalog(args, var=args.var)
+    damaged: list[str] = []
     if args.json:  # one entry a line, streamed: a million entries never sit in memory
         print("[", end="")
-        for i, e in enumerate(cat):
-            print(f"{',' if i else ''}\n{dumps(_record(e))}", end="")
+        for i, text in enumerate(_readable(cat, lambda e: dumps(_record(e)), damaged)):
+            print(f"{',' if i else ''}\n{text}", end="")
         print("\n]")
-        return 0
-    for e in cat:
-        size = e.fingerprint.get("size")
-        names = ",".join(sorted(e.variables))
-        facets = " ".join(e.facets[f] for f in SHOWN_FACETS if e.facets.get(f))
-        print(f"{e.source}\t{e.index.name}\t{size} B\t{_span(e)}\t{names}\t{facets}".rstrip())
+        return _report_damaged(damaged)
+    for line in _readable(cat, _line, damaged):
+        print(line)
     narrowed = args.var or args.terms or args.path or args.attr
     for c in [] if narrowed else cat.combined.summaries():
         print(
@@ -81,7 +96,14 @@ def cmd_ls(args) -> int:
             f"from {c['sources']} files"
         )
     print(f"{len(cat)} entries in {cat.path}", file=sys.stderr)
-    return 0
+    return _report_damaged(damaged)
+
+
+def _report_damaged(damaged: list[str]) -> int:
+    """One stderr line per entry left out of a listing; exit status 1 if there was any."""
+    for message in damaged:
+        print(f"activezarr: error: {one_line(message)}", file=sys.stderr)
+    return 1 if damaged else 0
 
 
 # the facets that tell CMIP/CORDEX datasets apart, shown by ``ls`` when a file has them
