@@ -61,6 +61,7 @@ def assert_matches_netcdf4(path, var: str, selections=(Ellipsis,), index=None, *
 
 
 SELECTIONS = (Ellipsis, (slice(None, None, -1),), (slice(1, None, 2), slice(-3, None)), (-1,))
+SELECTIONS_1D = (Ellipsis, (slice(None, None, -1),), (slice(1, None, 2),), (-1,), (slice(0, 2),))
 
 
 # ------------------------------------------------------------ fletcher32 + shuffle, 8 bytes
@@ -183,3 +184,77 @@ def test_a_recorded_extent_that_does_not_fit_is_refused(tmp_path):
         facts.update(extent=extent, unlimited=unlimited)
         with pytest.raises(IndexLoadError, match="extent"):
             activezarr.Active(refs, "f4_last_None", check_stale=False)
+
+
+# ------------------------------------------------------------- HDF5 files netCDF4 reads
+
+
+def _h5_file(path, build) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        build(f)
+
+
+def test_filling_off_is_a_fill_value_not_user_defined(tmp_path):
+    """netCDF-C reports "filling off" for every dataset whose HDF5 fill value is not
+    user-defined, whatever its fill time: byte variables of plain h5py files then keep their
+    default fill (255, -127) as values, while one made with ``fillvalue=`` masks it even with
+    fill time NEVER. activezarr took fill time NEVER as the only sign, and masked the 255s."""
+    import h5py
+
+    path = tmp_path / "plain.h5"
+    values = np.array([[255, 0, 7], [255, 1, 255]], "u1")
+
+    def build(f):
+        f.create_dataset("u1_default", data=values, chunks=(1, 2))
+        f.create_dataset("i1_default", data=values.view("i1") // 2 - 64)  # -127 among them
+        f.create_dataset("u1_user", data=values, chunks=(1, 2), fillvalue=9, fill_time="never")
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_layout(h5py.h5d.COMPACT)
+        space = h5py.h5s.create_simple(values.shape)
+        dsid = h5py.h5d.create(f.id, b"u1_compact", h5py.h5t.NATIVE_UINT8, space, dcpl=dcpl)
+        h5py.Dataset(dsid)[...] = values
+
+    _h5_file(path, build)
+    index = activezarr.build_index(path, out=tmp_path, catalog=False)
+    for name in ("u1_default", "i1_default", "u1_user", "u1_compact"):
+        assert_matches_netcdf4(path, name, SELECTIONS, index)
+    assert int(activezarr.Active(index, "u1_default").count[...]) == 6
+    assert int(activezarr.Active(index, "u1_user").count[...]) == 3
+
+
+def test_a_fill_value_attribute_of_another_type_is_ignored_not_fatal(tmp_path):
+    """A ``_FillValue`` attribute that does not fit the variable's type (-inf as float64 on a
+    uint32 dataset, 1.5 on int16) failed indexing of the whole file (OverflowError); netCDF4
+    ignores it with its warning, and so does activezarr."""
+
+    def build(f):
+        f.create_dataset("u4", data=np.array([0, 7, 4294967295], "u4"))
+        f["u4"].attrs["_FillValue"] = np.array([-np.inf], ">f8")
+        f.create_dataset("i2", data=np.array([1, 2, -32767], "i2"), chunks=(2,))
+        f["i2"].attrs["_FillValue"] = np.float32(1.5)
+
+    path = tmp_path / "fill_types.h5"
+    _h5_file(path, build)
+    index = activezarr.build_index(path, out=tmp_path, catalog=False)
+    for name in ("u4", "i2"):
+        assert_matches_netcdf4(path, name, SELECTIONS_1D, index)
+
+
+def test_an_integer_scale_factor_wraps_before_a_float_offset(tmp_path):
+    """``int8 * int16(273) + 273.15``: numpy multiplies in int16 (wrapping) before the float
+    offset, so unpacking is not monotonic and min/max are of the unpacked values (the
+    unpacked stored minimum was returned)."""
+    path = tmp_path / "int_scale.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 6)
+        for dtype, scale in (("i1", np.int16(273)), ("u2", np.int32(70000)), ("i2", np.int8(3))):
+            v = ds.createVariable(f"v_{dtype}", dtype, ("x",), chunksizes=(2,))
+            v.scale_factor, v.add_offset = scale, np.float64(273.15)
+            v.set_auto_maskandscale(False)
+            info = np.iinfo(dtype)
+            v[:] = np.array([106, 25, info.min + 1, info.max, 1, info.max - 1]).astype(dtype)
+    index = activezarr.build_index(path, out=tmp_path, catalog=False)
+    for dtype in ("i1", "u2", "i2"):
+        assert_matches_netcdf4(path, f"v_{dtype}", SELECTIONS_1D, index)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import h5py
 import numpy as np
 
 from ..errors import UnsupportedVariableError
-from ..reduction.missing import default_fill
+from ..reduction.missing import default_fill, safe_cast
 from .h5objects import H5Dataset, H5Object
 from .member import type_name
 from .refs import encode_fill_value, inline_bytes, json_attr, meta_text, ref_item
@@ -310,8 +311,11 @@ def zarr_fill_value(dset: H5Dataset) -> Any:
     would mask every 0 (netCDF4 masks none: it is not a ``_FillValue``). Null reads the same
     0 in unwritten chunks; activezarr takes what they hold from its own member.
     """
-    if "_FillValue" in dset:
-        return np.asarray(dset.attr("_FillValue")).ravel()[0]
+    if "_FillValue" in dset:  # one netCDF4 uses (it ignores one it cannot cast): none else
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            usable = safe_cast({"_FillValue": dset.attr("_FillValue")}, "_FillValue", dset.dtype)
+        return None if usable is None else usable.reshape(-1)[0]
     units = dset.get("units")
     units = units.decode("utf-8", "replace") if isinstance(units, bytes) else units
     if any("_Netcdf4" in k for k in dset.attr_names) or (
@@ -331,14 +335,16 @@ def fill_facts(dset: H5Dataset) -> dict[str, Any]:
 
     ``fill``: what unwritten chunks read as (the HDF5 fill value); ``_FillValue``: the
     attribute exactly as stored (its type decides whether netCDF4 uses it), absent when the
-    file has none; ``no_fill``: created without fill (HDF5 fill time NEVER).
+    file has none; ``no_fill``: netCDF-C's "filling off", which it reports for every dataset
+    whose HDF5 fill value is not user-defined (netCDF's ``fill_value=False``, and plain h5py
+    datasets made without ``fillvalue=``), whatever the fill time.
     """
     facts: dict[str, Any] = {"fill": encode_fill_value(dset.fillvalue, dset.dtype)}
     if "_FillValue" in dset:
         raw = np.asarray(dset.attr("_FillValue")).ravel()
         if raw.size:
             facts["_FillValue"] = encode_fill_value(raw[0], raw.dtype)
-    facts["no_fill"] = dset.dcpl.get_fill_time() == h5py.h5d.FILL_TIME_NEVER
+    facts["no_fill"] = dset.dcpl.fill_value_defined() != h5py.h5d.FILL_VALUE_USER_DEFINED
     return facts
 
 

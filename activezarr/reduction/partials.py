@@ -72,12 +72,17 @@ class ReductionSpec:
     @functools.cached_property
     def decode_extremes(self) -> bool:
         """Min/max of unpacked values, not unpacked min/max, where unpacking may not be
-        monotonic: to integers (which wrap: ``uint8 * uint8(2)``), from floats (``inf * 0``
-        is NaN) or by a non-finite scale or offset."""
+        monotonic: to integers (which wrap: ``uint8 * uint8(2)``), through integers (an
+        integer ``scale_factor`` with a float ``add_offset``: ``int8 * int16(273)`` wraps
+        before the offset makes it float), from floats (``inf * 0`` is NaN) or by a
+        non-finite scale or offset."""
         packing = self.packing
         if packing is None or not packing.active:
             return False
         if self.dtype.kind not in "iu" or self.decoded_dtype.kind in "iu":
+            return True
+        first = packing.scale_factor if packing.scale_factor is not None else packing.add_offset
+        if np.asarray(first).dtype.kind != "f":
             return True
         return not (np.isfinite(packing.scale) and np.isfinite(packing.offset))
 
