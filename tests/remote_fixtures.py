@@ -76,6 +76,7 @@ ALL_REMOTE = dict.fromkeys(OPS, R)
 ALL_LOCAL = dict.fromkeys(OPS, L)
 INT32_SUMS_LOCAL = {"mean": L, "sum": L, "min": R, "max": R, "count": R}
 INT64_MEANS_LOCAL = {**ALL_REMOTE, "mean": L}
+INT64_SUMS_LOCAL = {**ALL_REMOTE, "mean": L, "sum": L}  # packed: netCDF4 adds unpacked floats
 
 # variable -> where its chunks must be reduced, per operation, and why
 REMOTE_ROUTES: dict[str, dict[str, str]] = {
@@ -84,7 +85,7 @@ REMOTE_ROUTES: dict[str, dict[str, str]] = {
     "f4_fill_zero": ALL_REMOTE,  # _FillValue 0 must be sent (a known defect elsewhere)
     "i8_valid_min_zero": INT64_MEANS_LOCAL,  # valid_min 0 must be sent; int64 means are float64
     "f8_missing_vector": ALL_REMOTE,  # several equality values: missing_values
-    "i8_scaled": ALL_REMOTE,  # scale_factor/add_offset applied on the client
+    "i8_scaled": INT64_SUMS_LOCAL,  # unpacked on the client; int64 sums wrap on the server
     "i4_plain": INT32_SUMS_LOCAL,  # the server would sum in int32 and overflow
     "u4_unsigned": INT32_SUMS_LOCAL,  # _Unsigned int32: viewed as uint32
     "i2_plain": ALL_LOCAL,  # int16 is not one of the server's dtypes

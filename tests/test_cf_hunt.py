@@ -258,3 +258,28 @@ def test_an_integer_scale_factor_wraps_before_a_float_offset(tmp_path):
     index = activezarr.build_index(path, out=tmp_path, catalog=False)
     for dtype in ("i1", "u2", "i2"):
         assert_matches_netcdf4(path, f"v_{dtype}", SELECTIONS_1D, index)
+
+
+def test_reductionist_sums_of_packed_64_bit_integers(tmp_path, s3_store, reductionist_target):
+    """The server sums int64 values in int64, which wraps (2**62 * 3); netCDF4 sums the
+    unpacked float64 values. Sums and means of packed 64-bit integers stay local (they were
+    sent, and came back wrapped)."""
+    path = tmp_path / "packed64.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 6)
+        for dtype in ("i8", "u8"):
+            v = ds.createVariable(f"v_{dtype}", dtype, ("x",), chunksizes=(6,))
+            v.scale_factor, v.add_offset = np.float64(0.5), np.float32(0.5)
+            v.set_auto_maskandscale(False)
+            v[:] = np.array([2**62, 2**62, 2**62, 1, 2, 2**62 + 7], dtype)
+    url = s3_store.upload(f"cfhunt/{uuid.uuid4().hex}/packed64.nc", path)
+    options = s3_store.storage_options()
+    index = activezarr.build_index(url, out=tmp_path, catalog=False, storage_options=options)
+    server = {"server": reductionist_target.url, "verify": reductionist_target.verify}
+    for dtype in ("i8", "u8"):
+        remote = {"backend": "reductionist", "storage_options": options, **server}
+        active = assert_matches_netcdf4(path, f"v_{dtype}", SELECTIONS_1D, index, **remote)
+        active.sum[...]
+        assert active.stats.chunks_remote == 0 and active.stats.local_reasons
+        active.max[...]
+        assert active.stats.chunks_remote == 1  # min/max still go to the server

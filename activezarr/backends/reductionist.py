@@ -535,8 +535,12 @@ class ReductionistBackend(Backend):
         if spec.decode_extremes:
             return "unpacking is not monotonic here (integers that wrap, floats, inf or NaN)"
         unpacked = spec.packing is None or not spec.packing.active
-        if spec.op == "mean" and unpacked and dt.kind in "iu" and dt.itemsize == 8:
-            return "means of 64-bit integers are float64 sums (the server sums integers)"
+        wide = spec.needs_sum and dt.kind in "iu" and dt.itemsize == 8
+        if wide and (spec.op == "mean" or not unpacked):
+            return (
+                "means of 64-bit integers, and sums of packed ones, add decoded values "
+                "(the server's integer sum wraps)"
+            )
         return None
 
     # -- requests ------------------------------------------------------------------------
