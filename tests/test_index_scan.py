@@ -1,7 +1,8 @@
 """The scanned first load of a JSON index (``index/scan.py``: plain references straight into
-arrays) against the plain parse (the whole text through the JSON parser, then
-``load_variable``): the same chunk table, the same refusals, on generated reference texts with
-escapes, inline data, odd spacing, duplicate keys, metadata as text or objects, version 0/1.
+arrays) and the whole-text parse of short texts, against the plain parse (the whole text
+through the JSON parser, then ``load_variable``): the same chunk table, the same refusals, on
+generated reference texts with escapes, inline data, odd spacing, duplicate keys, metadata as
+text or objects, version 0/1.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ SPACES = ["", " ", "\n", "  ", "\t", "\r\n "]
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+
+
+@pytest.fixture(autouse=True, params=["scanned", "short"])
+def route(request, monkeypatch):
+    """Each test twice: every text through the scan, and short texts parsed whole (the
+    default below ``scan.SMALL`` bytes)."""
+    if request.param == "scanned":
+        monkeypatch.setattr(scan, "SMALL", 0)
+    return request.param
 
 
 def text(value, escape: bool = False) -> str:

@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import IndexLoadError, UnsupportedVariableError
+from . import scan
 from .member import Member, parse_member, typed_attrs
 from .refs import decode_inline, loads
-from .scan import PAD, ChunkRefs, check_duplicates, split
+from .scan import PAD, ChunkRefs, check_duplicates, parse_small, split
 from .sources import is_remote, local_path
 from .validate import (
     ArrayMeta,
@@ -367,6 +368,8 @@ def _read_local(path: str) -> tuple[np.ndarray, int]:
 def _parse(buf: np.ndarray, n: int, location: str) -> tuple[Any, ChunkRefs | None]:
     """``scan.split`` of an index's text, else the whole text parsed (``refs.loads``, orjson
     when installed) and checked for keys that appear twice; the cyclic GC paused."""
+    if n < scan.SMALL:
+        return parse_small(buf[:n].tobytes(), location), None
     with _gc_paused():
         found = split(buf, n, location)
         if found is not None:

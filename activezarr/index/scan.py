@@ -12,6 +12,7 @@ refused (``check_duplicates``; readers disagree on which one counts).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..errors import IndexLoadError
 from .jsontext import loads
 
+SMALL = 1 << 16  # shorter texts are parsed whole (parse_small)
 PAD = 512  # bytes after the text: windows may read past the end of the last reference
 KEY_MAX = 96  # longer keys, urls and gaps stay in the rest (parsed as JSON)
 URL_MAX = 256
@@ -275,6 +277,32 @@ def check_duplicates(arr: np.ndarray, data, location: str) -> None:
         _refuse_twice([_decoded(arr, st, int(i)) for i in top], location)
     if refs is not None and len(inner) != len(refs):
         _refuse_twice([_decoded(arr, st, int(i)) for i in inner], location)
+
+
+class _Object(dict):
+    """A parsed JSON object that names a key its text holds twice (None: none)."""
+
+    twice: str | None = None
+
+
+def _object(pairs: list[tuple[str, object]]) -> _Object:
+    out = _Object(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        out.twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+    return out
+
+
+def parse_small(text: bytes, location: str):
+    """A short text parsed whole by the standard library (the scan's fixed cost is more
+    than it saves), refused like ``check_duplicates`` refuses."""
+    data = json.loads(text, object_pairs_hook=_object)
+    if isinstance(data, dict):
+        version0 = data.get("version") is None and not isinstance(data.get("refs"), dict)
+        for parsed in (data, None if version0 else data.get("refs")):
+            if isinstance(parsed, _Object) and parsed.twice is not None:
+                raise IndexLoadError(f"index {location}: key {parsed.twice!r:.80} appears twice")
+    return data
 
 
 def _refuse_twice(keys: list[str], location: str) -> None:
