@@ -7,58 +7,18 @@ The generator that found them is ``tests/cf_hunt.py`` (its hypothesis test is be
 
 from __future__ import annotations
 
-import itertools
 import json
 import uuid
-import warnings
 
 import netCDF4
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import activezarr
-from tests.oracle import (
-    OPS,
-    _as_masked,
-    assert_same,
-    assert_same_read,
-    decoded_dtype,
-    nc_variable,
-    oracle_atol,
-    reduce_masked,
-)
-
-
-def every_axes(ndim: int) -> list:
-    """None and every non-empty combination of ``ndim`` axes."""
-    combos = [c for r in range(1, ndim + 1) for c in itertools.combinations(range(ndim), r)]
-    return [None, *combos]
-
-
-def assert_matches_netcdf4(path, var: str, selections=(Ellipsis,), index=None, **active_kw):
-    """Reads and every reduction over every axis combination of ``var`` equal the oracle."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if index is None:
-            index = activezarr.build_index(path, out=path.parent, catalog=False)
-        active = activezarr.Active(index, var, **active_kw)
-        with netCDF4.Dataset(path) as ds:
-            ncvar = nc_variable(ds, var)
-            assert tuple(active.shape) == tuple(ncvar.shape), var
-            for sel in selections:
-                expected = _as_masked(ncvar[sel], decoded_dtype(ncvar))
-                assert_same_read(active[sel], expected, where=f"{var}[{sel}]")
-                for op in OPS:
-                    for axis in every_axes(expected.ndim):
-                        assert_same(
-                            getattr(active, op)(axis=axis)[sel],
-                            reduce_masked(expected, op, axis),
-                            op,
-                            atol=oracle_atol(expected, op, axis),
-                            where=f"{var} {op}[{sel}] axis={axis}",
-                        )
-    return active
-
+from tests import cf_hunt
+from tests.cf_hunt import check_variable as assert_matches_netcdf4
 
 SELECTIONS = (Ellipsis, (slice(None, None, -1),), (slice(1, None, 2), slice(-3, None)), (-1,))
 SELECTIONS_1D = (Ellipsis, (slice(None, None, -1),), (slice(1, None, 2),), (-1,), (slice(0, 2),))
@@ -283,3 +243,19 @@ def test_reductionist_sums_of_packed_64_bit_integers(tmp_path, s3_store, reducti
         assert active.stats.chunks_remote == 0 and active.stats.local_reasons
         active.max[...]
         assert active.stats.chunks_remote == 1  # min/max still go to the server
+
+
+# ------------------------------------------------------------------------- the generator
+
+
+@settings(max_examples=16, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["netcdf", "hdf5"]))
+def test_generated_cf_files_reduce_as_netcdf4(tmp_path_factory, seed, kind):
+    """A file of five random variables over the CF corner space (``tests/cf_hunt.py``: every
+    dtype, byte order, storage, fill, attribute types, groups, record variables, h5py's
+    layouts): reads and every reduction over every axis combination equal netCDF4's.
+    ``python -m tests.cf_hunt 0 500`` runs 1,000 such files."""
+    rng = np.random.default_rng(seed)
+    path = tmp_path_factory.mktemp("hunt") / "hunt.nc"
+    write = cf_hunt.write_netcdf if kind == "netcdf" else cf_hunt.write_hdf5
+    cf_hunt.check_file(path, write(path, rng), rng)
