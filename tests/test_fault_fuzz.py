@@ -156,16 +156,18 @@ def test_v1_headers_beside_a_right_body_are_ignored(proxy_for, many_chunks):
     _exact(result, many_chunks)
 
 
-def test_trickling_reply_ends_at_the_deadline(proxy_for, many_chunks):
-    """A reply whose bytes come one every 0.05 s (each well under the read timeout): cut at
-    ``deadline``, not retried, one ReductionistError naming the server and the setting; with
-    fallback="local" the chunk is reduced here."""
-    proxy = proxy_for(rates={"trickle": 1.0}, trickle=0.05)
+@pytest.mark.parametrize("fault", ["trickle", "trickle_head"])
+def test_trickling_reply_ends_at_the_deadline(proxy_for, many_chunks, fault):
+    """A reply whose bytes (of the body, or of the whole reply from its status line) come one
+    every 0.05 s, each well under the read timeout: cut at ``deadline``, not retried, one
+    ReductionistError naming the server and the setting; with fallback="local" the chunk is
+    reduced here."""
+    proxy = proxy_for(rates={fault: 1.0}, trickle=0.05)
     result, error = _reduce_one(proxy, many_chunks, deadline=0.3)
     assert isinstance(error, ReductionistError), (result, error)
     _one_line(error, proxy.url)
     assert "deadline=" in str(error) and "after 1 attempt(s)" in str(error), error
-    assert proxy.counts()["trickle"] == 1
+    assert proxy.counts()[fault] == 1
     result, error = _reduce_one(proxy, many_chunks, deadline=0.3, fallback="local")
     assert error is None, error
     _exact(result, many_chunks)

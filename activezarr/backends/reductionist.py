@@ -27,7 +27,6 @@ import cbor2
 import numpy as np
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
 from ..errors import ActiveZarrError, ReductionistError, redact
 from ..reduction.missing import MissingRule
@@ -36,7 +35,7 @@ from ..tls import tls_hint, tls_reason
 from .base import Backend, BlockPartial, ChunkBatch, Job
 from .breaker import CircuitBreaker, breaker_for
 from .limiter import InFlightLimit
-from .watchdog import WATCHDOG, shutdown_reply
+from .watchdog import WATCHDOG, Watched, tracking_adapter
 
 log = logging.getLogger(__name__)
 
@@ -419,9 +418,9 @@ class ReductionistBackend(Backend):
     timeout : float
         Seconds to wait for a reply (connecting: at most ``connect_timeout``).
     deadline : float
-        Seconds a reply's body may take in all, however steadily its bytes arrive (default
-        300): a body trickling in under ``timeout`` per read is cut there, not retried (the
-        chunk falls back to local with ``fallback="local"``).
+        Seconds a request may take in all, headers and body, however steadily its bytes
+        arrive (default 300): a reply trickling in under ``timeout`` per read is cut there,
+        not retried (the chunk falls back to local with ``fallback="local"``).
     retries : int
         Retries of a chunk after a transport failure (refused, reset or cut-off connection,
         timeout, a 200 without a whole CBOR body of the expected shape) or a 5xx, 408 or 429
@@ -483,7 +482,7 @@ class ReductionistBackend(Backend):
         self._pool: cf.ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         # one kept-alive connection per request in flight
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.in_flight.maximum)
+        adapter = tracking_adapter(pool_connections=1, pool_maxsize=self.in_flight.maximum)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         # passed with each request: a session-wide ``verify`` loses to REQUESTS_CA_BUNDLE /
@@ -735,11 +734,24 @@ class ReductionistBackend(Backend):
         )
         raise error from failure.__cause__
 
-    def _read_body(self, resp: requests.Response, cap: int) -> bytes:
-        """``read_capped``, cut when ``deadline`` seconds pass (``watchdog``)."""
-        timer = WATCHDOG.arm(self.deadline, shutdown_reply(resp))
+    def _send(self, url: str, body: dict, op: str) -> tuple[requests.Response, bytes]:
+        """The reply to ``body`` and its (capped) body, cut when ``deadline`` seconds pass
+        (``watchdog``: headers and body in all)."""
+        watched = Watched()
+        timer = WATCHDOG.arm(self.deadline, watched.cut)
         try:
-            return read_capped(resp, cap)
+            with watched:
+                resp = self.session.post(
+                    url,
+                    json=body,
+                    auth=self._auth,
+                    timeout=(min(self.connect_timeout, self.timeout), self.timeout),
+                    verify=self.verify,
+                    allow_redirects=False,  # credentials go to this server only
+                    stream=True,
+                )
+            cap = reply_cap(body, op) if resp.status_code == 200 else 2**16
+            return resp, read_capped(resp, cap)
         except Exception as exc:
             if not timer.fired.is_set():
                 raise
@@ -767,18 +779,7 @@ class ReductionistBackend(Backend):
         """One request; the reply decoded and checked. Raises ``_Failure`` for what a retry
         may cure, ``ReductionistError`` for what it cannot (4xx, TLS)."""
         try:
-            resp = self.session.post(
-                url,
-                json=body,
-                auth=self._auth,
-                timeout=(min(self.connect_timeout, self.timeout), self.timeout),
-                verify=self.verify,
-                allow_redirects=False,  # credentials go to this server only
-                stream=True,
-            )
-            content = self._read_body(
-                resp, reply_cap(body, op) if resp.status_code == 200 else 2**16
-            )
+            resp, content = self._send(url, body, op)
         except BadReply as exc:
             raise _Failure(f"answered {resp.status_code} with a bad body: {exc}") from exc
         except requests.exceptions.SSLError as exc:

@@ -5,6 +5,8 @@ server that sends one byte just before each timeout keeps a request alive for ev
 ``Watchdog`` runs ``cut`` callbacks (shutting the reply's socket down, which ends the blocked
 read at once) when their deadlines pass; ``arm`` returns a ``Timer`` to ``disarm`` when the
 reply is read in time. One daemon thread and a heap serve every request of the process.
+``tracking_adapter`` makes a session's connections known to ``Watched`` as soon as their
+reply is awaited, so that a deadline covers the headers as well as the body.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Self
 
 
 @dataclass
@@ -78,13 +81,58 @@ class Watchdog:
 WATCHDOG = Watchdog()
 
 
-def shutdown_reply(response) -> Callable[[], None]:
-    """A ``cut`` for a streamed ``requests`` response: its socket shut down both ways."""
+_current = threading.local()  # the ``Watched`` record of the request this thread sends
 
-    def cut() -> None:
-        connection = getattr(getattr(response, "raw", None), "connection", None)
-        sock = getattr(connection, "sock", None)
+
+@dataclass
+class Watched:
+    """The connection a request went out on, once its reply is awaited (``tracking_adapter``)."""
+
+    connection: object = None
+
+    def __enter__(self) -> Self:
+        _current.watched = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _current.watched = None
+
+    def cut(self) -> None:
+        """Shut the connection's socket down both ways: a blocked read returns at once."""
+        sock = getattr(self.connection, "sock", None)
         if sock is not None:
             sock.shutdown(socket.SHUT_RDWR)
 
-    return cut
+
+class _Tracked:
+    """A urllib3 connection that tells the thread's ``Watched`` record it is the one whose
+    reply (headers and body) is awaited."""
+
+    def getresponse(self, *args, **kwargs):
+        watched = getattr(_current, "watched", None)
+        if watched is not None:
+            watched.connection = self
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+def tracking_adapter(**options):
+    """A ``requests`` HTTPAdapter whose connections report themselves to ``Watched``."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class Connection(_Tracked, HTTPConnection):
+        pass
+
+    class SecureConnection(_Tracked, HTTPSConnection):
+        pass
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class SecurePool(HTTPSConnectionPool):
+        ConnectionCls = SecureConnection
+
+    adapter = HTTPAdapter(**options)
+    adapter.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SecurePool}
+    return adapter

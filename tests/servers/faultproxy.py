@@ -23,6 +23,7 @@ run, whatever the order in which threads send it. Other requests pass untouched.
 ``rewrite``    forwarded; ``rewrite(head, body) -> (head, body)`` changes the reply (framing redone)
 ``no_range``   forwarded without its ``Range`` header: the server answers with the whole object
 ``trickle``    forwarded; the headers, then the body one byte every ``trickle`` seconds
+``trickle_head``  forwarded; the head one byte every ``trickle`` seconds, then the body at once
 =============  ==========================================================================
 
 ``mode="tcp"`` relays bytes without reading HTTP (for TLS, which the proxy cannot read): each
@@ -67,6 +68,7 @@ FAULTS = (
     "rewrite",
     "no_range",
     "trickle",
+    "trickle_head",
 )
 TCP_FAULTS = ("reset", "slow", "cut_body")
 MAX_HEAD = 64 * 1024
@@ -428,12 +430,14 @@ class FaultProxy:
             client.sendall(head + half)
             self._hold(client)
             return False
-        if fault == "trickle":
-            client.sendall(head)
-            for i in range(len(body)):  # until the client gives up (a send then fails)
+        if fault in ("trickle", "trickle_head"):
+            slowly, at_once = (head, body) if fault == "trickle_head" else (body, b"")
+            client.sendall(b"" if fault == "trickle_head" else head)
+            for i in range(len(slowly)):  # until the client gives up (a send then fails)
                 if self._stop.wait(self.trickle):
                     return False
-                client.sendall(body[i : i + 1])
+                client.sendall(slowly[i : i + 1])
+            client.sendall(at_once)
             return True
         if fault == "rewrite" and self.rewrite is not None:
             head, body = self.rewrite(head, body)
