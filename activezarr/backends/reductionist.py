@@ -751,7 +751,10 @@ class ReductionistBackend(Backend):
                     stream=True,
                 )
             cap = reply_cap(body, op) if resp.status_code == 200 else 2**16
-            return resp, read_capped(resp, cap)
+            try:
+                return resp, read_capped(resp, cap)
+            except BadReply as exc:
+                raise _Failure(f"answered {resp.status_code} with a bad body: {exc}") from exc
         except Exception as exc:
             if not timer.fired.is_set():
                 raise
@@ -780,8 +783,6 @@ class ReductionistBackend(Backend):
         may cure, ``ReductionistError`` for what it cannot (4xx, TLS)."""
         try:
             resp, content = self._send(url, body, op)
-        except BadReply as exc:
-            raise _Failure(f"answered {resp.status_code} with a bad body: {exc}") from exc
         except requests.exceptions.SSLError as exc:
             reason = tls_reason(exc) or f"{type(exc).__name__}: {exc}"
             ca = self.verify if isinstance(self.verify, str) else None
