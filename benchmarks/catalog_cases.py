@@ -75,11 +75,14 @@ def clear_outputs(folders: list[Path]) -> float:
     """Remove the previous run's outputs, then wait until the file system forgets them;
     return the seconds waited.
 
-    On ext4 without a journal (this machine's disk) the inode allocator skips every inode
-    freed in the last ``dirty_expire_centisecs`` (30 s), checking each one it passes: deleting
-    the 20,000 files of the previous run and then timing a tool that writes files cost that
-    tool up to 0.7 ms of kernel CPU per file created, the more the more files it writes (two
-    per source for activezarr, one for kerchunk). Removed once here, not before each run.
+    On ext4 without a journal (this machine's disk) the inode allocator skips every free
+    inode that was deleted less than 60 s ago (360 s while its inode table block is still
+    dirty, which writeback cleans after ``dirty_expire_centisecs``), looking each one up in
+    the buffer cache (``recently_deleted`` in ``fs/ext4/ialloc.c``; perf: ~55% of a create
+    loop's samples). Deleting the previous run's 20,000 files and then timing a tool that
+    writes files cost that tool up to 0.7 ms of kernel CPU per file created, the more the
+    more files it writes (two per source for activezarr, one for kerchunk). Removed once
+    here, not before each run; other sessions' deletions still add noise.
     """
     removed = [f for f in folders if f.exists()]
     for folder in removed:
@@ -87,12 +90,13 @@ def clear_outputs(folders: list[Path]) -> float:
     if not removed:
         return 0.0
     try:
-        window = int(Path("/proc/sys/vm/dirty_expire_centisecs").read_text()) / 100
+        writeback = int(Path("/proc/sys/vm/dirty_expire_centisecs").read_text()) / 100
     except (OSError, ValueError):
-        window = 30.0
-    print(f"removed the previous outputs; waiting {window + 1:.0f} s", file=sys.stderr)
-    time.sleep(window + 1)
-    return window + 1
+        writeback = 30.0
+    wait = 60 + writeback + 5
+    print(f"removed the previous outputs; waiting {wait:.0f} s", file=sys.stderr)
+    time.sleep(wait)
+    return wait
 
 
 def _env() -> dict:
