@@ -406,6 +406,9 @@ _FIXES = {
     errno.EROFS: "it is on a read-only file system; use another path",
     errno.ENOENT: "check the path",
     errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.ENAMETOOLONG: "use a shorter name (at most 255 bytes a name)",
+    errno.ELOOP: "a symbolic link in the path loops back on itself",
+    errno.EISDIR: "it is a directory; give a file",
 }
 
 
