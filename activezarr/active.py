@@ -489,10 +489,11 @@ class Active:
         return self._values(self._stored_selection(sel, records))
 
     def _record_fill(self) -> np.generic:
-        """The fill netCDF-C writes past a record variable's extent: the ``_FillValue``
-        attribute, else the type's default (also without fill), in the storage dtype."""
-        attr = self.index.fill_attr
-        return self._fill_scalar(attr if attr is not None else self._default_fill())
+        """The fill netCDF-C writes past a record variable's extent, in the storage dtype:
+        the dataset's own fill value (netCDF's ``_FillValue``), else with filling off the
+        type's default."""
+        value = None if self.index.no_fill else self.index.fill_value
+        return self._fill_scalar(value if value is not None else self._default_fill())
 
     def _groups(self, groups: Groups | None, sel, spec: ReductionSpec) -> Groups | None:
         """``groups`` checked against the selection, its codes in increasing index order."""
