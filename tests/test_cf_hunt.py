@@ -259,3 +259,26 @@ def test_generated_cf_files_reduce_as_netcdf4(tmp_path_factory, seed, kind):
     path = tmp_path_factory.mktemp("hunt") / "hunt.nc"
     write = cf_hunt.write_netcdf if kind == "netcdf" else cf_hunt.write_hdf5
     cf_hunt.check_file(path, write(path, rng), rng)
+
+
+def test_reductionist_keeps_nan_outside_no_valid_bound(tmp_path, s3_store, reductionist_target):
+    """NaN is not below valid_min nor above valid_max, so netCDF4 keeps it (sums and means
+    are NaN); the test Reductionist dropped NaN as out of range (``x <= max``), where the
+    reference says a bound excludes ``x > max``. Sums, means and counts equal netCDF4's."""
+    path = tmp_path / "nan_bounds.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 8)
+        for name in ("valid_min", "valid_max", "valid_range"):  # (fills the bound excludes)
+            fill = -999.0 if name == "valid_min" else 999.0
+            v = ds.createVariable(f"v_{name}", "f8", ("x",), chunksizes=(4,), fill_value=fill)
+            v.setncattr(name, [-5.0, 5.0] if name == "valid_range" else 0.0)
+            v[:] = [np.nan, 1.0, -1.0, 7.0, -7.0, np.nan, 0.5, -0.5]
+    url = s3_store.upload(f"cfhunt/{uuid.uuid4().hex}/nan_bounds.nc", path)
+    options = s3_store.storage_options()
+    index = activezarr.build_index(url, out=tmp_path, catalog=False, storage_options=options)
+    remote = {"backend": "reductionist", "storage_options": options}
+    remote.update(server=reductionist_target.url, verify=reductionist_target.verify)
+    for name in ("valid_min", "valid_max", "valid_range"):
+        active = assert_matches_netcdf4(path, f"v_{name}", SELECTIONS_1D, index, **remote)
+        active.count[...]
+        assert active.stats.chunks_remote == 2

@@ -205,11 +205,12 @@ def valid_mask(array: np.ndarray, missing: tuple[str, tuple] | None) -> np.ndarr
     kind, values = missing
     if kind in ("missing_value", "missing_values"):
         return ~np.isin(array, np.asarray(values, dtype=array.dtype))
+    # the reference's words: valid_min excludes x < min, valid_max x > max (NaN is kept)
     if kind == "valid_min":
-        return array >= values[0]
+        return ~(array < values[0])
     if kind == "valid_max":
-        return array <= values[0]
-    return (array >= values[0]) & (array <= values[1])
+        return ~(array > values[0])
+    return ~((array < values[0]) | (array > values[1]))
 
 
 def _limits(dtype: np.dtype):
