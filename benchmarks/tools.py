@@ -98,8 +98,12 @@ class ActiveZarrTool(Tool):
         from activezarr import Active, Catalog  # noqa: F401 - the package imports them lazily
 
         self.az = activezarr
-        if case["kind"] == "build":
-            import h5py  # noqa: F401 - activezarr imports it lazily; kerchunk's import has it
+        if case["kind"] == "build":  # what build_index imports on first use (kerchunk.hdf,
+            # imported before kerchunk's clock, imports h5py and all it needs)
+            import h5py  # noqa: F401
+
+            import activezarr.catalog.single
+            import activezarr.index.build
 
     def prepare_reduce(self, case):
         sel, axis = parse_selection(case["sel"]), case.get("axis")
