@@ -52,6 +52,16 @@ def test_fletcher32_before_shuffle_on_8_byte_types(tmp_path, dtype, zlib):
     assert_matches_netcdf4(path, "v", SELECTIONS)
 
 
+def _on_reductionist(path, out, s3_store, reductionist_target) -> tuple:
+    """``path`` uploaded to moto's S3 and indexed there: the index and the ``Active`` options
+    that send its chunks to the Reductionist test server."""
+    url = s3_store.upload(f"cfhunt/{uuid.uuid4().hex}/{path.name}", path)
+    options = s3_store.storage_options()
+    index = activezarr.build_index(url, out=out, catalog=False, storage_options=options)
+    server = {"server": reductionist_target.url, "verify": reductionist_target.verify}
+    return index, {"backend": "reductionist", "storage_options": options, **server}
+
+
 # ------------------------------------------------------ infinities through Reductionist
 
 
@@ -68,12 +78,8 @@ def test_reductionist_min_max_of_only_infinities(tmp_path, s3_store, reductionis
             v[:] = np.ma.masked_values(
                 [-np.inf, -999, np.inf, -999, -np.inf, np.inf, 1.5, np.finfo(dtype).max], -999
             )
-    url = s3_store.upload(f"cfhunt/{uuid.uuid4().hex}/inf.nc", path)
-    options = s3_store.storage_options()
-    index = activezarr.build_index(url, out=tmp_path, catalog=False, storage_options=options)
-    server = {"server": reductionist_target.url, "verify": reductionist_target.verify}
+    index, remote = _on_reductionist(path, tmp_path, s3_store, reductionist_target)
     for dtype in ("f4", "f8"):
-        remote = {"backend": "reductionist", "storage_options": options, **server}
         sels = (Ellipsis, (slice(0, 2),), (slice(2, 4),), (slice(4, None, 3),))
         active = assert_matches_netcdf4(path, f"v{dtype}", sels, index, **remote)
         active.max[...]
@@ -232,12 +238,8 @@ def test_reductionist_sums_of_packed_64_bit_integers(tmp_path, s3_store, reducti
             v.scale_factor, v.add_offset = np.float64(0.5), np.float32(0.5)
             v.set_auto_maskandscale(False)
             v[:] = np.array([2**62, 2**62, 2**62, 1, 2, 2**62 + 7], dtype)
-    url = s3_store.upload(f"cfhunt/{uuid.uuid4().hex}/packed64.nc", path)
-    options = s3_store.storage_options()
-    index = activezarr.build_index(url, out=tmp_path, catalog=False, storage_options=options)
-    server = {"server": reductionist_target.url, "verify": reductionist_target.verify}
+    index, remote = _on_reductionist(path, tmp_path, s3_store, reductionist_target)
     for dtype in ("i8", "u8"):
-        remote = {"backend": "reductionist", "storage_options": options, **server}
         active = assert_matches_netcdf4(path, f"v_{dtype}", SELECTIONS_1D, index, **remote)
         active.sum[...]
         assert active.stats.chunks_remote == 0 and active.stats.local_reasons
