@@ -30,7 +30,7 @@ from activezarr import Active, build_index
 from activezarr.errors import ChunkReadError, IndexBuildError, IndexLoadError
 from tests.generate import put_raw, rng_for, sprinkle
 from tests.oracle import assert_same, oracle_read, reduce_masked
-from tests.servers.faultproxy import FaultProxy
+from tests.servers.faultproxy import FaultProxy, proxy_maker
 from tests.servers.s3 import make_bucket
 
 VAR = "tas"
@@ -79,15 +79,8 @@ def on_s3(moto_server, data_file, tmp_path_factory):
 @pytest.fixture
 def s3_proxy(moto_server):
     """Make a FaultProxy in front of moto that faults range reads (GETs)."""
-    made = []
-
-    def make(**options) -> FaultProxy:
-        made.append(FaultProxy(moto_server.endpoint_url, match=("GET ",), **options))
-        return made[-1]
-
-    yield make
-    for proxy in made:
-        proxy.stop()
+    with proxy_maker(moto_server.endpoint_url, match=("GET ",)) as make:
+        yield make
 
 
 def via(proxy: FaultProxy, so: dict) -> dict:

@@ -25,7 +25,7 @@ from activezarr.backends.breaker import CircuitBreaker
 from activezarr.errors import ReductionistError
 from tests.generate import put_raw, rng_for, sprinkle
 from tests.oracle import assert_same, oracle_read, reduce_masked
-from tests.servers.faultproxy import FaultProxy
+from tests.servers.faultproxy import FaultProxy, proxy_maker
 
 VAR = "tas"
 SHAPE, CHUNKS = (20, 40, 50), (2, 4, 5)  # 1,000 chunks of 40 values
@@ -66,15 +66,8 @@ def many_chunks(remote_data, tmp_path_factory) -> tuple[Path, Path, dict]:
 @pytest.fixture
 def proxy_for(reductionist_server):
     """Make a FaultProxy in front of the Reductionist test server; stopped after the test."""
-    made = []
-
-    def make(**options) -> FaultProxy:
-        made.append(FaultProxy(reductionist_server.url, **options))
-        return made[-1]
-
-    yield make
-    for proxy in made:
-        proxy.stop()
+    with proxy_maker(reductionist_server.url) as make:
+        yield make
 
 
 def active_via(proxy: FaultProxy, many_chunks, **options) -> Active:

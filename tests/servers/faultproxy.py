@@ -41,6 +41,7 @@ Python: ``with FaultProxy("127.0.0.1:8080", rates={"error": 0.05}, seed=1) as pr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import random
@@ -49,6 +50,7 @@ import socket
 import struct
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Self
 from urllib.parse import urlsplit
 
@@ -510,6 +512,23 @@ class FaultProxy:
         with self._lock:
             self._sockets.discard(sock)
         _close(sock)
+
+
+@contextlib.contextmanager
+def proxy_maker(target: str, **fixed) -> Iterator[Callable[..., FaultProxy]]:
+    """A factory of ``FaultProxy(target, **fixed, **options)`` for a test; every proxy it made
+    is stopped when the block ends."""
+    made: list[FaultProxy] = []
+
+    def make(**options) -> FaultProxy:
+        made.append(FaultProxy(target, **fixed, **options))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for proxy in made:
+            proxy.stop()
 
 
 def _reset(sock: socket.socket) -> None:
