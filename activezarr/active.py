@@ -108,18 +108,36 @@ def _normalize_axis(axis, ndim: int) -> tuple[int, ...] | None:
 IN_FLIGHT = 64  # batches submitted ahead to an external executor (a dask cluster)
 
 
-def _ordered_window(pool: cf.Executor, call, items: Iterable, window: int) -> Iterator:
+def _ordered_window(
+    pool: cf.Executor | None, call, items: Iterable, window: int, share: int = 0
+) -> Iterator:
     """Results of ``pool.submit(*call(item))`` in item order, at most ``window`` submitted
-    ahead of the one being read: results wait to be folded, not the whole selection's."""
+    ahead of the one being read: results wait to be folded, not the whole selection's.
+
+    With ``share`` = k, every k-th item is run by the calling thread when its turn comes,
+    while the pool works on the items after it (k = 1, or no pool: all of them). The caller
+    would otherwise only wait, so a pool one thread smaller does the same work, and one
+    thread's buffers and malloc arena (about 3 MB) are not made.
+    """
     pending: collections.deque = collections.deque()
     items = iter(items)
+    turns = itertools.count(1)
+
+    def put(item) -> None:
+        mine = pool is None or (share and next(turns) % share == 0)
+        pending.append((None, item) if mine else (pool.submit(*call(item)), None))
+
     for item in itertools.islice(items, window):
-        pending.append(pool.submit(*call(item)))
+        put(item)
     while pending:
-        result = pending.popleft().result()
-        for item in itertools.islice(items, 1):
-            pending.append(pool.submit(*call(item)))
-        yield result
+        future, item = pending.popleft()
+        for ahead in itertools.islice(items, 1):
+            put(ahead)
+        if future is not None:
+            yield future.result()
+        else:
+            fn, *args = call(item)
+            yield fn(*args)
 
 
 def _is_int(value) -> bool:
@@ -227,6 +245,8 @@ class Active:
         Reductionist server URL (``backend="reductionist"``).
     max_workers : int, optional
         Threads that read and reduce chunks (default: CPU count, 16 for remote data).
+        Locally the calling thread is one of them: it reduces every ``max_workers``-th
+        batch itself, and the pool holds the others.
     executor : concurrent.futures.Executor, optional
         Run chunk batches there instead of on the internal thread pool.
     check_stale : bool
@@ -777,24 +797,36 @@ class Active:
             )
         elif len(first) > 1:
             fn = lambda b: (dispatch, self.backend, self.local, job, b)
-            outcomes = _ordered_window(self._pool(), fn, batches, self.max_workers + 1)
+            outcomes = _ordered_window(
+                self._pool(), fn, batches, self.max_workers + 1, self._caller_share
+            )
         else:
             outcomes = (dispatch(self.backend, self.local, job, b) for b in batches)
         for batch_parts, counts in outcomes:
             self.stats.add(**counts)
             yield from batch_parts
 
-    def _pool(self) -> cf.Executor:
+    @property
+    def _caller_share(self) -> int:
+        """How many of ``max_workers`` the calling thread is, when it works too: local
+        batches (CPU work: it would only wait); remote ones wait on the network in the pool."""
+        return self.max_workers if self.backend is self.local and self._executor is None else 0
+
+    def _pool(self) -> cf.Executor | None:
+        """The executor batches go to (None: the calling thread runs them all)."""
         if self._executor is not None:
             return self._executor
-        if self._own_pool is None:
-            self._own_pool = cf.ThreadPoolExecutor(self.max_workers, "activezarr")
+        threads = self.max_workers - (1 if self._caller_share else 0)
+        if self._own_pool is None and threads > 0:
+            self._own_pool = cf.ThreadPoolExecutor(threads, "activezarr")
         return self._own_pool
 
     def _map(self, fn, batches: Sequence[ChunkBatch]) -> list:
         if len(batches) <= 1:
             return [fn(b) for b in batches]
-        return list(self._pool().map(fn, batches))
+        call = lambda b: (fn, b)
+        share = self._caller_share
+        return list(_ordered_window(self._pool(), call, batches, self.max_workers + 1, share))
 
     def close(self) -> None:
         """Close files, connections and the thread pool."""

@@ -206,16 +206,18 @@ def adjacent_runs_by_url(urls: Sequence[str], offsets: np.ndarray, sizes: np.nda
     n = len(urls)
     if n == 0:
         return []
-    names = np.empty(n, dtype=object)
-    names[:] = urls
     offsets = np.asarray(offsets)
-    ends = offsets + sizes
-    breaks = np.flatnonzero((names[1:] != names[:-1]) | (offsets[1:] != ends[:-1])) + 1
-    starts, stops = np.r_[0, breaks].tolist(), np.r_[breaks, n].tolist()
-    total = np.r_[0, np.cumsum(sizes, dtype=np.uint64)]
-    long = (total[stops] - total[starts]) > MAX_MERGED
-    if not long.any():
+    breaks = offsets[1:] != (offsets + sizes)[:-1]
+    if list(urls).count(urls[0]) != n:  # (one file, the usual case, needs no comparing)
+        names = np.empty(n, dtype=object)
+        names[:] = urls
+        breaks |= names[1:] != names[:-1]
+    bounds = [0, *(np.flatnonzero(breaks) + 1).tolist(), n]
+    starts, stops = bounds[:-1], bounds[1:]
+    if int(np.sum(sizes, dtype=np.uint64)) <= MAX_MERGED:  # no run can be too long
         return list(zip(starts, stops, strict=True))
+    total = np.concatenate([[0], np.cumsum(sizes, dtype=np.uint64)])
+    long = (total[stops] - total[starts]) > MAX_MERGED
     runs = []
     for a, b, split in zip(starts, stops, long.tolist(), strict=True):
         if split:  # cap the size of one read

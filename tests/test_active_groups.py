@@ -91,6 +91,40 @@ def test_groups_along_time_match_each_group_alone(files, encoding, name, run):
             np.testing.assert_allclose(got.filled(0), want.filled(0), rtol=1e-6)
 
 
+@pytest.fixture(scope="module")
+def daily_chunks(tmp_path_factory):
+    """A series stored one time step a chunk (as CMIP daily files are): a batch of chunks
+    holds several groups, each a run of rows or scattered among the others."""
+    root = tmp_path_factory.mktemp("daily")
+    nc = write_series(root / "daily.nc", calendar="noleap", years=1, chunks=(1, 6, 8))
+    return nc, activezarr.build_index(nc, out=root / "indexes")
+
+
+CODE_PATTERNS = {
+    "months": lambda n: np.repeat(np.arange(12), 31)[:n],  # runs: one block a run
+    "alternate": lambda n: np.arange(n) % 2,  # every row a new block: gathered
+    "returning": lambda n: (np.arange(n) // 3) % 2,  # a block in several runs of a batch
+    "gaps": lambda n: np.where(np.arange(n) % 5 == 0, -1, (np.arange(n) // 4) % 3),
+}
+
+
+@pytest.mark.parametrize("pattern", list(CODE_PATTERNS))
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_groups_of_one_step_chunks(daily_chunks, pattern, workers):
+    """However a batch's rows fall into groups (and whichever thread reduces it), each
+    group's statistics are netCDF4's."""
+    nc, index = daily_chunks
+    data = oracle_read(nc, "tas", Ellipsis)
+    codes = CODE_PATTERNS[pattern](data.shape[0])
+    n = int(codes.max()) + 1
+    with Active(index, "tas", max_workers=workers) as active:
+        for op in OPS:
+            got = active.reduce(op, (), axis=0, groups=Groups(0, codes, n))
+            want = _expected(data, op, 0, codes, n, ())
+            np.testing.assert_array_equal(np.ma.getmaskarray(got), np.ma.getmaskarray(want))
+            np.testing.assert_allclose(got.filled(0), want.filled(0), rtol=1e-6)
+
+
 def test_groups_along_lat_with_other_axes_reduced(files):
     """Groups along a dimension chunked by 3 (2 groups a chunk), time reduced too, lon kept."""
     nc, index = files["zlib"]

@@ -11,6 +11,8 @@ the same output block (and group, for grouped reductions) in one numpy pass.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from .missing import MissingRule
@@ -157,7 +159,6 @@ def reduce_rows(
     with groups, ``slices`` without. A row whose positions fall into several groups is reduced
     with the grouped dimension kept and split at group changes; rows in no group are skipped.
     """
-    axes = tuple(a + 1 for a in spec.reduce_axes)
     keys = np.concatenate([starts, stops], axis=1)
     mixed: list[int] = []
     if groups is not None:
@@ -170,25 +171,44 @@ def reduce_rows(
         wanted = np.flatnonzero(row_group >= 0)
     else:
         wanted = np.arange(len(data))
-    if wanted.size and (keys[wanted] == keys[wanted[0]]).all():  # the usual: one block
-        uniq, inverse = keys[wanted[:1]], np.zeros(wanted.size, dtype=np.int64)
-    else:
-        uniq, inverse = np.unique(keys[wanted], axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-    out = []
-    if uniq.shape[0] == len(data):  # every row its own block: one pass, split by row
-        part = reduce_masked(data, rule, spec, axes)
-        for i in range(len(data)):
-            out.append((_block(keys[i], groups), row_of(part, i)))
-    else:
-        for k in range(uniq.shape[0]):
-            rows = wanted[inverse == k]
-            first, last = int(rows[0]), int(rows[-1]) + 1
-            sub = data[first:last] if last - first == rows.size else data[rows]
-            out.append((_block(uniq[k], groups), reduce_masked(sub, rule, spec, (0, *axes))))
+    out = _reduce_blocks(data, rule, spec, keys, wanted, groups)
     for i in mixed:
         out += _split_groups(data[i], rule, spec, keys[i, 1:], groups, spans[i])
     return out
+
+
+def _reduce_blocks(data, rule, spec, keys, wanted, groups) -> list[tuple[tuple, Partial]]:
+    """The rows ``wanted`` of ``data`` reduced block by block (rows with equal keys)."""
+    axes = tuple(a + 1 for a in spec.reduce_axes)
+    ordered = _runs(keys[wanted])
+    if ordered is not None:  # the usual: one block, or a few in runs (months of days)
+        members = [wanted[a:b] for a, b in itertools.pairwise(ordered)]
+    else:
+        uniq, inverse = np.unique(keys[wanted], axis=0, return_inverse=True)
+        if uniq.shape[0] == len(data):  # every row its own block: one pass, split by row
+            part = reduce_masked(data, rule, spec, axes)
+            return [(_block(keys[i], groups), row_of(part, i)) for i in range(len(data))]
+        inverse = inverse.reshape(-1)
+        members = [wanted[inverse == k] for k in range(uniq.shape[0])]
+    out = []
+    for rows in members:
+        first, last = int(rows[0]), int(rows[-1]) + 1
+        sub = data[first:last] if last - first == rows.size else data[rows]
+        out.append((_block(keys[rows[0]], groups), reduce_masked(sub, rule, spec, (0, *axes))))
+    return out
+
+
+def _runs(keys: np.ndarray) -> list[int] | None:
+    """Bounds of the runs of equal consecutive rows of ``keys``, when there are few (at
+    most half as many as rows, or one): each run is reduced as one block. None otherwise
+    (a block may then appear in several runs, and is better gathered). Rows of one block
+    in two runs would give two partials of it, which the caller adds up: still right."""
+    if keys.shape[0] == 0:
+        return []
+    cuts = np.flatnonzero((keys[1:] != keys[:-1]).any(axis=1)) + 1
+    if cuts.size and (cuts.size + 1) * 2 > keys.shape[0]:
+        return None
+    return [0, *cuts.tolist(), keys.shape[0]]
 
 
 def _block(key: np.ndarray, groups: Groups | None) -> tuple:
