@@ -357,6 +357,31 @@ def test_groupby_one_pass_and_runs_agree(series, pick):
             np.testing.assert_allclose(runs.value[valid], codes.value[valid], rtol=1e-12)
 
 
+def test_groups_of_a_variable_shorter_than_its_time_dimension(tmp_path):
+    """Records never written read as fill (netCDF4 masks them): each month's statistics
+    skip them. xarray's own reading keeps netCDF's default fill as data, so netCDF4 is the
+    oracle here."""
+    nc = tmp_path / "records.nc"
+    with netCDF4.Dataset(nc, "w") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("x", 3)
+        t = ds.createVariable("time", "f8", ("time",))
+        t.setncatts({"units": "days since 2000-01-01", "calendar": "noleap"})
+        t[:] = np.arange(730) + 0.5
+        tas = ds.createVariable("tas", "f4", ("time", "x"), chunksizes=(30, 3), zlib=True)
+        tas[0:500] = np.random.default_rng(5).normal(280, 2, (500, 3)).astype("f4")
+    da = activezarr.open_dataset(activezarr.build_index(nc, out=tmp_path / "indexes")).tas
+    data = oracle_read(nc, "tas", Ellipsis)
+    months = da.time.dt.month.values
+    for op in OPS:
+        got = getattr(da.active.groupby("time.month"), op)()
+        want = np.ma.stack([reduce_masked(data[months == m], op, 0) for m in range(1, 13)])
+        want = want.astype(np.float64).filled(np.nan) if op != "count" else want.data
+        np.testing.assert_allclose(got.values, want, rtol=1e-6)
+    halves = da.isel(time=slice(400, 600)).active.groupby("time.season").count()
+    assert int(halves.sum()) == 3 * 100  # only records 400..499 were written
+
+
 def test_dask_backed_data_located_by_coordinates(series):
     """xarray's own dask-backed datasets (kerchunk engine, netCDF4 with chunks) reduce
     actively when told the index; arithmetic in the graph is refused, not reduced."""

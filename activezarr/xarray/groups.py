@@ -82,8 +82,9 @@ class ActiveGroupBy(_Reductions):
     def _one_pass(self, target) -> bool:
         """Whether ``Active`` can fold the groups itself, reading each chunk once: on the
         local backend (Reductionist reduces each group's runs, where little comes back),
-        and unless a label list repeats time steps."""
-        if target.active.backend.name != "local":
+        unless a label list repeats time steps, and unless the variable is shorter than its
+        unlimited dimension (records never written read as fill, group by group)."""
+        if target.active.backend.name != "local" or target.active.index.extent is not None:
             return False
         entry = target.sel.entries[target.sel.dims.index(self.dim)]
         return isinstance(entry, slice) or np.unique(entry).size == np.size(entry)
