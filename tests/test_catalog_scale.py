@@ -402,3 +402,29 @@ def test_reduce_matching_nothing_says_what_the_catalog_holds_per_units(archive, 
     )
     assert "time 2000-01-01..2006-07-27 (311 files in days since 2000-01-01); " in err
     assert "2000-07-29..2000-08-01 (1 file in hours since 1999-12-01)" in err
+
+
+def test_export_streams_every_row_once_in_order(tmp_path):
+    """25,000 rows (the table is written 10,000 rows at a time): each file variable once, in
+    variable then time order, the facets every row has grouping the datasets."""
+    import csv
+    import gzip
+
+    directory = tmp_path / "indexes"
+    with store.opened(directory, create=True) as con, store.transaction(con):
+        store.put_entries(con, _facet_rows(0, 25_000))
+    spec_path = Catalog(directory).to_intake_esm(tmp_path / "esm")
+    spec = json.loads(spec_path.read_text())
+    with gzip.open(tmp_path / "esm" / spec["catalog_file"], "rt", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 25_000 + 2_500  # tas everywhere, pr in every tenth file
+    assert spec["description"].startswith("activezarr kerchunk indexes of 27500 file variables")
+    keys = [(r["variable_id"], r["source"]) for r in rows]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert {r["catalog"] for r in rows} == {"indexes"}
+    assert all(r["path"] == str(directory.resolve() / Path(r["source"]).stem) + ".json"
+               for r in rows[:3])  # fmt: skip
+    assert "time_start" not in rows[0]  # no row has a time range: no empty column
+    grouping = spec["aggregation_control"]["groupby_attrs"]
+    assert grouping[0] == "catalog" and sorted(grouping[1:]) == [
+        "experiment_id", "frequency", "member_id", "source_id", "table_id"]  # fmt: skip

@@ -38,7 +38,7 @@ def create_temporary(path: Path, mode: int = 0o666) -> tuple[int, Path]:
 
 
 def write_atomic(
-    path: Path, data: str | bytes | Iterable[str], *, durable: bool = True
+    path: Path, data: str | bytes | Iterable[str] | Iterable[bytes], *, durable: bool = True
 ) -> os.stat_result:
     """Write ``data`` (or its pieces, as they come) to ``path`` through a temporary file and
     a rename; return the new file's status (size and modification time, as ``os.stat(path)``
@@ -75,18 +75,22 @@ def write_atomic(
         raise
 
 
-def _blocks(data: str | bytes | Iterable[str], size: int = 1 << 20) -> Iterator[bytes]:
-    """``data`` as bytes, pieces gathered into blocks of about ``size`` bytes."""
+def _blocks(data, size: int = 1 << 20) -> Iterator[bytes]:
+    """``data`` (text or bytes, whole or in pieces of one kind) as bytes, pieces gathered
+    into blocks of about ``size`` bytes."""
     if isinstance(data, str | bytes):
         yield data.encode() if isinstance(data, str) else data
         return
-    block: list[str] = []
+    block: list = []
     held = 0
+    join = lambda pieces: "".join(pieces).encode()  # bytes pieces: joined as they are
     for piece in data:
+        if isinstance(piece, bytes):
+            join = b"".join
         block.append(piece)
         held += len(piece)
         if held >= size:
-            yield "".join(block).encode()
+            yield join(block)
             block, held = [], 0
     if block:
-        yield "".join(block).encode()
+        yield join(block)
