@@ -191,7 +191,7 @@ def test_open_dataset_on_a_catalog_reuses_the_combined_index_until_its_rows_chan
 
     want = reduce_masked(oracle_concat(paths, "tas"), "mean", 0)
     assert_map_equal(mean_time_of_tas(), want)
-    index = cat.directory / "combined_tas_time.json"
+    (index,) = cat.directory.glob("combined_tas_time_*.json")  # the selection's own
     files = (index, cache_file(index))
     first = _stamps(*files)
     assert_map_equal(mean_time_of_tas(), want)
@@ -209,17 +209,32 @@ def test_open_dataset_on_a_catalog_reuses_the_combined_index_until_its_rows_chan
     assert _stamps(*files) == again
 
 
+def test_two_selections_keep_their_own_combined_index(tmp_path):
+    """Datasets of two selections of one variable, open side by side, each reduce their own
+    files; the whole catalog's keeps the documented name."""
+    import activezarr
+
+    paths = write_series(tmp_path / "data", 6)
+    cat = build(tmp_path / "indexes", paths)
+    early = activezarr.open_dataset(cat.search(path="*/tas_0[0-2].nc"), var="tas")
+    late = activezarr.open_dataset(cat.search(path="*/tas_0[3-5].nc"), var="tas")
+    whole = activezarr.open_dataset(cat, var="tas")
+    for ds, picked in ((late, paths[3:]), (early, paths[:3]), (whole, paths)):
+        want = reduce_masked(oracle_concat(picked, "tas"), "mean", 0)
+        assert_map_equal(ds.tas.active.mean("time"), want)
+    names = sorted(p.name for p in cat.directory.glob("combined_tas_time*.json"))
+    assert len(names) == 3 and "combined_tas_time.json" in names
+
+
 def test_a_dataset_refuses_a_combined_index_written_again_for_another_selection(tmp_path):
     import activezarr
     from activezarr.errors import IndexLoadError
 
     paths = write_series(tmp_path / "data", 6)
     cat = build(tmp_path / "indexes", paths)
-    early = activezarr.open_dataset(cat.search(path="*/tas_0[0-2].nc"), var="tas")
-    late = activezarr.open_dataset(cat.search(path="*/tas_0[3-5].nc"), var="tas")
-    got = late.tas.active.mean("time")
-    want = reduce_masked(oracle_concat(paths[3:], "tas"), "mean", 0)
-    assert_map_equal(got, want)
+    shared = tmp_path / "indexes" / "mine.json"
+    early = activezarr.open_dataset(cat.search(path="*/tas_0[0-2].nc").combine("tas", out=shared))
+    cat.search(path="*/tas_0[3-5].nc").combine("tas", out=shared)
     with pytest.raises(IndexLoadError, match="written again after this Dataset was opened"):
         early.tas.active.mean("time")
 

@@ -13,6 +13,7 @@ in an ``ActiveZarrError`` that points to ``Catalog.reduce``, which has no such l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -61,8 +62,14 @@ def use_reduce(what: str, lay: Layout, odd: list[str]) -> ActiveZarrError:
     )
 
 
-def default_name(var: str, dim: str) -> str:
-    return f"combined_{var.replace('/', '_')}_{dim}.json"
+def default_name(var: str, dim: str, conditions: tuple = ()) -> str:
+    """``combined_<var>_<dim>.json``; for a narrowed selection (``conditions``), a name of
+    its own (a digest of the conditions added), so two selections never share one file."""
+    if not conditions:
+        return f"combined_{var.replace('/', '_')}_{dim}.json"
+    spelled = repr([(c.sql, c.params) for c in conditions]).encode()
+    digest = hashlib.sha256(spelled).hexdigest()[:12]
+    return f"combined_{var.replace('/', '_')}_{dim}_{digest}.json"
 
 
 def combine(

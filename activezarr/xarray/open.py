@@ -207,10 +207,7 @@ def open_dataset(
             "check_stale": check_stale,
         }
         parts = [  # each combined index written again only when its rows changed
-            open_dataset(
-                index.combine(var=name, concat_dim=concat_dim, reuse=True), **options, **kwargs
-            )
-            for name in names
+            open_dataset(_combined(index, name, concat_dim), **options, **kwargs) for name in names
         ]
         return xr.merge(parts, compat="override", join="exact", combine_attrs="override")
     location = index if isinstance(index, dict) else os.fspath(index)
@@ -258,6 +255,15 @@ def _open_decoded(store, xr_kwargs: dict) -> xr.Dataset:
     drop = list(xr_kwargs.get("drop_variables") or []) + failed
     ds = xr.open_dataset(store, **zarr_args, **kept, drop_variables=drop)
     return ds.assign({name: raw[name] for name in failed if name in raw.data_vars})
+
+
+def _combined(selection, var: str, concat_dim: str) -> Path:
+    """The selection's combined index of ``var``, named after the selection (another
+    selection's Dataset keeps its own file), written again only when its rows changed."""
+    from ..catalog.combine import default_name
+
+    out = selection.directory / default_name(var, concat_dim, selection._conditions)
+    return selection.combine(var=var, concat_dim=concat_dim, out=out, reuse=True)
 
 
 def _data_variables(selection, concat_dim: str) -> list[str]:
