@@ -9,21 +9,30 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).parents[1]
+COMMAND = [sys.executable, "-m", "activezarr"]
+
+
+def cli_env(env: dict | None = None) -> dict:
+    """This process's environment with ``env`` laid over it (a ``None`` value removes that
+    variable) and this checkout first on ``PYTHONPATH``."""
+    environ = {**os.environ, **(env or {})}
+    environ = {name: value for name, value in environ.items() if value is not None}
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environ.get("PYTHONPATH")]))
+    return environ
 
 
 def run_cli(
     *args, cwd: Path | None = None, env: dict | None = None, check: bool = False, stdin=None
 ) -> subprocess.CompletedProcess:
-    """``python -m activezarr ARGS`` in ``cwd`` with ``env`` (default: this process's)."""
-    env = dict(os.environ if env is None else env)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    """``python -m activezarr ARGS`` in ``cwd``, text out; ``env`` as :func:`cli_env` takes
+    it; ``check`` asserts exit 0."""
     proc = subprocess.run(
-        [sys.executable, "-m", "activezarr", *map(str, args)],
+        [*COMMAND, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=cwd,
-        env=env,
+        env=cli_env(env),
         stdin=subprocess.DEVNULL if stdin is None else stdin,
         check=False,
     )

@@ -18,9 +18,9 @@ import pytest
 from activezarr import Active, ActiveZarrError, Catalog
 from activezarr.catalog.indexing import index_many
 from tests.catalog_files import oracle_concat, write_series
+from tests.cli_run import COMMAND, cli_env
 
 FIXTURE = Path(__file__).parent / "fixtures" / "catalog_json_v1"
-COMMAND = [sys.executable, "-m", "activezarr"]
 
 
 def assert_consistent(out: Path) -> Catalog:
@@ -37,18 +37,13 @@ def assert_consistent(out: Path) -> Catalog:
     return cat
 
 
-def _environment() -> dict:
-    root = str(Path(__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-
 def _start(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [*COMMAND, "-v", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_environment(),
+        env=cli_env(),
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
 
@@ -81,7 +76,7 @@ def test_concurrent_indexers_with_overlapping_files_lose_nothing(tmp_path, runs)
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_environment(),
+            env=cli_env(),
         )
         for k in range(runs)
     ]
@@ -250,7 +245,7 @@ def _python(code: str, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_environment(),
+        env=cli_env(),
     )
 
 

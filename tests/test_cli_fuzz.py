@@ -495,9 +495,7 @@ HOSTILE_ENV = {"CI": "true", "NO_COLOR": "1", "COLUMNS": "20", "LINES": "5", "TE
 
 
 def run_hostile(ws: Path, argv, cwd: Path | None = None, **env) -> object:
-    environment = {k: v for k, v in os.environ.items() if k != "HOME"}
-    environment.update(HOSTILE_ENV, ACTIVEZARR_INDEX_DIR=str(ws / "cache"))
-    environment.update(env)
+    environment = {"HOME": None, **HOSTILE_ENV, "ACTIVEZARR_INDEX_DIR": str(ws / "cache"), **env}
     return run_cli(*argv, cwd=cwd or ws, env=environment)
 
 

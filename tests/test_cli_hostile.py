@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.cli_run import REPO
+from tests.cli_run import COMMAND, cli_env
 from tests.generate import write_variable
 from tests.test_cli_fuzz import assert_consistent, check_outcome
 
@@ -106,18 +106,14 @@ def as_user(ws):
 
 def run(ws, argv, env=None, stdout=subprocess.PIPE, preexec_fn=None, cwd=None):
     """``python -m activezarr ARGV`` in ``ws``; returns (exit status, stdout, stderr)."""
-    environment = {k: v for k, v in os.environ.items() if k != "HOME"}
-    environment.update(CI="true", ACTIVEZARR_INDEX_DIR=str(ws / "cache"), **(env or {}))
-    environment["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])
-    )
+    environment = {"HOME": None, "CI": "true", "ACTIVEZARR_INDEX_DIR": str(ws / "cache")}
     proc = subprocess.run(
-        [sys.executable, "-m", "activezarr", *map(str, argv)],
+        [*COMMAND, *map(str, argv)],
         stdin=subprocess.DEVNULL,
         stdout=stdout,
         stderr=subprocess.PIPE,
         cwd=cwd or ws,
-        env=environment,
+        env=cli_env({**environment, **(env or {})}),
         preexec_fn=preexec_fn,
         timeout=300,
         check=False,
@@ -136,18 +132,14 @@ def _close_stderr() -> None:
 
 def broken_pipe(ws, argv, env=None):
     """Run with stdout read by a reader that takes one byte and goes away."""
-    environment = dict(os.environ, CI="true", ACTIVEZARR_INDEX_DIR=str(ws / "cache"))
-    environment.update(env or {})
-    environment["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])
-    )
+    environment = {"CI": "true", "ACTIVEZARR_INDEX_DIR": str(ws / "cache"), **(env or {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "activezarr", *map(str, argv)],
+        [*COMMAND, *map(str, argv)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=ws,
-        env=environment,
+        env=cli_env(environment),
     )
     proc.stdout.read(1)
     proc.stdout.close()
@@ -310,12 +302,13 @@ def full_fs(ws, tmp_path_factory):
     def run_full(argv, size: str, stdout_on_full: bool = False, fill: bool = False):
         tmp = tmp_path_factory.mktemp("full")
         (tmp / "copy").mkdir()
-        env = dict(os.environ, CI="true", ACTIVEZARR_INDEX_DIR=str(ws / "cache"), SIZE=size,
-                   MNT=str(ws / "full"), PY=sys.executable, OUT=str(tmp / "out"),
-                   ERR=str(tmp / "err"), RC=str(tmp / "rc"), COPY=str(tmp / "copy"),
-                   STDOUT_ON_FULL="1" if stdout_on_full else "",
-                   FILL="1" if fill or stdout_on_full else "")  # fmt: skip
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        env = cli_env({
+            "CI": "true", "ACTIVEZARR_INDEX_DIR": str(ws / "cache"), "SIZE": size,
+            "MNT": str(ws / "full"), "PY": sys.executable, "OUT": str(tmp / "out"),
+            "ERR": str(tmp / "err"), "RC": str(tmp / "rc"), "COPY": str(tmp / "copy"),
+            "STDOUT_ON_FULL": "1" if stdout_on_full else "",
+            "FILL": "1" if fill or stdout_on_full else "",
+        })  # fmt: skip
         subprocess.run(
             [unshare, "--user", "--map-root-user", "--mount", "sh", "-c", FULL_SCRIPT, "sh",
              *map(str, argv)],

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import netCDF4
@@ -28,6 +25,7 @@ from hypothesis import strategies as st
 
 from activezarr import Active, build_index
 from activezarr.errors import ChunkReadError, IndexBuildError, IndexLoadError
+from tests.cli_run import run_cli
 from tests.generate import put_raw, rng_for, sprinkle
 from tests.oracle import assert_same, oracle_read, reduce_masked
 from tests.servers.faultproxy import FaultProxy, proxy_maker
@@ -223,26 +221,12 @@ def test_cli_index_and_reduce_through_faults(s3_proxy, on_s3, tmp_path):
         ["index", f"s3://{bucket}/faulty.nc", "--out", str(tmp_path)],
         ["reduce", str(index), VAR, "--op", "mean", "--no-check-stale"],
     ):
-        done = run_cli(args + ["--storage-options", options], env)
+        done = run_cli(*args, "--storage-options", options, env=env)
         assert done.returncode == 1, done.stderr
         errors = [line for line in done.stderr.splitlines() if "error" in line]
         assert "Traceback" not in done.stderr and len(errors) == 1, done.stderr
         assert "connection was cut mid-reply" in done.stderr and "after 2 attempts" in done.stderr
     assert proxy.counts()["reset"] >= 4
-
-
-def run_cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python -m activezarr *args`` with this worktree's code and ``env`` added."""
-    root = str(Path(__file__).resolve().parents[1])
-    full = {**os.environ, **(env or {}), "PYTHONPATH": root}
-    return subprocess.run(
-        [sys.executable, "-m", "activezarr", *args],
-        capture_output=True,
-        check=False,
-        text=True,
-        env=full,
-        timeout=300,
-    )
 
 
 # ------------------------------------------------------------------------ HTTPS data reads
@@ -339,7 +323,7 @@ def test_credentials_in_urls_are_never_shown(nginx_server, on_https, tmp_path):
     )
     with Active(served, VAR, storage_options=so) as a:  # nginx ignores the Basic auth
         assert secret not in repr(a) and "***@" in repr(a)
-    done = run_cli(["index", f"https://me:{secret}@{dead}/x.nc", "--out", str(tmp_path)])
+    done = run_cli("index", f"https://me:{secret}@{dead}/x.nc", "--out", tmp_path)
     assert done.returncode == 1 and secret not in done.stderr + done.stdout, done.stderr
     assert "***@" in done.stderr
 

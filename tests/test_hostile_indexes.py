@@ -30,10 +30,9 @@ from hypothesis import strategies as st
 import activezarr
 from activezarr import ActiveZarrError, IndexLoadError, UnsupportedVariableError
 from activezarr.errors import ChunkReadError
-from tests.test_data_faults import run_cli
+from tests.cli_run import run_cli
 from tests.test_index_validation import good, mutated, refused, with_zarray, write  # noqa: F401
 
-ROOT = Path(__file__).parents[1]
 BOMB = 32 * 2**20  # zeros a bomb expands to; its chunk is 2x3 float32 (24 bytes)
 
 
@@ -242,7 +241,7 @@ def test_huge_and_deep_attributes(tmp_path):
     with activezarr.Active(index, "v", allow_paths=[tmp_path]) as a:
         assert float(a.mean[...]) == 2.5
         assert a.dimensions == ("x" * 5_000_000,)
-    done = run_cli(["info", str(index)])
+    done = run_cli("info", index)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-500:]
     doc = tiny("<f4", raw)
     doc["refs"]["v/.zattrs"] = '{"deep": ' + "[" * 100_000 + "]" * 100_000 + "}"
@@ -389,7 +388,7 @@ def test_credentials_in_an_index_are_not_printed(tmp_path):
     index = tmp_path / "creds.json"
     index.write_text(json.dumps(doc))
     for args in (["info", str(index)], ["reduce", str(index), "v", "--op", "mean"]):
-        done = run_cli([*args, "--no-check-stale"] if args[0] == "reduce" else args)
+        done = run_cli(*args, *(["--no-check-stale"] if args[0] == "reduce" else []))
         assert secret not in done.stdout + done.stderr, (done.stdout, done.stderr)
         assert "Traceback" not in done.stderr
 

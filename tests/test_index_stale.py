@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import netCDF4
@@ -23,8 +21,7 @@ import pytest
 
 import activezarr
 from activezarr import StaleIndexError
-
-ROOT = Path(__file__).parents[1]
+from tests.cli_run import run_cli
 
 
 def write_source(path: Path, order: tuple[str, str] = ("a", "b")) -> Path:
@@ -105,30 +102,18 @@ def test_removed_source_is_reported(indexed):
         activezarr.Active(copied, "a")
 
 
-def _cli(*argv: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "activezarr", *argv],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-
-
 def test_cli_info_and_reduce_check_and_can_skip(indexed):
     source, _, copied = indexed
     rewrite_same_name(source)
     for argv in (["info", str(copied)], ["reduce", str(copied), "a", "--op", "mean"]):
-        done = _cli(*argv)
+        done = run_cli(*argv)
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
         assert "changed since it was indexed" in done.stderr and "--force" in done.stderr
         # a rewritten source no longer vouches for its directory, check or not: --allow-path
-        skipped = _cli(*argv, "--no-check-stale")
+        skipped = run_cli(*argv, "--no-check-stale")
         assert skipped.returncode == 1 and "Traceback" not in skipped.stderr, skipped.stderr
         assert f"--allow-path {source.parent}" in skipped.stderr, skipped.stderr
-        allowed = _cli(*argv, "--no-check-stale", "--allow-path", str(source.parent))
+        allowed = run_cli(*argv, "--no-check-stale", "--allow-path", str(source.parent))
         assert allowed.returncode == 0, allowed.stderr
 
 

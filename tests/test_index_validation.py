@@ -15,8 +15,6 @@ import copy
 import itertools
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +24,9 @@ from hypothesis import strategies as st
 
 import activezarr
 from activezarr import ActiveZarrError, IndexLoadError
+from tests.cli_run import run_cli
 from tests.generate import write_variable
 from tests.oracle import oracle_read
-
-ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -266,15 +263,7 @@ def test_cli_reports_one_line(good, case, command):
     make, _ = CRAFTED[case]
     index = write(good, make(good))
     argv = [str(index)] + (["v", "--op", "mean"] if command == "reduce" else [])
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "activezarr", command, *argv],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    done = run_cli(command, *argv)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

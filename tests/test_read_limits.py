@@ -21,6 +21,7 @@ import pytest
 from activezarr import Active, build_index
 from activezarr.errors import ActiveZarrError, ChunkReadError, IndexLoadError
 from activezarr.index.fetch import RangeIgnored, check_range
+from tests.cli_run import run_cli
 from tests.oracle import assert_same, oracle_read, reduce_masked
 from tests.servers.conftest_fixtures import require_nginx
 from tests.servers.faultproxy import FaultProxy
@@ -163,16 +164,14 @@ def test_trickling_reply_ends_at_the_deadline(plain_nginx):
 
 def test_cli_deadline_from_the_environment(plain_nginx, tmp_path):
     """ACTIVEZARR_READ_DEADLINE reaches the command line: one line on stderr, exit 1."""
-    from tests.test_data_faults import run_cli
-
     nginx, _, index = plain_nginx
     with http_proxy(nginx, rates={"trickle": 1.0}, trickle=0.05) as proxy:
         moved = tmp_path / "moved.json"
         moved.write_text(json.dumps(moved_index(index, nginx, proxy)))
         done = run_cli(
-            ["reduce", str(moved), VAR, "--op", "mean", "--no-check-stale"],
-            {"ACTIVEZARR_READ_DEADLINE": "0.5", "ACTIVEZARR_READ_TIMEOUT": "30"},
-        )
+            "reduce", moved, VAR, "--op", "mean", "--no-check-stale",
+            env={"ACTIVEZARR_READ_DEADLINE": "0.5", "ACTIVEZARR_READ_TIMEOUT": "30"},
+        )  # fmt: skip
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "ACTIVEZARR_READ_DEADLINE" in done.stderr and proxy.netloc in done.stderr

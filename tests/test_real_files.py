@@ -8,14 +8,13 @@ The files are read in place (never copied). emac.nc is netCDF3 and must be refus
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import h5py
 import netCDF4
 import numpy as np
 import pytest
 
+from tests.cli_run import run_cli
 from tests.fixtures_data import REAL_DIR, real_index  # noqa: F401
 from tests.oracle import (
     OPS,
@@ -143,22 +142,7 @@ def test_missing_file_is_refused(tmp_path):
 def test_cli_refuses_netcdf3_but_indexes_the_good_file(tmp_path):
     good = REAL_DIR / "zero_chunked.nc"
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "activezarr",
-            "index",
-            str(REAL_DIR / NETCDF3),
-            str(good),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_cli("index", REAL_DIR / NETCDF3, good, "--out", out)
     assert proc.returncode != 0, proc
     assert "Traceback" not in proc.stderr, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

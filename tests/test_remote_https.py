@@ -9,10 +9,7 @@ asked explicitly.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import pytest
 
 from activezarr import Active, build_index
 from activezarr.errors import ChunkReadError, IndexBuildError, ReductionistError
+from tests.cli_run import run_cli
 from tests.oracle import assert_same, oracle_read, reduce_masked
 from tests.remote_fixtures import REMOTE_FILE, REMOTE_NCHUNKS, recording, ssl_context
 from tests.servers.conftest_fixtures import require_nginx
@@ -185,22 +183,10 @@ def test_index_on_https_with_ca_path_and_s3_data(remote_data, served_indexes):
 def test_cli_index_and_reduce_https(remote_data, reductionist_server, tmp_path):
     """``activezarr index https://... --storage-options '{"ssl": CA}'`` then ``reduce
     --server``: the CA bundle path is plain JSON."""
-    repo = Path(__file__).resolve().parents[1]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
     options = ["--storage-options", json.dumps({"ssl": remote_data.ca_file})]
 
     def cli(*args):
-        proc = subprocess.run(
-            [sys.executable, "-m", "activezarr", *args, *options],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
+        return run_cli(*args, *options, check=True).stdout
 
     cli("index", remote_data.location("https", "gen", REMOTE_FILE), "--out", str(tmp_path))
     server = ["--server", reductionist_server.url, "--json"]

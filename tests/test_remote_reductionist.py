@@ -8,9 +8,6 @@ real traffic); the server side is checked through the test server's per-operatio
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +16,7 @@ import numpy as np
 import pytest
 
 from activezarr import Active, build_index
+from tests.cli_run import run_cli
 from tests.oracle import assert_same, oracle_info, oracle_read, reduce_masked
 from tests.remote_fixtures import (
     OPS,
@@ -34,7 +32,6 @@ from tests.remote_fixtures import (
 )
 from tests.servers.s3 import make_bucket, upload
 
-REPO = Path(__file__).resolve().parents[1]
 LOCAL_SERVER_ONLY = pytest.mark.skipif(
     bool(REAL_REDUCTIONIST), reason="needs the tests' own Reductionist (REDUCTIONIST_URL is set)"
 )
@@ -283,19 +280,6 @@ def test_anonymous_public_bucket_sends_no_credentials(
 
 
 # ------------------------------------------------------------------------------------ CLI
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    environ = dict(os.environ, **(env or {}))
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environ.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "activezarr", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=environ,
-        check=False,
-    )
-
-
 def s3_env(store) -> dict:
     return {"AWS_ACCESS_KEY_ID": store.key, "AWS_SECRET_ACCESS_KEY": store.secret}
 

@@ -6,9 +6,6 @@ The store is moto's server (or the one named by S3_ENDPOINT_URL when REDUCTIONIS
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +13,10 @@ import pytest
 
 from activezarr import Active
 from activezarr.readers import merged_ranges
+from tests.cli_run import run_cli
 from tests.oracle import assert_same, oracle_read, reduce_masked
 from tests.remote_fixtures import REMOTE_FILE, REMOTE_NCHUNKS
 
-REPO = Path(__file__).resolve().parents[1]
 VAR = "f4_fill_zero"
 
 
@@ -131,19 +128,6 @@ def test_remote_reads_cover_every_chunk(remote_data):
 
 
 # ------------------------------------------------------------------------------------ CLI
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    environ = dict(os.environ, **(env or {}))
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environ.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "activezarr", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=environ,
-        check=False,
-    )
-
-
 def test_cli_index_s3_with_endpoint_url(remote_data, tmp_path):
     """``activezarr index s3://... --endpoint-url URL`` (credentials from the AWS environment
     variables), then ``activezarr reduce`` on the result."""

@@ -14,11 +14,12 @@ import pytest
 
 from activezarr import Active, ActiveZarrError, build_index
 from activezarr.errors import ChunkReadError, IndexBuildError, ReductionistError
+from tests.cli_run import run_cli
 from tests.oracle import assert_same, oracle_read, reduce_masked
 from tests.remote_fixtures import REMOTE_FILE, REMOTE_NCHUNKS
 from tests.servers.reductionist import start_reductionist
 from tests.servers.tlscerts import make_pki
-from tests.test_remote_reductionist import run_cli, s3_env
+from tests.test_remote_reductionist import s3_env
 
 VAR = "f4_zlib_shuffle"
 KINDS = ("good", "expired", "wrong_host", "unknown_ca")
