@@ -153,6 +153,12 @@ def test_real_files_match_xarray(real_index, filename):
                 assert_like_xarray(got, _xr_reduce(expected_da, op, dim), op, dim or list(da.dims))
 
 
+def test_dimension_coordinates_point_to_xarray(series):
+    ds, _ = _pair(series, "daily_standard")
+    with pytest.raises(SelectionError, match=r"'lat' is a dimension coordinate.*ds\.lat\.mean"):
+        ds.lat.active.mean()
+
+
 @pytest.mark.parametrize("var", ["vrange", "vmin", "vmax", "packed"])
 def test_valid_attributes_follow_netcdf4(series, var):
     """xarray ignores valid_*: here the oracle is netCDF4-python with numpy.ma."""

@@ -65,6 +65,12 @@ def lazy_selection(
     lazy = _unwrap(da.variable._data)
     if lazy is None and coordinates is not None and _plain_dask_read(da):
         return coordinate_selection(da, stored_dims, shape, coordinates)
+    if lazy is None and da.name in da.dims and isinstance(da.variable, xr.IndexVariable):
+        raise SelectionError(
+            f"{da.name!r} is a dimension coordinate, which xarray holds in memory as an index: "
+            f"reduce it with xarray itself (ds.{da.name}.mean()); activezarr reduces the data "
+            "variables, read where they are stored"
+        )
     if lazy is None:
         how = "a dask array" if hasattr(da.data, "dask") else "values in memory"
         raise SelectionError(
