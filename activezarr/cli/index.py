@@ -9,7 +9,14 @@ from pathlib import Path
 
 from ..errors import ActiveZarrError
 from ._common import FORMATTER, dumps, index_dir_option, remote_options, storage_options
-from ._inputs import check_out_dir, check_sources, path_text, positive_int, read_path_list
+from ._inputs import (
+    UsageError,
+    check_out_dir,
+    check_sources,
+    path_text,
+    positive_int,
+    read_path_list,
+)
 
 EPILOG = """\
 examples:
@@ -82,6 +89,12 @@ def _remove_if_empty(out: Path) -> None:
             shutil.rmtree(out)
 
 
+# How long --scheduler waits for the scheduler to answer: connecting, dask's handshake and its
+# first reply. A scheduler that is up answers in milliseconds; the dask default (30 s) made a
+# mistyped address look like a hang.
+SCHEDULER_TIMEOUT_S = 5
+
+
 @contextlib.contextmanager
 def _scheduler(address: str | None):
     """A dask ``Client`` of the scheduler at ``address`` (None: index in local processes)."""
@@ -95,11 +108,76 @@ def _scheduler(address: str | None):
             "--scheduler needs dask.distributed: pip install 'activezarr[dask]'"
         ) from None
     try:
-        client = Client(address, timeout="30s")
-    except (OSError, ValueError) as exc:
-        raise ActiveZarrError(f"cannot reach the dask scheduler at {address} ({exc})") from exc
+        _probe_scheduler(address)
+        client = Client(address, timeout=SCHEDULER_TIMEOUT_S)
+    except ValueError as exc:  # distributed's own check of the address's form
+        raise UsageError(
+            f"--scheduler {address!r}: {exc}; give the scheduler's address, e.g. tcp://host:8786"
+        ) from None
+    except Exception as exc:  # whatever answered, it was no usable scheduler
+        raise ActiveZarrError(_scheduler_failure(address, exc)) from exc
     with client:
         yield client
+
+
+def _probe_scheduler(address: str) -> None:
+    """Connect to ``address`` once with distributed's ``connect`` and its connect timeout.
+
+    That timeout bounds connecting (with its reason: refused, unknown host), not dask's
+    handshake after it, so a port that accepts and never answers would hold ``Client`` forever:
+    the handshake gets as long again (``TimeoutError``)."""
+    import asyncio
+
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def probe() -> None:
+        args = Security().get_connection_args("client")
+        comm = await asyncio.wait_for(
+            connect(address, timeout=SCHEDULER_TIMEOUT_S, **args), 2 * SCHEDULER_TIMEOUT_S
+        )
+        await comm.close()
+
+    asyncio.run(probe())
+
+
+def _scheduler_failure(address: str, exc: Exception) -> str:
+    """The one line ``index --scheduler`` fails with: the address, what happened, the fix."""
+    fix = (
+        "start the scheduler or correct --scheduler (e.g. tcp://host:8786), or leave "
+        "--scheduler out to index in local processes"
+    )
+    if isinstance(exc, TypeError) and "TLS" in str(exc):
+        return (
+            f"the dask scheduler at {address} needs TLS: set the client's certificates in the "
+            "dask configuration (distributed.comm.tls.ca-file, .client.cert, .client.key)"
+        )
+    if isinstance(exc, TimeoutError):
+        return (
+            f"{address} took the connection but gave no dask handshake within "
+            f"{2 * SCHEDULER_TIMEOUT_S} s (is it a dask scheduler's port?): {fix}"
+        )
+    if isinstance(exc, OSError):  # refused, unknown host: distributed retried until its timeout
+        return (
+            f"cannot reach the dask scheduler at {address} within {SCHEDULER_TIMEOUT_S} s "
+            f"({_os_reason(exc)}): {fix}"
+        )
+    return (
+        f"no dask scheduler answered at {address} (the reply was not dask's: "
+        f"{type(exc).__name__}): {fix}"
+    )
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The operating system's reason in ``exc``'s chain ("Connection refused", an unknown
+    host), as distributed's last attempt saw it; when that attempt was cut by the timeout,
+    only that no connection was made."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return "no connection"
 
 
 def register(sub, parents=()) -> None:
@@ -137,7 +215,8 @@ def register(sub, parents=()) -> None:
     sp.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="index on this dask scheduler, e.g. tcp://host:8786 (default: local processes)",
+        help="index on this dask scheduler, e.g. tcp://host:8786; fails when it does not answer "
+        f"within {SCHEDULER_TIMEOUT_S} s (default: local processes)",
     )
     sp.add_argument(
         "-q",
