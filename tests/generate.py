@@ -486,6 +486,14 @@ def write_all(directory: Path) -> Path:
     return directory
 
 
+def temperatures(seed: str, shape: tuple[int, ...], fill=None) -> np.ndarray:
+    """float32 values around 280 (a temperature field), seeded by ``seed``; ``fill`` at a
+    tenth of them when given."""
+    rng = rng_for(seed)
+    data = rng.normal(280, 20, shape).astype("f4")
+    return data if fill is None else sprinkle(data, fill, rng)
+
+
 def write_variable(
     path: Path,
     data: np.ndarray,

@@ -17,7 +17,6 @@ import json
 import shutil
 from pathlib import Path
 
-import netCDF4
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,7 +25,7 @@ from hypothesis import strategies as st
 from activezarr import Active, build_index
 from activezarr.errors import ChunkReadError, IndexBuildError, IndexLoadError
 from tests.cli_run import run_cli
-from tests.generate import put_raw, rng_for, sprinkle
+from tests.generate import temperatures, write_variable
 from tests.oracle import assert_same, oracle_read, reduce_masked
 from tests.servers.faultproxy import FaultProxy, proxy_maker
 from tests.servers.s3 import make_bucket
@@ -51,15 +50,10 @@ FAULT_SAYS = {
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data-faults") / "faulty.nc"
-    with netCDF4.Dataset(path, "w") as ds:
-        for name, n in zip("tyx", SHAPE, strict=True):
-            ds.createDimension(name, n)
-        v = ds.createVariable(
-            VAR, "f4", tuple("tyx"), fill_value=FILL, zlib=True, shuffle=True, chunksizes=CHUNKS
-        )
-        rng = rng_for("data_faults")
-        put_raw(v, sprinkle(rng.normal(280, 20, SHAPE).astype("f4"), FILL, rng))
-    return path
+    data = temperatures("data_faults", SHAPE, FILL)
+    return write_variable(
+        path, data, name=VAR, fill_value=FILL, chunks=CHUNKS, zlib=True, shuffle=True
+    )
 
 
 @pytest.fixture(scope="module")

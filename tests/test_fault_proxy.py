@@ -15,7 +15,6 @@ import gzip
 from pathlib import Path
 
 import cbor2
-import netCDF4
 import numpy as np
 import pytest
 import requests
@@ -23,7 +22,7 @@ import requests
 from activezarr import Active, build_index
 from activezarr.backends.breaker import CircuitBreaker
 from activezarr.errors import ReductionistError
-from tests.generate import put_raw, rng_for, sprinkle
+from tests.generate import temperatures, write_variable
 from tests.oracle import assert_same, oracle_read, reduce_masked
 from tests.servers.faultproxy import FaultProxy, proxy_maker
 
@@ -48,14 +47,8 @@ CLIENT = {"timeout": 2.0, "retries": 5, "backoff": 0.01}
 def many_chunks(remote_data, tmp_path_factory) -> tuple[Path, Path, dict]:
     """(local copy, index of the S3 copy, storage options) of a 1,000-chunk float32 file."""
     path = tmp_path_factory.mktemp("faults") / "many_chunks.nc"
-    with netCDF4.Dataset(path, "w") as ds:
-        for name, n in zip("tyx", SHAPE, strict=True):
-            ds.createDimension(name, n)
-        v = ds.createVariable(
-            VAR, "f4", tuple("tyx"), fill_value=FILL, zlib=True, shuffle=True, chunksizes=CHUNKS
-        )
-        rng = rng_for("many_chunks")
-        put_raw(v, sprinkle(rng.normal(280, 20, SHAPE).astype("f4"), FILL, rng))
+    data = temperatures("many_chunks", SHAPE, FILL)
+    write_variable(path, data, name=VAR, fill_value=FILL, chunks=CHUNKS, zlib=True, shuffle=True)
     store = remote_data.store
     url = store.upload(f"faults/{path.name}", path)
     so = store.storage_options()

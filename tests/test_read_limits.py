@@ -14,14 +14,13 @@ import json
 import shutil
 from pathlib import Path
 
-import netCDF4
-import numpy as np
 import pytest
 
 from activezarr import Active, build_index
 from activezarr.errors import ActiveZarrError, ChunkReadError, IndexLoadError
 from activezarr.index.fetch import RangeIgnored, check_range
 from tests.cli_run import run_cli
+from tests.generate import temperatures, write_variable
 from tests.oracle import assert_same, oracle_read, reduce_masked
 from tests.servers.conftest_fixtures import require_nginx
 from tests.servers.faultproxy import FaultProxy
@@ -38,12 +37,9 @@ HUGE_200 = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConten
 @pytest.fixture(scope="module")
 def limits_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("read-limits") / "limits.nc"
-    with netCDF4.Dataset(path, "w") as ds:
-        for name, n in zip("tyx", SHAPE, strict=True):
-            ds.createDimension(name, n)
-        v = ds.createVariable(VAR, "f4", tuple("tyx"), zlib=True, chunksizes=CHUNKS)
-        v[:] = np.random.default_rng(7).normal(280, 20, SHAPE).astype("f4")
-    return path
+    return write_variable(
+        path, temperatures("read_limits", SHAPE), name=VAR, chunks=CHUNKS, zlib=True
+    )
 
 
 @pytest.fixture(scope="module")
