@@ -62,10 +62,15 @@ def append_cell_methods(attrs: dict, dims: list[Hashable], op: Op) -> dict:
 
 
 def result_dtype(dtype: np.dtype, op: Op, values: np.ndarray) -> np.dtype:
-    """The dtype xarray gives ``op`` over data of ``dtype``; float64 when NaN must fit."""
+    """The dtype xarray gives ``op`` over data of ``dtype``; float64 when NaN must fit, and
+    the values' own when a float64 sum would overflow xarray's float32 (inf is no sum)."""
     if op == "count":
         return np.dtype(np.int64)
     if dtype.kind == "f":
+        if values.dtype.kind == "f" and values.dtype.itemsize > dtype.itemsize:
+            with np.errstate(over="ignore"):
+                lost = np.isfinite(values) & ~np.isfinite(values.astype(dtype))
+            return values.dtype if lost.any() else dtype
         return dtype
     if op == "mean" or (values.dtype.kind == "f" and np.isnan(values).any()):
         return np.dtype(np.float64)
@@ -104,6 +109,14 @@ class _Target:
             da, self.active.dimensions, self.active.shape, source.coordinates
         )
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype results are labelled from: xarray's, unless the values activezarr reads
+        (netCDF4's decoding: ``_Unsigned``, packing, which xarray may apply otherwise or not
+        at all) do not fit in it; then netCDF4's, so no value is wrapped or rounded."""
+        ours, theirs = self.active.dtype, self.da.dtype
+        return theirs if np.can_cast(ours, theirs, "safe") else ours
+
     def partials(self, reduced: Iterable[Hashable], op: Op, sel=None, groups=None) -> Partials:
         return selection_partials(self.active, sel or self.sel, set(reduced), op, groups)
 
@@ -124,7 +137,7 @@ class _Target:
             name: coord.variable for name, coord in da.coords.items() if not set(coord.dims) & gone
         }
         attrs = append_cell_methods(dict(da.attrs), reduced, op) if _keep_attrs(keep_attrs) else {}
-        values = values.astype(result_dtype(da.dtype, op, values), copy=False)
+        values = values.astype(result_dtype(self.dtype, op, values), copy=False)
         return xr.DataArray(values, dims=dims, coords=coords, name=da.name, attrs=attrs)
 
 
@@ -189,7 +202,7 @@ class ActiveDataArrayAccessor(_Reductions):
         target = self._target()
         part = target.partials(reduced, op)
         dims = part.dims
-        values = finish(part, mean_dtype(self._da.dtype))
+        values = finish(part, mean_dtype(target.dtype))
         del part  # the partials go before the result is built
         return target.to_dataarray(values, dims, reduced, op, keep_attrs)
 

@@ -64,11 +64,11 @@ class ActiveGroupBy(_Reductions):
         else:
             part = self._by_runs(target, reduced, op)
         out_dims = part.dims[1:]
-        stacked = finish(part, mean_dtype(da.dtype))  # group axis first, then kept dims
+        stacked = finish(part, mean_dtype(target.dtype))  # group axis first, then kept dims
         del part  # the partials go before the result is built
         kept = [d for d in da.dims if d in out_dims]
         stacked = np.transpose(stacked, [0] + [1 + out_dims.index(d) for d in kept])
-        stacked = stacked.astype(result_dtype(da.dtype, op, stacked), copy=False)
+        stacked = stacked.astype(result_dtype(target.dtype, op, stacked), copy=False)
         gone = set(reduced)
         coords = {n: c.variable for n, c in da.coords.items() if not set(c.dims) & gone}
         coords[self._gdim] = self._template[self._gdim].variable

@@ -25,7 +25,9 @@ from .selection import MAX_RUN_PRODUCT, LazySelection, runs
 
 Op = Literal["mean", "sum", "min", "max", "count"]
 TimeGroups = tuple[str, np.ndarray, int] | None  # (dimension, code per position, groups)
-_ACTIVE_OP = {"mean": "sum", "sum": "sum", "min": "min", "max": "max", "count": "count"}
+# a mean's partials are its sum and count, summed as a mean sums (float64 for 64-bit integers)
+_ACTIVE_OP = {"mean": "mean", "sum": "sum", "min": "min", "max": "max", "count": "count"}
+_COMPONENT = {"mean": "sum", "sum": "sum", "min": "min", "max": "max", "count": "count"}
 
 
 @dataclass
@@ -89,7 +91,7 @@ def _as_partials(op: Op, dims: tuple[str, ...], part: dict) -> Partials:
     count = np.ma.getdata(part["count"]).astype(np.int64, copy=False)
     if op == "count":
         return Partials(op, dims, count, None)
-    return Partials(op, dims, count, np.ma.getdata(part[_ACTIVE_OP[op]]))
+    return Partials(op, dims, count, np.ma.getdata(part[_COMPONENT[op]]))
 
 
 def covering(entry, length: int, codes: np.ndarray) -> tuple[slice, np.ndarray]:
