@@ -480,6 +480,19 @@ def basic_auth(key: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()
 
 
+NO_HOST = "no-such-host.invalid"  # a reserved name no resolver knows
+
+
+def resolver_says_no_such_host() -> bool:
+    """Whether this machine's resolver answers "no such host" for ``NO_HOST`` (a machine
+    without DNS says "temporary failure" instead, which a retry may cure)."""
+    try:
+        socket.getaddrinfo(NO_HOST, 80)
+    except socket.gaierror as exc:
+        return exc.errno == socket.EAI_NONAME
+    return False
+
+
 def free_port() -> int:
     """A port nothing listens on (bound then released)."""
     with socket.socket() as sock:

@@ -29,6 +29,7 @@ import requests
 import urllib3.exceptions
 
 from ..errors import ActiveZarrError, ReductionistError, redact
+from ..index.network import chain, host_unknown
 from ..reduction.missing import MissingRule
 from ..reduction.partials import Partial
 from ..tls import tls_hint, tls_reason
@@ -227,12 +228,18 @@ def transport_reason(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return f"the reply was cut off mid-body ({name})"
     text = str(exc)
+    if "NameResolutionError" in text:  # urllib3's "Max retries exceeded" would be untrue here
+        host = urlsplit(str(getattr(getattr(exc, "request", None), "url", ""))).hostname
+        return f"cannot resolve the host name {host!r} (DNS); check the server URL"
     if "Connection refused" in text or "NewConnectionError" in text:
         return f"cannot reach the server ({name}: connection refused); check the URL and that it is running"
     if "RemoteDisconnected" in text or "closed connection without response" in text:
         return f"the server closed the connection before replying ({name})"
     if "reset by peer" in text or "Connection aborted" in text:
         return f"the connection was reset ({name})"
+    for cause in chain(exc):  # urllib3 says "Max retries exceeded" after one try: its reason
+        if isinstance(cause, urllib3.exceptions.MaxRetryError) and cause.reason is not None:
+            text = f"{type(cause.reason).__name__}: {cause.reason}"
     return f"cannot reach the server ({name}: {text[:200]})"
 
 
@@ -794,7 +801,8 @@ class ReductionistBackend(Backend):
         except TRANSPORT_ERRORS as exc:
             if isinstance(exc, requests.exceptions.Timeout):
                 answered("overload")
-            raise _Failure(transport_reason(exc, self.timeout)) from exc
+            # a host name that does not exist stays so: not asked again
+            raise _Failure(transport_reason(exc, self.timeout), final=host_unknown(exc)) from exc
         stats.add(bytes_received=len(content))
         if resp.status_code == 200:
             try:

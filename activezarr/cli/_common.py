@@ -33,7 +33,7 @@ def verbose_parent() -> argparse.ArgumentParser:
 
 def remote_options(sp) -> None:
     """``--storage-options``, ``--endpoint-url``, ``--anon``, ``--profile``."""
-    from ._inputs import json_object
+    from ._inputs import endpoint_url, json_object
 
     g = sp.add_argument_group("remote data (S3, HTTPS)")
     g.add_argument(
@@ -43,7 +43,9 @@ def remote_options(sp) -> None:
         help='fsspec options as a JSON object, e.g. \'{"anon": true}\' or \'{"ssl": "ca.pem"}\' '
         "(default: none)",
     )
-    g.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint URL (default: AWS)")
+    g.add_argument(
+        "--endpoint-url", type=endpoint_url, metavar="URL", help="S3 endpoint URL (default: AWS)"
+    )
     g.add_argument("--anon", action="store_true", help="anonymous S3 access (default: off)")
     g.add_argument(
         "--profile", metavar="NAME", help="AWS profile for S3 credentials (default: AWS_* env)"

@@ -73,6 +73,20 @@ def server_url(text: str) -> str:
     return text.rstrip("/")
 
 
+def endpoint_url(text: str) -> str:
+    """``--endpoint-url``: an http(s) URL with a host (botocore's errors for anything else
+    would look like failed reads)."""
+    from ..index.network import http_url_problem
+
+    problem = http_url_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} {problem}; give the S3 endpoint as http(s)://HOST[:PORT], "
+            "e.g. https://s3.example.org"
+        )
+    return text
+
+
 def _not_json(name: str):
     raise argparse.ArgumentTypeError(f"{name} is not JSON; give a number or a string")
 

@@ -121,12 +121,44 @@ def timeout_options(protocol: str, options: dict, policy: ReadPolicy) -> dict[st
         )
         options["client_kwargs"] = client
     elif protocol in ("s3", "s3a"):
+        check_endpoint(options)
         config = dict(options.get("config_kwargs") or {})
         config.setdefault("connect_timeout", policy.connect_timeout)
         config.setdefault("read_timeout", policy.timeout)
         config.setdefault("retries", {"total_max_attempts": 1})
         options["config_kwargs"] = config
     return options
+
+
+def http_url_problem(url: object) -> str | None:
+    """What keeps ``url`` from being an http(s) URL with a host and a valid port, or None."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str):
+        return "is not a string"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port out of range, an unclosed [IPv6
+        return f"is not a URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "is not an http(s) URL with a host"
+    return "has port 0" if port == 0 else None
+
+
+def check_endpoint(options: dict) -> None:
+    """An S3 ``endpoint_url`` that no request could be sent to is refused at once, before
+    botocore turns it into an error that looks like a failed read."""
+    client = options.get("client_kwargs")
+    for endpoint in (options.get("endpoint_url"), (client or {}).get("endpoint_url")):
+        problem = None if endpoint is None else http_url_problem(endpoint)
+        if problem:
+            raise ActiveZarrError(
+                f"S3 endpoint_url {endpoint!r} {problem}: give it as http(s)://HOST[:PORT], "
+                "e.g. https://s3.example.org",
+                cli=f'"endpoint_url": {endpoint!r} in --storage-options {problem}: give it as '
+                "http(s)://HOST[:PORT], or use --endpoint-url",
+            )
 
 
 _FILESYSTEMS: dict[tuple, Any] = {}
@@ -184,12 +216,37 @@ def is_tls_failure(exc: BaseException) -> bool:
     return any(isinstance(e, ssl.SSLError) for e in chain(exc)) or "CERTIFICATE_VERIFY" in names
 
 
+# botocore's errors for a request that was never sent, its configuration being wrong: no retry
+# changes the configuration.
+_NEVER_SENT = frozenset(
+    {
+        "EndpointResolutionError",
+        "ParamValidationError",
+        "NoRegionError",
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "ProfileNotFound",
+        "InvalidConfigError",
+    }
+)
+
+
+def host_unknown(exc: BaseException) -> bool:
+    """The resolver answered that the host name does not exist (``exc`` or a cause): no retry
+    changes that answer. A resolver failing to answer (``EAI_AGAIN``) is not this."""
+    import socket
+
+    permanent = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+    return any(isinstance(e, socket.gaierror) and e.errno in permanent for e in chain(exc))
+
+
 def retryable(exc: BaseException) -> bool:
     """Whether another attempt may succeed: not for a missing object, a refused credential,
     an untrusted certificate, any other 4xx answer (but 408 and 429), a server that ignores
-    range requests or a reply slower than the deadline; yes for everything a
-    network or a busy server does (refused, reset or cut connections, timeouts, 5xx, short
-    reads)."""
+    range requests, a reply slower than the deadline, a host name that does not exist or a
+    request its configuration kept from being sent (a malformed endpoint, no credentials); yes
+    for everything a network or a busy server does (refused, reset or cut connections,
+    timeouts, 5xx, short reads, a resolver that did not answer)."""
     if isinstance(
         exc,
         FileNotFoundError
@@ -197,8 +254,12 @@ def retryable(exc: BaseException) -> bool:
         | IsADirectoryError
         | NotADirectoryError
         | RangeIgnored  # the server will ignore the range again
-        | DeadlineExceeded,  # another try would take as long again
+        | DeadlineExceeded  # another try would take as long again
+        | ValueError  # botocore: "Invalid endpoint", a malformed IPv6 host
+        | TypeError,
     ):
+        return False
+    if host_unknown(exc) or any(_NEVER_SENT.intersection(_names(e)) for e in chain(exc)):
         return False
     if is_tls_failure(exc):
         return False
@@ -206,6 +267,10 @@ def retryable(exc: BaseException) -> bool:
     if status is not None and 400 <= status < 500 and status not in (408, 429):
         return False
     return isinstance(exc, Exception)
+
+
+def _names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
 
 
 def with_retries(

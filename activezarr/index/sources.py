@@ -125,11 +125,6 @@ def remote_filesystem(
     return filesystem(protocol, filesystem_options(protocol, storage_options), policy)
 
 
-def _attempts(exc: BaseException) -> str:
-    n = getattr(exc, "attempts", None)
-    return f" after {n} attempts" if isinstance(n, int) and n > 1 else ""
-
-
 def remote_failure(url: str, exc: BaseException, storage_options: dict | None = None) -> str:
     """Why reaching ``url`` failed, from the exception chain, with the fix where there is one
     (credentials in a URL are never shown).
@@ -138,7 +133,12 @@ def remote_failure(url: str, exc: BaseException, storage_options: dict | None = 
     cause underneath tells a missing object from an unreachable or untrusted server. A TLS
     failure keeps the TLS library's reason; ``storage_options`` tell whether a CA was given.
     """
-    return redact(_failure(url, exc, storage_options) + _attempts(exc))
+    text = _failure(url, exc, storage_options)
+    attempts = getattr(exc, "attempts", None)  # set by the retry loops: how many were made
+    head = f"{url}: "
+    if isinstance(attempts, int) and attempts > 1 and text.startswith(head):
+        text = f"{head}after {attempts} attempts, {text[len(head) :]}"
+    return redact(text)
 
 
 def _failure(url: str, exc: BaseException, storage_options: dict | None) -> str:
