@@ -437,6 +437,31 @@ def test_chunks_in_one_output_block_leave_a_batch_as_one_partial(series):
             assert_like_xarray(got, _xr_reduce(pick(ref.tas), op, "time"), op, "time")
 
 
+def test_open_dataset_takes_a_data_file_as_active_does(series, tmp_path, monkeypatch):
+    """A netCDF4 file given in place of an index is indexed once (in the index cache) and
+    opened through its index; a file that is no index and cannot be indexed says so."""
+    monkeypatch.setenv("ACTIVEZARR_INDEX_DIR", str(tmp_path / "cache"))
+    nc, _ = series["daily_noleap"]
+    ds = activezarr.open_dataset(nc)
+    expected = xr.open_dataset(nc).tas.mean("time")
+    assert_like_xarray(ds.tas.active.mean("time"), expected, "mean", "time")
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 1
+    activezarr.open_dataset(nc)  # the second open reuses the index
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 1
+    classic = tmp_path / "classic.nc"
+    with netCDF4.Dataset(classic, "w", format="NETCDF3_CLASSIC") as out:
+        out.createDimension("x", 2)
+        out.createVariable("v", "f4", ("x",))[:] = [1, 2]
+    with pytest.raises(ActiveZarrError, match="netCDF3 .classic.*nccopy -k netCDF4"):
+        activezarr.open_dataset(classic)
+    renamed = tmp_path / "data.json"  # a data file named like an index
+    renamed.write_bytes(nc.read_bytes()[:4096])
+    from activezarr.index.load import read_index
+
+    with pytest.raises(ActiveZarrError, match="netCDF4/HDF5 data file, not an index"):
+        read_index(str(renamed))
+
+
 def test_open_dataset_on_a_catalog_selection(tmp_path):
     """Many files along time: a catalog selection opens as one Dataset, reduced actively."""
     from activezarr.catalog.indexing import index_many

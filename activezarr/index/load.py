@@ -297,6 +297,24 @@ def _read_remote(location: str, storage_options: dict | None, policy=None) -> by
         raise IndexLoadError(f"index {why}") from exc
 
 
+def _not_json(location: str, head: bytes, exc: Exception) -> str:
+    """Why ``location`` is no index: a data file given in its place, or broken JSON."""
+    from .sources import HDF5_SIGNATURE, NETCDF3_SIGNATURES
+
+    if head.startswith(HDF5_SIGNATURE):
+        return (
+            f"{location} is a netCDF4/HDF5 data file, not an index: index it first "
+            "(activezarr.build_index(path), or `activezarr index FILE`) and open the index "
+            "it writes"
+        )
+    if head.startswith(NETCDF3_SIGNATURES):
+        return (
+            f"{location} is a netCDF3 (classic) data file, not an index; activezarr indexes "
+            "netCDF4/HDF5 files: convert it with `nccopy -k netCDF4 in.nc out.nc`, then index it"
+        )
+    return f"index {location} is not valid JSON ({exc})"
+
+
 def _read_json(
     location: str, storage_options: dict | None, policy=None
 ) -> tuple[Any, ChunkRefs | None]:
@@ -324,7 +342,7 @@ def _read_json(
     except IsADirectoryError:
         raise IndexLoadError(f"index {location} is a directory, not an index file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IndexLoadError(f"index {location} is not valid JSON ({exc})") from None
+        raise IndexLoadError(_not_json(location, bytes(buf[:8]), exc)) from None
     except (RecursionError, ValueError, MemoryError) as exc:
         raise IndexLoadError(
             f"index {location} cannot be parsed ({type(exc).__name__}: {exc})"

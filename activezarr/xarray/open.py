@@ -20,7 +20,7 @@ import xarray as xr
 from ..active import Active
 from ..errors import IndexLoadError
 from ..index.load import read_refs
-from ..index.sources import filesystem_options, is_remote
+from ..index.sources import filesystem_options, is_remote, is_source_file
 
 ENCODING_KEY = "activezarr"
 
@@ -161,6 +161,8 @@ def open_dataset(
         its URL, a reference dict, or a catalog selection (``Catalog(...).select(...)``),
         whose files are combined along ``concat_dim`` into one index first (kept as it is
         when the catalog rows it was made from are unchanged: ``Catalog.combine(reuse=True)``).
+        A local netCDF4/HDF5 file is indexed once into the index cache (as ``Active`` does)
+        and its index opened.
     storage_options : dict, optional
         fsspec options for a remote index and its data (``key``, ``secret``,
         ``client_kwargs``, ``ssl``, ...).
@@ -211,6 +213,10 @@ def open_dataset(
         ]
         return xr.merge(parts, compat="override", join="exact", combine_attrs="override")
     location = index if isinstance(index, dict) else os.fspath(index)
+    if not isinstance(location, dict) and is_source_file(location):  # a data file, as Active
+        from ..catalog.single import ensure_index  # takes it: indexed once, then reused
+
+        location = str(ensure_index(location, storage_options=storage_options)[0])
     if isinstance(location, str) and not is_remote(location) and not Path(location).exists():
         raise IndexLoadError(
             f"index {location} does not exist; build it with `activezarr index <file>`"
