@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -93,6 +94,27 @@ def test_check_stale_false_skips_the_check(indexed):
         activezarr.Active(copied, "a")
     with activezarr.Active(copied, "a", check_stale=False) as a:
         assert float(a.mean[...]) == pytest.approx(99.94)
+
+
+def test_one_open_fingerprints_each_source_once(indexed, caplog):
+    """Opening an index with check_stale on takes each source's fingerprint once: the check
+    that a recorded source vouches for its directory (made while the index loads) and the
+    freshness check share it, and the next open takes its own. Counted through the DEBUG line
+    ``activezarr.index.freshness`` writes for each fingerprint it takes (a small counter hook
+    in the code: a file's digest is cached per process while its stat is unchanged, so its
+    real opens would count one either way; what was taken twice was the fingerprint)."""
+    source, _, copied = indexed
+
+    def taken(**options) -> int:
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="activezarr.index.freshness"):
+            activezarr.Active(copied, "a", **options).close()
+        return sum(str(source) in r.getMessage() for r in caplog.records)
+
+    assert [taken(), taken(), taken(check_stale=False)] == [1, 1, 1]
+    os.utime(source, (1, 1))  # the record taken by the previous open is not reused
+    with pytest.raises(StaleIndexError, match="mtime"):
+        activezarr.Active(copied, "a")
 
 
 def test_removed_source_is_reported(indexed):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +26,7 @@ from .sources import SAMPLE_BYTES, is_remote, local_path, open_source
 
 DB_NAME = "catalog.db"
 LEGACY_NAME = "catalog.json"
+log = logging.getLogger(__name__)
 
 
 def refresh_command(url: str, directory: Path) -> str:
@@ -202,6 +204,7 @@ def current_record(
     (``policy``: the ``network.ReadPolicy`` of remote reads)."""
     source = open_source(url, storage_options, policy)
     if not source.remote:
+        log.debug("fingerprint of %s taken", url)
         st = os.stat(source.url)
         key = (source.url, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, sample)
         with _recent_lock:
@@ -217,6 +220,7 @@ def current_record(
         hit = _remote_records.get((url, options))
     if hit is not None and now - hit[0] < REMOTE_CHECK_TTL and hit[1].get("sample") == sample:
         return hit[1]
+    log.debug("fingerprint of %s taken", url)
     source.filesystem().invalidate_cache(url)
     fingerprint = source.fingerprint()
     record = {
@@ -262,17 +266,11 @@ def _gone_message(url: str, index: str, directory) -> str:
     return f"{url}, indexed into {index}, no longer exists; restore it, or index it where it is now"
 
 
-def check_recorded(
-    index: str,
-    recorded: dict[str, dict],
-    storage_options: dict | None,
-    policy=None,
-    contents_only: bool = False,
-) -> None:
-    """Raise ``StaleIndexError`` when a source the index records (``recorded``: URL →
-    fingerprint from its ``activezarr`` member) changed: one stat or HEAD and two small reads
-    per source, remote ones in parallel. ``contents_only``: compare the size and the digest
-    of the contents (the mtime only where no digest was recorded), not when it was written."""
+def take_records(
+    recorded: dict[str, dict], storage_options: dict | None, policy=None
+) -> dict[str, Any]:
+    """Each recorded source's ``current_record`` now (with the sample its record names), or the
+    exception that prevented it: local sources in turn, remote ones in parallel."""
 
     def probe(item):
         url, was = item
@@ -280,52 +278,81 @@ def check_recorded(
             sample = was.get("sample", SAMPLE_BYTES)
             if not isinstance(sample, int) or not 0 < sample <= 2**20:
                 sample = SAMPLE_BYTES
-            return url, was, current_record(url, storage_options, sample, policy)
-        except Exception as exc:  # noqa: BLE001 - reported below, with the source named
-            return url, was, exc
+            return url, current_record(url, storage_options, sample, policy)
+        except Exception as exc:  # noqa: BLE001 - reported by the caller, with the source named
+            return url, exc
 
     items = list(recorded.items())
     remote = [i for i in items if is_remote(i[0])]
-    results = [probe(i) for i in items if not is_remote(i[0])]
+    out = dict(probe(i) for i in items if not is_remote(i[0]))
     if remote:
         import concurrent.futures as cf
 
         with cf.ThreadPoolExecutor(min(16, len(remote))) as pool:
-            results += list(pool.map(probe, remote))
+            out.update(pool.map(probe, remote))
+    return out
+
+
+def check_recorded(
+    index: str,
+    recorded: dict[str, dict],
+    storage_options: dict | None,
+    policy=None,
+    contents_only: bool = False,
+    taken: dict[str, dict] | None = None,
+) -> dict[str, dict]:
+    """Raise ``StaleIndexError`` when a source the index records (``recorded``: URL →
+    fingerprint from its ``activezarr`` member) changed: one stat or HEAD and two small reads
+    per source, remote ones in parallel. ``contents_only``: compare the size and the digest
+    of the contents (the mtime only where no digest was recorded), not when it was written.
+    ``taken``: records of some of them already taken in this open (``vouch_sources``), used
+    instead of taking them again. Returns every source's record as compared."""
+    now = {u: taken[u] for u in recorded if taken and u in taken}
+    now.update(
+        take_records({u: w for u, w in recorded.items() if u not in now}, storage_options, policy)
+    )
     directory = Path(index).parent if "://" not in index and index != "<refs dict>" else None
-    for url, was, now in results:
-        out = directory if directory is not None else "DIR"
-        refresh = f"refresh with `{refresh_command(url, out)}`"
-        if isinstance(now, Exception) and _gone(url):
-            raise StaleIndexError(_gone_message(url, index, out)) from now
-        if isinstance(now, Exception):
-            what = (
-                f"{url}, indexed into {index}, cannot be checked ({type(now).__name__}: "
-                f"{now}); {refresh}, or"
-            )
+    out = directory if directory is not None else "DIR"
+    for url in sorted(recorded, key=is_remote):  # local sources first, as they were taken
+        _compare(index, url, recorded[url], now[url], out, contents_only)
+    return now
+
+
+def _compare(index: str, url: str, was: dict, now, out, contents_only: bool) -> None:
+    """Raise ``StaleIndexError`` unless ``now`` (a record, or why none was taken) matches
+    ``was`` (see ``check_recorded``); ``out`` is where the refresh command writes."""
+    refresh = f"refresh with `{refresh_command(url, out)}`"
+    if isinstance(now, Exception) and _gone(url):
+        raise StaleIndexError(_gone_message(url, index, out)) from now
+    if isinstance(now, Exception):
+        what = (
+            f"{url}, indexed into {index}, cannot be checked ({type(now).__name__}: "
+            f"{now}); {refresh}, or"
+        )
+        raise StaleIndexError(
+            f"{what} pass check_stale=False", cli=f"{what} add --no-check-stale"
+        ) from now
+    if contents_only:
+        keys = ("size", "sha256", "sample") if "sha256" in was else ("size", "mtime")
+        was = {k: v for k, v in was.items() if k in keys}
+        if not any(k in was for k in ("sha256", "mtime")):
             raise StaleIndexError(
-                f"{what} pass check_stale=False", cli=f"{what} add --no-check-stale"
-            ) from now
-        if contents_only:
-            keys = ("size", "sha256", "sample") if "sha256" in was else ("size", "mtime")
-            was = {k: v for k, v in was.items() if k in keys}
-            if not any(k in was for k in ("sha256", "mtime")):
-                raise StaleIndexError(
-                    f"{url} is recorded by {index} without a fingerprint to check it by; {refresh}"
-                )
-        changed = differences(was, now)
-        if changed:
-            raise StaleIndexError(
-                f"{url} changed since it was indexed into {index} ({'; '.join(changed)}); {refresh}"
+                f"{url} is recorded by {index} without a fingerprint to check it by; {refresh}"
             )
+    changed = differences(was, now)
+    if changed:
+        raise StaleIndexError(
+            f"{url} changed since it was indexed into {index} ({'; '.join(changed)}); {refresh}"
+        )
 
 
 def vouch_sources(
     index: str, recorded: dict[str, dict], urls: list[str], allow_paths: list | tuple = ()
-) -> None:
+) -> dict[str, dict]:
     """Raise ``StaleIndexError`` unless every recorded local source whose directory admits one
     of the local ``urls`` (one outside ``allow_paths``) is the file the index recorded (its
-    size and contents: ``check_recorded(contents_only=True)``).
+    size and contents: ``check_recorded(contents_only=True)``). Returns the records taken, so
+    that the freshness check of the same open does not take them again.
 
     A recorded source is what lets an index read the files of its directory, so an index
     cannot widen where reads go by recording a file whose contents its author does not know.
@@ -340,9 +367,11 @@ def vouch_sources(
     else:
         needed = _needed_sources(recorded, local, allow_paths)
     if not needed:
-        return
+        return {}
     try:
-        check_recorded(index, {u: fp for u, (_, fp) in needed.items()}, None, contents_only=True)
+        return check_recorded(
+            index, {u: fp for u, (_, fp) in needed.items()}, None, contents_only=True
+        )
     except StaleIndexError as exc:
         url = next((u for u in needed if u in str(exc)), next(iter(needed)))
         directory = needed[url][0]
@@ -386,6 +415,7 @@ def check_variable_fresh(index: str, var, storage_options: dict | None = None, p
     """Check the sources of ``var`` (a ``VariableIndex``): against the fingerprints its index
     records when it has them, else against the catalog beside the index (``check_fresh``)."""
     if var.sources:
-        check_recorded(index, var.sources, storage_options, policy)
+        taken, var.taken = var.taken, {}  # records of this open only: a later check takes its own
+        check_recorded(index, var.sources, storage_options, policy, taken=taken)
     elif index != "<refs dict>":
         check_fresh(index, var.urls, storage_options)

@@ -80,6 +80,9 @@ class VariableIndex:
     attribute_types: dict[str, str] = field(default_factory=dict)  # attr -> recorded type
     sources: dict[str, dict] = field(default_factory=dict)  # recorded fingerprints of urls
     source_sizes: dict[str, int] = field(default_factory=dict)  # known sizes, for lazy rows
+    # source records taken by ``vouch_sources`` while loading: the freshness check that follows
+    # in the same open uses them (once) instead of taking them again; copies start without
+    taken: dict[str, dict] = field(default_factory=dict, init=False, repr=False, compare=False)
     # Fills rows of the table on demand (parquet indexes); None once the table is complete.
     loader: Callable[[np.ndarray | None], None] | None = field(default=None, repr=False)
 
@@ -602,7 +605,7 @@ def check_variable(
     if roots is not None and doc.kind != "remote" and doc.member.sources:
         from .freshness import vouch_sources  # a recorded source widens roots: is it real?
 
-        vouch_sources(doc.location, doc.member.sources, var.urls, allow_paths)
+        var.taken = vouch_sources(doc.location, doc.member.sources, var.urls, allow_paths)
     if roots is not None:
         sizes = confine(var.urls, roots, where, realpaths)
     else:
