@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from activezarr import Active, build_index
-from activezarr.errors import ChunkReadError, IndexBuildError, IndexLoadError
+from activezarr.errors import ChunkReadError, IndexBuildError, IndexLoadError, StaleIndexError
 from tests.cli_run import run_cli
 from tests.generate import temperatures, write_variable
 from tests.oracle import assert_same, oracle_read, reduce_masked
@@ -372,3 +372,35 @@ def test_https_unresolvable_host(on_https):
     assert "'no-such-host.invalid'" in str(info.value)
     retried = "after 2 attempts" in str(info.value)
     assert retried != resolver_says_no_such_host(), str(info.value)
+
+
+def test_freshness_check_that_cannot_reach_a_source(moto_server, on_s3, data_file):
+    """The freshness check's HEAD of the source cut every time (range reads pass): one
+    line naming the source and the ways on, retry or skip the check (re-indexing would meet
+    the same failure); skipping it, the reduction reads the data."""
+    bucket, index, so = on_s3
+    source = f"s3://{bucket}/faulty.nc"
+    with FaultProxy(
+        moto_server.endpoint_url, rates={"cut_headers": 1.0}, match=("HEAD ",)
+    ) as proxy:
+        with pytest.raises(StaleIndexError, match="pass check_stale=False") as info:
+            Active(index, VAR, storage_options=via(proxy, so), read_retries=1)
+        assert f"{source}, a source of {index}, could not be checked" in str(info.value)
+        argv = [
+            "reduce",
+            index,
+            VAR,
+            "--op",
+            "max",
+            "--storage-options",
+            json.dumps(via(proxy, so)),
+        ]
+        done = run_cli(*argv, env={"ACTIVEZARR_READ_RETRIES": "1"})
+        skipped = run_cli(*argv, "--no-check-stale", "--json")
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"{source}, a source of {index}, could not be checked for changes" in done.stderr
+    assert "after 2 attempts" in done.stderr and "--force" not in done.stderr
+    assert done.stderr.rstrip().endswith("or add --no-check-stale to skip the check")
+    assert skipped.returncode == 0, skipped.stderr
+    want = reduce_masked(oracle_read(data_file, VAR, ...), "max")
+    assert json.loads(skipped.stdout)["result"] == float(want)

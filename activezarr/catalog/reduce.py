@@ -21,7 +21,7 @@ import numpy as np
 
 from ..active import Active, _normalize_axis
 from ..errors import ActiveZarrError, StaleIndexError
-from ..index.freshness import fingerprints, refresh_command
+from ..index.freshness import fingerprints, refresh_command, unchecked
 from ..index.load import VariableIndex, open_variables
 from ..index.sources import is_remote
 from ..plan import DimSelection, normalize_selection
@@ -195,10 +195,13 @@ def _check_fresh(tasks: list[FileTask], catalog: Catalog, storage_options) -> No
     """One stat or HEAD per file about to be read; a changed one stops the reduction."""
     recorded = {t.part.name: t.part.entry.fingerprint for t in tasks}
     for url, now in fingerprints(list(recorded), storage_options).items():
-        if isinstance(now, Exception) or now != recorded[url]:
-            what = f"cannot be checked ({now})" if isinstance(now, Exception) else "changed"
+        if isinstance(now, Exception):
+            raise unchecked(
+                url, str(catalog.directory), now, catalog.directory, skip=False
+            ) from now
+        if now != recorded[url]:
             raise StaleIndexError(
-                f"{url} {what} since it was indexed into {catalog.directory}; refresh with "
+                f"{url} changed since it was indexed into {catalog.directory}; refresh with "
                 f"`{refresh_command(url, catalog.directory)}`"
             )
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import StaleIndexError
+from ..errors import ActiveZarrError, StaleIndexError, one_line
 from .sources import SAMPLE_BYTES, is_remote, local_path, open_source
 
 DB_NAME = "catalog.db"
@@ -128,12 +128,8 @@ def check_fresh(index: str, urls: list[str], storage_options: dict | None = None
     again = f" && {combine_command(directory, combined)}" if combined is not None else ""
     for url, now in _recent_fingerprints(list(expected), storage_options).items():
         refresh = f"refresh with `{refresh_command(url, directory)}{again}`"
-        if isinstance(now, Exception) and _gone(url):
-            raise StaleIndexError(_gone_message(url, index, directory)) from now
         if isinstance(now, Exception):
-            raise StaleIndexError(
-                f"{url}, indexed into {index}, cannot be checked ({now}); {refresh}"
-            ) from now
+            raise unchecked(url, index, now, directory) from now
         if now != expected[url]:
             raise StaleIndexError(
                 f"{url} changed since it was indexed into {index} "
@@ -266,6 +262,31 @@ def _gone_message(url: str, index: str, directory) -> str:
     return f"{url}, indexed into {index}, no longer exists; restore it, or index it where it is now"
 
 
+def unchecked(
+    url: str, index: str, exc: BaseException, directory, skip: bool = True
+) -> StaleIndexError:
+    """The error for a source whose fingerprint could not be read: a local file gone, or
+    what happened (a network failure, a refused credential) and how to go on. Re-indexing
+    would meet the same failure, so the fix is to retry once the source answers, or
+    (``skip``: where there is the option) to skip the check."""
+    from .sources import remote_failure
+
+    if _gone(url):
+        return StaleIndexError(_gone_message(url, index, directory))
+    if isinstance(exc, ActiveZarrError) or not is_remote(url):
+        text = str(exc) if isinstance(exc, ActiveZarrError) else f"{type(exc).__name__}: {exc}"
+    else:
+        text = remote_failure(url, exc)
+    reason = one_line(text.removeprefix(f"{url}: "))
+    what = f"{url}, a source of {index}, could not be checked for changes: {reason}; retry when"
+    if not skip:
+        return StaleIndexError(f"{what} it can be read")
+    return StaleIndexError(
+        f"{what} it can be read, or pass check_stale=False to skip the check",
+        cli=f"{what} it can be read, or add --no-check-stale to skip the check",
+    )
+
+
 def take_records(
     recorded: dict[str, dict], storage_options: dict | None, policy=None
 ) -> dict[str, Any]:
@@ -322,16 +343,9 @@ def _compare(index: str, url: str, was: dict, now, out, contents_only: bool) -> 
     """Raise ``StaleIndexError`` unless ``now`` (a record, or why none was taken) matches
     ``was`` (see ``check_recorded``); ``out`` is where the refresh command writes."""
     refresh = f"refresh with `{refresh_command(url, out)}`"
-    if isinstance(now, Exception) and _gone(url):
-        raise StaleIndexError(_gone_message(url, index, out)) from now
     if isinstance(now, Exception):
-        what = (
-            f"{url}, indexed into {index}, cannot be checked ({type(now).__name__}: "
-            f"{now}); {refresh}, or"
-        )
-        raise StaleIndexError(
-            f"{what} pass check_stale=False", cli=f"{what} add --no-check-stale"
-        ) from now
+        # vouching (contents_only) happens whatever check_stale: no skipping it
+        raise unchecked(url, index, now, out, skip=not contents_only) from now
     if contents_only:
         keys = ("size", "sha256", "sample") if "sha256" in was else ("size", "mtime")
         was = {k: v for k, v in was.items() if k in keys}
