@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .catalog.progress import size_text
 from .index.freshness import check_variable_fresh
 from .index.load import INLINE, list_variables, load_variable, read_index
 from .index.member import parse_member
@@ -24,15 +25,6 @@ CF_ATTRS = (
     "add_offset",
     "_Unsigned",
 )
-
-
-def size_text(n: float) -> str:
-    """Bytes in decimal units: ``1.2 MB``."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 def _codecs(codecs: list[dict]) -> str:

@@ -12,6 +12,7 @@ import time
 
 
 def size_text(n: float) -> str:
+    """Bytes in decimal units, as everywhere in the command line: ``1.2 MB``."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

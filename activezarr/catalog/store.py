@@ -405,20 +405,22 @@ class Combined(Mapping):
 def recorded(con: sqlite3.Connection, sources: list[str]) -> dict[str, dict[str, Any]]:
     """``{source: {"fingerprint", "index"}}`` for the sources the catalog holds."""
     out = {}
-    for start in range(0, len(sources), 500):
-        part = sources[start : start + 500]
-        rows = con.execute(
-            "SELECT source, fingerprint, index_name FROM files WHERE source IN "
-            f"({', '.join('?' for _ in part)})",
-            part,
-        )
-        for source, fp, name in rows:
-            try:
-                fingerprint = json.loads(fp)
-            except ValueError:  # a damaged row: the file counts as changed, and is re-indexed
-                fingerprint = None
-            out[source] = {"fingerprint": fingerprint, "index": name}
+    query = "SELECT source, fingerprint, index_name FROM files WHERE source"
+    for source, fp, name in rows_in(con, query, sources):
+        try:
+            fingerprint = json.loads(fp)
+        except ValueError:  # a damaged row: the file counts as changed, and is re-indexed
+            fingerprint = None
+        out[source] = {"fingerprint": fingerprint, "index": name}
     return out
+
+
+def rows_in(con: sqlite3.Connection, query: str, values: list[str]) -> Iterator[tuple]:
+    """The rows of ``query IN (values)`` (``query`` ends with the column), 500 values a
+    statement: SQLite caps the parameters of one."""
+    for start in range(0, len(values), 500):
+        part = values[start : start + 500]
+        yield from con.execute(f"{query} IN ({', '.join('?' for _ in part)})", part)
 
 
 # -- index names ----------------------------------------------------------------------------
@@ -476,10 +478,7 @@ def _names_where(
     """``(column, the other)`` of the ``names`` rows whose ``column`` is one of ``values``
     (500 values a query)."""
     fields = "source, index_name" if column == "source" else "index_name, source"
-    for start in range(0, len(values), 500):
-        part = values[start : start + 500]
-        marks = ", ".join("?" for _ in part)
-        yield from con.execute(f"SELECT {fields} FROM names WHERE {column} IN ({marks})", part)
+    yield from rows_in(con, f"SELECT {fields} FROM names WHERE {column}", values)
 
 
 def drop_replaced(con: sqlite3.Connection, directory: Path, replaced: dict[str, str]) -> None:
