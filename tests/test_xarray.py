@@ -215,6 +215,11 @@ def test_resample_keeps_empty_bins(series):
     expected = ref.tas.isel(time=keep).resample(time="1MS").mean()
     assert_like_xarray(got, expected, "mean", "time")
     assert np.isnan(got.isel(time=3)).all()
+    counts = ds.tas.isel(time=keep).active.resample(time="1MS").count()
+    assert_like_xarray(
+        counts, ref.tas.isel(time=keep).resample(time="1MS").count(), "count", "time"
+    )
+    assert counts.dtype == np.float64 and np.isnan(counts.isel(time=3)).all()  # as xarray
 
 
 @pytest.mark.parametrize("dim", [["lat", "lon"], ["time", "lat", "lon"], "lon", None])

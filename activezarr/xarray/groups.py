@@ -69,6 +69,10 @@ class ActiveGroupBy(_Reductions):
         kept = [d for d in da.dims if d in out_dims]
         stacked = np.transpose(stacked, [0] + [1 + out_dims.index(d) for d in kept])
         stacked = stacked.astype(result_dtype(target.dtype, op, stacked), copy=False)
+        empty = [i for i, members in enumerate(self._groups) if not len(members)]
+        if op == "count" and empty:  # xarray reindexes empty resample bins with NaN
+            stacked = stacked.astype(np.float64)
+            stacked[empty] = np.nan
         gone = set(reduced)
         coords = {n: c.variable for n, c in da.coords.items() if not set(c.dims) & gone}
         coords[self._gdim] = self._template[self._gdim].variable
