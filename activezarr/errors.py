@@ -95,7 +95,9 @@ class ReductionistError(ActiveZarrError, RuntimeError):
         The server URL.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, server: str = "") -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, status: int | None = None, server: str = "", cli: str | None = None
+    ) -> None:
+        super().__init__(message, cli=cli)
         self.status = status
         self.server = server

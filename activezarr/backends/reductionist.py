@@ -204,13 +204,19 @@ class _Failure(Exception):
     that another attempt would repeat (a reply slower than the deadline)."""
 
     def __init__(
-        self, reason: str, status: int | None = None, retry_after: float = 0.0, final=False
+        self,
+        reason: str,
+        status: int | None = None,
+        retry_after: float = 0.0,
+        final=False,
+        cli: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
         self.final = final
+        self.cli = cli  # the reason with its fix as a command-line option, where it names one
 
 
 def chunk_where(body: dict) -> str:
@@ -471,6 +477,12 @@ class ReductionistBackend(Backend):
             )
         if fallback not in (None, "local"):
             raise ActiveZarrError(f"fallback must be 'local' or None, not {fallback!r}")
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float):
+            raise ActiveZarrError(f"deadline must be a number of seconds, not {deadline!r}")
+        if not 0 < deadline < math.inf:
+            raise ActiveZarrError(
+                f"deadline must be a positive, finite number of seconds: {deadline!r}"
+            )
         self.server = server.rstrip("/")
         self.storage_options = storage_options
         self.timeout = timeout
@@ -733,11 +745,12 @@ class ReductionistBackend(Backend):
                 server=self.server,
             )
         state = "; circuit breaker now open" if self.breaker.is_open() else ""
+        what = f"Reductionist {self.server} failed for {where} after {attempts} attempt(s){state}"
         error = ReductionistError(
-            f"Reductionist {self.server} failed for {where} after {attempts} attempt(s)"
-            f"{state}: {failure.reason}",
+            f"{what}: {failure.reason}",
             status=failure.status,
             server=self.server,
+            cli=f"{what}: {failure.cli}" if failure.cli else None,
         )
         raise error from failure.__cause__
 
@@ -765,10 +778,12 @@ class ReductionistBackend(Backend):
         except Exception as exc:
             if not timer.fired.is_set():
                 raise
-            raise _Failure(
+            slow = (
                 f"the reply was not complete after {self.deadline:g} s although the server "
-                "kept sending (too slow a server or link); to wait longer pass deadline=",
-                final=True,
+                "kept sending (too slow a server or link); to wait longer"
+            )
+            raise _Failure(
+                f"{slow} pass deadline=", final=True, cli=f"{slow} add --deadline SECONDS"
             ) from exc
         finally:
             WATCHDOG.disarm(timer)

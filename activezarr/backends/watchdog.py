@@ -66,8 +66,8 @@ class Watchdog:
                     heapq.heappop(self._heap)
                     continue
                 wait = when - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
+                if wait > 0:  # a deadline of years is still waited for in steps Python takes
+                    self._cond.wait(min(wait, threading.TIMEOUT_MAX))
                     continue
                 heapq.heappop(self._heap)
                 self._live.discard(key)

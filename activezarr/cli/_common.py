@@ -54,7 +54,7 @@ def remote_options(sp) -> None:
 
 def server_options(sp) -> None:
     """``--server`` and ``--server-ca``, for every command that can reduce on a server."""
-    from ._inputs import path_text, server_url
+    from ._inputs import path_text, positive_seconds, server_url
 
     g = sp.add_argument_group("Reductionist server (data on S3 or HTTPS)")
     g.add_argument(
@@ -70,6 +70,13 @@ def server_options(sp) -> None:
         metavar="PATH",
         help="CA bundle (PEM) that signed the server's certificate (default: the system's)",
     )
+    g.add_argument(
+        "--deadline",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="seconds one request to the server may take in all, headers and body, however "
+        "steadily its bytes arrive; a slower reply is an error (default: 300)",
+    )
 
 
 def server_backend(args) -> dict:
@@ -78,11 +85,18 @@ def server_backend(args) -> dict:
 
     if args.server_ca and not args.server:
         raise UsageError(f"--server-ca {args.server_ca} needs --server URL as well")
+    if args.deadline is not None and not args.server:
+        raise UsageError(
+            f"--deadline {args.deadline:g} bounds requests to a Reductionist server: give "
+            "--server URL as well"
+        )
     if not args.server:
         return {}
     options = {"backend": "reductionist", "server": args.server}
     if args.server_ca:
         options["server_ca"] = args.server_ca
+    if args.deadline is not None:
+        options["deadline"] = args.deadline
     return options
 
 

@@ -58,6 +58,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """``--deadline``: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; use seconds, e.g. 600"
+        ) from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive, finite number of seconds; use e.g. 600"
+        )
+    return value
+
+
 def server_url(text: str) -> str:
     """``--server``: an http(s) URL with a host."""
     parts = urlsplit(text)

@@ -42,8 +42,8 @@ def cmd_reduce(args) -> int:
     so = storage_options(args)
     selection = parse_selection(args.select)
     axis = parse_axis(args.axis)
+    options = server_backend(args)  # its usage errors before any file is touched
     index = resolve_index(args.index, so)
-    options = server_backend(args)
     options["check_stale"] = not args.no_check_stale
     options["allow_paths"] = args.allow_path
     with Active(index, args.variable, storage_options=so, **options) as a:
