@@ -71,3 +71,17 @@ def generated_index(generated_dir, tmp_path_factory) -> _IndexCache:
 def real_index(tmp_path_factory) -> _IndexCache:
     """``real_index(filename)`` → the index path of a file in ../shared/data/real."""
     return _IndexCache(REAL_DIR, tmp_path_factory.mktemp("real_indexes"))
+
+
+_ACTIVE: dict = {}
+
+
+def active_for(index, var: str):
+    """One ``Active`` per (index, variable) for the whole session (per worker): the oracle
+    matrices reduce each variable many times, and opening it is not what they test."""
+    import activezarr
+
+    key = (str(index), var)
+    if key not in _ACTIVE:
+        _ACTIVE[key] = activezarr.Active(index, var)
+    return _ACTIVE[key]

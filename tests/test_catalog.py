@@ -186,20 +186,11 @@ def test_combined_index_matches_netcdf4_concatenation(uniform):
 
 
 def test_combined_index_opens_with_plain_fsspec_and_zarr(uniform):
-    import fsspec
-    import zarr
+    from tests.zarr_recipe import open_zarr
 
     paths, cat = uniform
     index = cat.combine(var="pr", concat_dim="time", out=cat.directory / "pr_all.json")
-    fs = fsspec.filesystem(
-        "reference",
-        fo=str(index),
-        remote_protocol="file",
-        asynchronous=True,
-        remote_options={"asynchronous": True},
-    )
-    store = zarr.storage.FsspecStore(fs, read_only=True, path="")
-    group = zarr.open_group(store, mode="r", zarr_format=2, use_consolidated=False)
+    group = open_zarr(index)
     raw = []
     for path in sorted(paths, key=lambda p: oracle_time([p])[0]):
         with netCDF4.Dataset(path) as ds:

@@ -16,12 +16,10 @@ import os
 import stat
 from pathlib import Path
 
-import fsspec
 import h5py
 import netCDF4
 import numpy as np
 import pytest
-import zarr
 
 from activezarr.index.hdf5 import virtual_chunks
 from tests.fixtures_data import (  # noqa: F401
@@ -41,6 +39,7 @@ from tests.oracle import (
     oracle_read,
     reduce_masked,
 )
+from tests.zarr_recipe import open_zarr, reference_store
 
 REAL_FILES = sorted(p.name for p in REAL_DIR.glob("*.nc") if p.name != "emac.nc")
 ALL_FILES = [("generated", name) for name in GENERATED_FILES] + [
@@ -52,19 +51,6 @@ def _index_and_source(kind, name, generated_dir, generated_index, real_index):
     if kind == "generated":
         return generated_index(name), generated_dir / name
     return real_index(name), REAL_DIR / name
-
-
-def open_zarr(index) -> zarr.Group:
-    """The recipe from reference/kerchunk-zarr.md §5, unchanged."""
-    fs = fsspec.filesystem(
-        "reference",
-        fo=str(index) if not isinstance(index, dict) else index,
-        remote_protocol="file",
-        asynchronous=True,
-        remote_options={"asynchronous": True},
-    )
-    store = zarr.storage.FsspecStore(fs, read_only=True, path="")
-    return zarr.open_group(store, mode="r", zarr_format=2, use_consolidated=False)
 
 
 def _numeric_variables(path: Path, index=None) -> list[str]:
@@ -457,14 +443,7 @@ def _xarray_raw(index, engine: str):
         return xr.open_dataset(
             str(index), engine="kerchunk", open_dataset_options={"decode_cf": False}
         )
-    fs = fsspec.filesystem(
-        "reference",
-        fo=str(index),
-        remote_protocol="file",
-        asynchronous=True,
-        remote_options={"asynchronous": True},
-    )
-    store = zarr.storage.FsspecStore(fs, read_only=True, path="")
+    store = reference_store(index)
     return xr.open_zarr(store, zarr_format=2, consolidated=False, decode_cf=False)
 
 

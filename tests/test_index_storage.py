@@ -14,7 +14,6 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
-import zarr
 
 import activezarr
 from activezarr.index import cache
@@ -22,6 +21,7 @@ from activezarr.index.load import load_variable, read_index
 from activezarr.index.refs import json_attr
 from tests.fixtures_data import REAL_DIR, needs_real_files
 from tests.oracle import assert_same, oracle_reduce
+from tests.zarr_recipe import open_zarr
 
 CASES = [
     ("test1.nc", "tas"),
@@ -113,15 +113,9 @@ def test_parquet_index_opens_in_plain_fsspec_and_zarr(tmp_path):
     from fsspec.implementations.reference import LazyReferenceMapper
 
     index = activezarr.build_index(REAL_DIR / "test1.nc", tmp_path, format="parquet")
-    fs = fsspec.filesystem(
-        "reference",
-        fo=LazyReferenceMapper(str(index), fs=fsspec.filesystem("file"), engine="pyarrow"),
-        remote_protocol="file",
-        asynchronous=True,
-        remote_options={"asynchronous": True},
+    group = open_zarr(
+        LazyReferenceMapper(str(index), fs=fsspec.filesystem("file"), engine="pyarrow")
     )
-    store = zarr.storage.FsspecStore(fs, read_only=True, path="")
-    group = zarr.open_group(store, mode="r", zarr_format=2, use_consolidated=False)
     import netCDF4
 
     with netCDF4.Dataset(REAL_DIR / "test1.nc") as ds:

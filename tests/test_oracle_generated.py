@@ -18,6 +18,7 @@ from activezarr.index.hdf5 import virtual_chunks
 from tests.fixtures_data import (  # noqa: F401
     GENERATED_CASES,
     GENERATED_FILES,
+    active_for,
     generated_dir,
     generated_index,
 )
@@ -121,17 +122,6 @@ def _matrix() -> list:
 MATRIX = _matrix()
 
 # ---------------------------------------------------------------------------- helpers
-
-_ACTIVE: dict = {}
-
-
-def active_for(index, var):
-    import activezarr
-
-    key = (str(index), var)
-    if key not in _ACTIVE:
-        _ACTIVE[key] = activezarr.Active(index, var)
-    return _ACTIVE[key]
 
 
 def check_reduction(active, path, var, op, sel, axis, *, info=None, data=None, where=""):

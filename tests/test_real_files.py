@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.cli_run import run_cli
-from tests.fixtures_data import REAL_DIR, real_index  # noqa: F401
+from tests.fixtures_data import REAL_DIR, active_for, real_index  # noqa: F401
 from tests.oracle import (
     OPS,
     assert_same,
@@ -49,18 +49,6 @@ def selections_for(shape):
     if len(shape) >= 3:
         sels.append((slice(2, 9), slice(10, 60, 7), slice(-20, -2)))
     return sels
-
-
-_ACTIVE: dict = {}
-
-
-def active_for(index, var):
-    import activezarr
-
-    key = (str(index), var)
-    if key not in _ACTIVE:
-        _ACTIVE[key] = activezarr.Active(index, var)
-    return _ACTIVE[key]
 
 
 @pytest.mark.parametrize("op", OPS)
