@@ -1,4 +1,5 @@
-"""The accessor over random CF files (``tests/cf_hunt.py``'s generators) against netCDF4.
+"""The accessor over random files: CF corner files (``tests/cf_hunt.py``'s generators)
+against netCDF4, and groups and bins of random series against xarray.
 
 xarray decodes some files otherwise than netCDF4-python (an ``_Unsigned`` spelling it does
 not take, packing it leaves alone, a float32 where netCDF4 gives float64), and activezarr's
@@ -94,3 +95,61 @@ def test_files_that_broke_the_accessor(tmp_path, seed):
 @given(seed=st.integers(0, 2**32 - 1))
 def test_the_accessor_reduces_random_cf_files_as_netcdf4(tmp_path_factory, seed):
     check_seed(tmp_path_factory.mktemp("xhunt"), seed)
+
+
+# ------------------------------------------------- groups and bins over random calendars
+CALENDARS = ["standard", "noleap", "360_day", "all_leap", "julian", "proleptic_gregorian"]
+GROUPINGS = ["time.month", "time.season", "time.year", "time.dayofyear", "1MS", "QS-DEC", "5D"]
+
+
+def _time_selection(rng, n: int):
+    """All, a range, a step from a start, or a sorted label list of positions."""
+    kind = rng.integers(0, 4)
+    if kind == 0:
+        return slice(None)
+    if kind == 1:
+        start = int(rng.integers(0, n - 1))
+        return slice(start, int(rng.integers(start + 1, n + 1)))
+    if kind == 2:
+        return slice(int(rng.integers(0, 5)), None, int(rng.integers(1, 4)))
+    return np.sort(rng.choice(n, size=int(rng.integers(1, min(n, 60))), replace=False))
+
+
+def _grouped(data, how: str):
+    """``data.groupby(how)`` for a ``time.<part>``, else ``data.resample(time=how)``."""
+    return data.groupby(how) if "." in how else data.resample(time=how)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**32 - 1))
+def test_groups_and_bins_match_xarray(tmp_path_factory, seed):
+    """groupby/resample of a random selection of a random series (calendar, daily or
+    monthly, time chunking) in every op, optionally with lat/lon reduced too, equals
+    xarray's over the netCDF4 engine (these files have no valid_* attributes, so the two
+    agree): values, dims, shape and group coordinate."""
+    import xarray as xr
+
+    from tests.xarray_files import write_series
+
+    rng = np.random.default_rng(seed)
+    root = tmp_path_factory.mktemp("ghunt")
+    calendar = CALENDARS[rng.integers(len(CALENDARS))]
+    freq = ("daily", "monthly")[rng.integers(2)]
+    chunks = (int(rng.integers(1, 60)), 3, 4)
+    nc = write_series(root / "s.nc", calendar=calendar, freq=freq, years=2, chunks=chunks)
+    ds = activezarr.open_dataset(activezarr.build_index(nc, out=root / "indexes"))
+    ref = xr.open_dataset(nc)
+    for _ in range(3):
+        picked = _time_selection(rng, ds.sizes["time"])
+        how = GROUPINGS[rng.integers(len(GROUPINGS))]
+        dims = [["time"], ["time", "lat"], ["time", "lat", "lon"]][rng.integers(3)]
+        for op in OPS:
+            want = getattr(_grouped(ref.tas.isel(time=picked), how), op)(
+                dim=dims, **({"min_count": 1} if op == "sum" else {})
+            )
+            got = getattr(_grouped(ds.tas.isel(time=picked).active, how), op)(dims)
+            where = f"{calendar} {freq} {chunks} {how} {op} over {dims}"
+            assert got.dims == want.dims and got.dtype == want.dtype, where
+            np.testing.assert_allclose(got.values, want.values, rtol=1e-5, err_msg=where)
+            name = want.dims[0]
+            assert np.array_equal(got[name].values, want[name].values), where
