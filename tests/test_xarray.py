@@ -237,6 +237,20 @@ def test_weighted_matches_xarray(series, dim):
     xr.testing.assert_allclose(got.where(valid), expected.where(valid), rtol=1e-5)
 
 
+def test_empty_selections_reduce_to_empty_results(series):
+    """A selection with nothing along a kept dimension (lon=slice(3, 3)): plain and weighted
+    reductions give xarray's empty result (the weighted one crashed on missing partials)."""
+    ds, ref = _pair(series, "monthly_standard")
+    da, expected_da = ds.tas.isel(lon=slice(3, 3)), ref.tas.isel(lon=slice(3, 3))
+    weights = xr.DataArray(np.linspace(0.5, 1, ds.sizes["time"]), dims="time")
+    got = da.active.weighted(weights).mean("time")
+    expected = expected_da.weighted(weights).mean("time")
+    assert got.dims == expected.dims and got.shape == expected.shape == (ds.sizes["lat"], 0)
+    for op in OPS:
+        assert_like_xarray(getattr(da.active, op)("time"), _xr_reduce(expected_da, op, "time"),
+                           op, "time")  # fmt: skip
+
+
 def test_weighted_warns_when_nothing_is_reduced_actively(series):
     ds, ref = _pair(series, "monthly_standard")
     weights = np.cos(np.deg2rad(ds.lat))

@@ -83,6 +83,8 @@ def selection_partials(
     acc = _Accumulator(op, lead_shape + out_shape)
     for where, part in zip((w for w, _ in tasks), parts):
         acc.add(where, part)
+    if acc.value is None and op != "count":  # nothing selected: every cell empty
+        acc.value = np.zeros(acc.shape)
     return Partials(op, dims, acc.count, acc.value)
 
 
