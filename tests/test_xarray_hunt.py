@@ -153,3 +153,69 @@ def test_groups_and_bins_match_xarray(tmp_path_factory, seed):
             np.testing.assert_allclose(got.values, want.values, rtol=1e-5, err_msg=where)
             name = want.dims[0]
             assert np.array_equal(got[name].values, want[name].values), where
+
+
+# -------------------------------------------------- selections and weights, random shapes
+def _position_selection(rng, n: int):
+    """All, a range (maybe empty), a negative step, a scalar, or a label list (repeats too)."""
+    kind = rng.integers(0, 5)
+    if kind == 0:
+        return slice(None)
+    if kind == 1:
+        start = int(rng.integers(0, n))
+        return slice(start, int(rng.integers(start, n + 1)))
+    if kind == 2:
+        return slice(None, None, -int(rng.integers(1, 3)))
+    if kind == 3:
+        return int(rng.integers(-n, n))
+    return list(rng.choice(n, size=int(rng.integers(1, n + 1)), replace=bool(rng.random() < 0.2)))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**32 - 1))
+def test_selections_and_weights_match_xarray(tmp_path_factory, seed):
+    """Random ``isel`` on every dimension, random reduced dimensions, a plain reduction or a
+    weighted mean/sum with 1-D weights along a random dimension: xarray's answer (weighted
+    sums compared where something valid was seen)."""
+    import xarray as xr
+
+    from tests.xarray_files import write_series
+
+    rng = np.random.default_rng(seed)
+    root = tmp_path_factory.mktemp("whunt")
+    shape = (int(rng.integers(2, 8)), int(rng.integers(2, 8)))
+    chunks = (int(rng.integers(1, 40)), int(rng.integers(1, shape[0] + 1)),
+              int(rng.integers(1, shape[1] + 1)))  # fmt: skip
+    nc = write_series(root / "s.nc", freq="monthly", years=2, shape=shape, chunks=chunks)
+    ds = activezarr.open_dataset(activezarr.build_index(nc, out=root / "indexes"))
+    ref = xr.open_dataset(nc)
+    for _ in range(4):
+        picks = {
+            d: _position_selection(rng, ds.sizes[d]) for d in ds.tas.dims if rng.random() < 0.6
+        }
+        da, expected_da = ds.tas.isel(picks), ref.tas.isel(picks)
+        if da.ndim == 0:
+            continue
+        dims = [d for d in da.dims if rng.random() < 0.5] or None
+        where = f"{chunks} {picks} over {dims}"
+        along = da.dims[int(rng.integers(da.ndim))]
+        weights = xr.DataArray(rng.random(da.sizes[along]) + 0.1, dims=along)
+        for op in OPS:
+            try:
+                want = _xr(expected_da, op, dims)
+            except ValueError:  # numpy's min/max of nothing: xarray has no answer
+                continue
+            got = getattr(da.active, op)(dims)
+            np.testing.assert_allclose(got.values, want.values, rtol=1e-5, err_msg=where)
+            assert got.dims == want.dims, where
+        for op in ("mean", "sum"):
+            got = getattr(da.active.weighted(weights), op)(dims)
+            want = getattr(expected_da.weighted(weights), op)(dims)
+            valid = np.asarray(da.active.count(dims) > 0)
+            assert got.dims == want.dims, where
+            np.testing.assert_allclose(got.values[valid], want.values[valid], rtol=1e-5)
+
+
+def _xr(data, op: str, dims):
+    """xarray's own reduction, with a sum over nothing missing (min_count=1) as activezarr's."""
+    return getattr(data, op)(dims, **({"min_count": 1} if op == "sum" else {}))
