@@ -135,6 +135,21 @@ def test_dataset_accessor_reduces_each_variable(series):
     assert got.attrs == expected.attrs
 
 
+def test_dataset_accessor_leaves_out_what_xarray_leaves_out(series):
+    """A string variable along time (labels a user added): xarray's ds.mean drops it, ds.max
+    and ds.count reduce it; the Dataset accessor does the same (its mean raised numpy's
+    no-loop error)."""
+    ds, ref = _pair(series, "monthly_standard")
+    labels = ("time", np.array([f"m{i % 12}" for i in range(ds.sizes["time"])]))
+    ds, ref = ds.assign(label=labels), ref.assign(label=labels)
+    for op in ("mean", "max", "count"):
+        got, expected = getattr(ds.active, op)("time"), getattr(ref, op)("time")
+        assert set(got.data_vars) == set(expected.data_vars), op
+        if "label" in expected:
+            assert got.label.item() == expected.label.item(), op
+        assert_like_xarray(got.tas, _xr_reduce(ref.tas, op, "time"), op, "time")
+
+
 @pytest.mark.skipif(not REAL_DIR.is_dir(), reason=f"{REAL_DIR} is missing")
 @pytest.mark.parametrize(
     "filename",

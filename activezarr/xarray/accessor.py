@@ -233,7 +233,8 @@ class ActiveDatasetAccessor(_Reductions):
     """``ds.active.mean("time")``: every numeric data variable reduced actively.
 
     Data variables with none of the dimensions are kept as they are; non-numeric ones (time
-    bounds) are reduced by xarray itself, as they are small and not reducible actively.
+    bounds, strings) are reduced by xarray itself, as they are small and not reducible
+    actively, and left out where xarray's ``ds.mean()`` leaves them out.
     """
 
     def __init__(self, ds: xr.Dataset, options: dict | None = None) -> None:
@@ -254,8 +255,10 @@ class ActiveDatasetAccessor(_Reductions):
                 out[name] = da
             elif da.dtype.kind in "iufb":
                 out[name] = da.active(**self._options)._reduce(op, mine, keep_attrs)
-            else:
-                out[name] = getattr(da, op)(mine, keep_attrs=keep_attrs)
+            else:  # xarray's own Dataset reduction, which leaves out what it does not reduce
+                alone = getattr(ds[[name]], op)(mine, keep_attrs=keep_attrs)  # (strings: mean)
+                if name in alone.data_vars:
+                    out[name] = alone[name]
         attrs = dict(ds.attrs) if _keep_attrs(keep_attrs) else {}
         result = xr.Dataset(out, attrs=attrs)
         gone = set(reduced)
