@@ -255,6 +255,10 @@ class S3Store:
             **extra,
         }
 
+    def env(self) -> dict[str, str]:
+        """The AWS environment variables that give a command line its credentials."""
+        return {"AWS_ACCESS_KEY_ID": self.key, "AWS_SECRET_ACCESS_KEY": self.secret}
+
     def client(self):
         return s3_client(self.endpoint_url, self.key, self.secret)
 
@@ -345,6 +349,20 @@ class RemoteData:
                 self._failed[key] = exc
                 raise
         return self._indexes[key]
+
+    def on_server(self, var: str, server: str, origin: str = "s3", **options):
+        """``Active`` over ``var`` of remote.nc's index built from ``origin``, reduced by the
+        Reductionist at ``server`` (storage options: ``origin``'s unless given)."""
+        from activezarr import Active
+
+        options.setdefault("storage_options", self.storage_options(origin))
+        index = self.index(origin, "gen", REMOTE_FILE)
+        return Active(index, var, backend="reductionist", server=server, **options)
+
+    def expected(self, var: str, op: str = "mean", selection=Ellipsis, axis=None):
+        """The oracle's ``op`` over ``selection`` of ``var`` of remote.nc."""
+        data = oracle_read(self.local_path("gen", REMOTE_FILE), var, selection)
+        return reduce_masked(data, op, axis)
 
 
 def folder_of(filename: str) -> str:

@@ -20,7 +20,7 @@ import requests
 from activezarr import Active, ActiveZarrError, build_index
 from activezarr.backends.breaker import CircuitBreaker
 from activezarr.errors import ChunkReadError, IndexBuildError, ReductionistError
-from tests.oracle import assert_same, oracle_read, reduce_masked
+from tests.oracle import assert_same
 from tests.remote_fixtures import REMOTE_FILE, REMOTE_NCHUNKS, basic_auth, free_port, recording
 from tests.servers.reductionist import start_reductionist
 
@@ -33,22 +33,8 @@ def s3_index(remote_data) -> Path:
     return remote_data.index("s3", "gen", REMOTE_FILE)
 
 
-def on_server(remote_data, server: str, storage_options=None, **options) -> Active:
-    """Active on the S3 index of remote.nc, reduced by ``server``."""
-    so = remote_data.storage_options("s3") if storage_options is None else storage_options
-    return Active(
-        s3_index(remote_data),
-        VAR,
-        backend="reductionist",
-        server=server,
-        storage_options=so,
-        **options,
-    )
-
-
 def assert_oracle(remote_data, result, op="mean", selection=Ellipsis) -> None:
-    data = oracle_read(remote_data.local_path("gen", REMOTE_FILE), VAR, selection)
-    assert_same(result, reduce_masked(data, op), op, rtol=2e-5)
+    assert_same(result, remote_data.expected(VAR, op, selection), op, rtol=2e-5)
 
 
 def refs_with_url(remote_data, origin: str, url: str) -> dict:
@@ -64,7 +50,7 @@ def refs_with_url(remote_data, origin: str, url: str) -> dict:
 def test_server_down_names_the_server(remote_data):
     down = f"http://127.0.0.1:{free_port()}"
     with (
-        on_server(remote_data, down, **FAST) as active,
+        remote_data.on_server(VAR, down, **FAST) as active,
         pytest.raises(ReductionistError, match="cannot reach the server") as info,
     ):
         active.mean[ONE_CHUNK]
@@ -76,7 +62,7 @@ def test_server_down_names_the_server(remote_data):
 
 def test_server_down_with_local_fallback(remote_data):
     down = f"http://127.0.0.1:{free_port()}"
-    with on_server(remote_data, down, fallback="local", **FAST) as active:
+    with remote_data.on_server(VAR, down, fallback="local", **FAST) as active:
         assert_oracle(remote_data, active.mean[...])
         stats = active.stats
     assert (stats.chunks_remote, stats.chunks_local) == (0, REMOTE_NCHUNKS)
@@ -91,7 +77,9 @@ def test_wrong_s3_endpoint(remote_data, reductionist):
     wrong = f"http://127.0.0.1:{free_port()}"
     so = remote_data.store.storage_options(client_kwargs={"endpoint_url": wrong})
     with (
-        on_server(remote_data, reductionist.url, so, check_stale=False, **FAST) as active,
+        remote_data.on_server(
+            VAR, reductionist.url, storage_options=so, check_stale=False, **FAST
+        ) as active,
         pytest.raises(ReductionistError) as info,
     ):
         active.mean[ONE_CHUNK]
@@ -258,7 +246,7 @@ def test_server_400_keeps_its_message(remote_data, reductionist):
 
 def test_500_then_recovery_is_retried(remote_data, reductionist):
     reductionist.inject(fail_next=2, status=500)
-    with on_server(remote_data, reductionist.url, retries=3, backoff=0.0) as active:
+    with remote_data.on_server(VAR, reductionist.url, retries=3, backoff=0.0) as active:
         assert_oracle(remote_data, active.mean[...])
         stats = active.stats
     assert stats.retries == 2 and stats.requests == REMOTE_NCHUNKS + 2
@@ -268,7 +256,7 @@ def test_500_then_recovery_is_retried(remote_data, reductionist):
 
 def test_dropped_connections_are_retried(remote_data, reductionist):
     reductionist.inject(drop_next=3)
-    with on_server(remote_data, reductionist.url, retries=3, backoff=0.0) as active:
+    with remote_data.on_server(VAR, reductionist.url, retries=3, backoff=0.0) as active:
         assert_oracle(remote_data, active.max[...], "max")
         stats = active.stats
     assert stats.retries == 3 and stats.chunks_remote == REMOTE_NCHUNKS
@@ -278,7 +266,7 @@ def test_dropped_connections_are_retried(remote_data, reductionist):
 def test_server_keeps_failing(remote_data, reductionist):
     reductionist.inject(fail_next=10_000, status=503)
     with (
-        on_server(remote_data, reductionist.url, **FAST) as active,
+        remote_data.on_server(VAR, reductionist.url, **FAST) as active,
         pytest.raises(ReductionistError, match="injected fault") as info,
     ):
         active.mean[ONE_CHUNK]
@@ -290,7 +278,7 @@ def test_server_keeps_failing_with_local_fallback(remote_data, reductionist):
     reductionist.inject(fail_next=10_000, status=500)
     breaker = CircuitBreaker(threshold=8)
     options = {"fallback": "local", "breaker": breaker, **FAST}
-    with on_server(remote_data, reductionist.url, **options) as active:
+    with remote_data.on_server(VAR, reductionist.url, **options) as active:
         assert_oracle(remote_data, active.sum[...], "sum")
         stats = active.stats
     assert (stats.chunks_remote, stats.chunks_local) == (0, REMOTE_NCHUNKS)
@@ -315,7 +303,7 @@ def test_timeout_is_retried(remote_data, private_reductionist):
     fault, not a synchronisation: nothing waits for it)."""
     private_reductionist.inject(delay_next=1, delay=10.0)
     options = {"retries": 3, "backoff": 0.0, "timeout": 2.0}  # a loaded machine is slow
-    with on_server(remote_data, private_reductionist.url, **options) as active:
+    with remote_data.on_server(VAR, private_reductionist.url, **options) as active:
         assert_oracle(remote_data, active.mean[ONE_CHUNK], selection=ONE_CHUNK)
         assert active.stats.retries >= 1 and active.stats.chunks_remote == 1
 

@@ -19,18 +19,13 @@ import pytest
 from activezarr import Active, build_index
 from activezarr.errors import ChunkReadError, IndexBuildError, ReductionistError
 from tests.cli_run import run_cli
-from tests.oracle import assert_same, oracle_read, reduce_masked
+from tests.oracle import assert_same
 from tests.remote_fixtures import REMOTE_FILE, REMOTE_NCHUNKS, recording, ssl_context
 from tests.servers.conftest_fixtures import require_nginx
 from tests.servers.nginx import start_nginx
 from tests.servers.reductionist import start_reductionist
 
 VAR = "f8_missing_vector"
-
-
-def expected(remote_data, op="mean", selection=Ellipsis):
-    data = oracle_read(remote_data.local_path("gen", REMOTE_FILE), VAR, selection)
-    return reduce_masked(data, op)
 
 
 # ------------------------------------------------------------------ Reductionist over TLS
@@ -46,22 +41,11 @@ def tls_reductionist(tls_certificate):
     handle.stop()
 
 
-def tls_active(remote_data, server, **options) -> Active:
-    return Active(
-        remote_data.index("s3", "gen", REMOTE_FILE),
-        VAR,
-        backend="reductionist",
-        server=server,
-        storage_options=remote_data.storage_options("s3"),
-        **options,
-    )
-
-
 def test_server_certificate_is_verified_by_default(remote_data, tls_reductionist):
     assert tls_reductionist.url.startswith("https://")
     tls_reductionist.reset_stats()
     with (
-        tls_active(remote_data, tls_reductionist.url, fallback="local") as active,
+        remote_data.on_server(VAR, tls_reductionist.url, fallback="local") as active,
         pytest.raises(ReductionistError, match="TLS verification") as info,
     ):
         active.mean[...]
@@ -73,8 +57,8 @@ def test_server_certificate_is_verified_by_default(remote_data, tls_reductionist
 
 def test_server_certificate_from_ca_bundle(remote_data, tls_reductionist, tls_certificate):
     tls_reductionist.reset_stats()
-    with tls_active(remote_data, tls_reductionist.url, verify=tls_certificate.cert) as active:
-        assert_same(active.mean[...], expected(remote_data), "mean")
+    with remote_data.on_server(VAR, tls_reductionist.url, verify=tls_certificate.cert) as active:
+        assert_same(active.mean[...], remote_data.expected(VAR), "mean")
         assert active.stats.chunks_remote == REMOTE_NCHUNKS
     assert tls_reductionist.stats()["operations"] == {"sum": REMOTE_NCHUNKS}
 
@@ -82,8 +66,8 @@ def test_server_certificate_from_ca_bundle(remote_data, tls_reductionist, tls_ce
 def test_server_verification_off_only_when_asked(remote_data, tls_reductionist):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning: asked for
-        with tls_active(remote_data, tls_reductionist.url, verify=False) as active:
-            assert_same(active.max[...], expected(remote_data, "max"), "max")
+        with remote_data.on_server(VAR, tls_reductionist.url, verify=False) as active:
+            assert_same(active.max[...], remote_data.expected(VAR, "max"), "max")
             assert active.stats.chunks_remote == REMOTE_NCHUNKS
 
 
@@ -109,7 +93,7 @@ def test_https_source_verification_off_only_when_asked(remote_data, tmp_path):
     url = remote_data.location("https", "gen", REMOTE_FILE)
     index = build_index(url, out=tmp_path, storage_options={"ssl": False})
     with Active(index, VAR, storage_options={"ssl": False}) as active:
-        assert_same(active.mean[...], expected(remote_data), "mean")
+        assert_same(active.mean[...], remote_data.expected(VAR), "mean")
 
 
 def test_https_index_refs_keep_the_remote_url(remote_data):
@@ -139,7 +123,7 @@ def test_plain_http_data_goes_as_interface_http(
         Active(index, VAR, backend="reductionist", server=reductionist_server.url) as active,
         recording(active) as sent,
     ):
-        assert_same(active.min[...], expected(remote_data, "min"), "min")
+        assert_same(active.min[...], remote_data.expected(VAR, "min"), "min")
     assert len(sent) == REMOTE_NCHUNKS
     assert {(r.body["interface_type"], r.body["url"]) for r in sent} == {("http", url)}
 
@@ -167,7 +151,7 @@ def test_index_on_https(remote_data, served_indexes, reductionist_server, backen
         assert active.source == served_indexes["https"]
         assert_same(
             active.mean[1:, ::2],
-            expected(remote_data, "mean", (slice(1, None), slice(None, None, 2))),
+            remote_data.expected(VAR, "mean", (slice(1, None), slice(None, None, 2))),
             "mean",
         )
         remote = active.stats.chunks_remote
@@ -177,7 +161,7 @@ def test_index_on_https(remote_data, served_indexes, reductionist_server, backen
 def test_index_on_https_with_ca_path_and_s3_data(remote_data, served_indexes):
     so = remote_data.store.storage_options(ssl=remote_data.ca_file)
     with Active(served_indexes["s3"], VAR, storage_options=so) as active:
-        assert_same(active.mean[...], expected(remote_data), "mean")
+        assert_same(active.mean[...], remote_data.expected(VAR), "mean")
 
 
 def test_cli_index_and_reduce_https(remote_data, reductionist_server, tmp_path):
@@ -192,5 +176,5 @@ def test_cli_index_and_reduce_https(remote_data, reductionist_server, tmp_path):
     server = ["--server", reductionist_server.url, "--json"]
     payload = json.loads(cli("reduce", str(tmp_path / "remote.json"), VAR, "--op", "sum", *server))
     got = np.ma.masked_array(np.float64(payload["result"]))
-    assert_same(got, expected(remote_data, "sum"), "sum", rtol=1e-12)
+    assert_same(got, remote_data.expected(VAR, "sum"), "sum", rtol=1e-12)
     assert payload["stats"]["chunks_remote"] == REMOTE_NCHUNKS

@@ -57,16 +57,7 @@ API_FIELDS = {
 
 
 def open_remote(remote_data, target, var: str, origin: str = "s3", **options) -> Active:
-    index = remote_data.index(origin, "gen", REMOTE_FILE)
-    return Active(
-        index,
-        var,
-        backend="reductionist",
-        server=target.url,
-        verify=target.verify,
-        storage_options=remote_data.storage_options(origin),
-        **options,
-    )
+    return remote_data.on_server(var, target.url, origin, verify=target.verify, **options)
 
 
 def chunk_ranges(index: Path, var: str) -> set[tuple[int, int]]:
@@ -280,10 +271,6 @@ def test_anonymous_public_bucket_sends_no_credentials(
 
 
 # ------------------------------------------------------------------------------------ CLI
-def s3_env(store) -> dict:
-    return {"AWS_ACCESS_KEY_ID": store.key, "AWS_SECRET_ACCESS_KEY": store.secret}
-
-
 def test_cli_reduce_with_server(remote_data, reductionist_target):
     """``activezarr reduce INDEX VAR --server URL --endpoint-url URL`` reduces on the server;
     credentials from the usual AWS environment variables."""
@@ -294,7 +281,7 @@ def test_cli_reduce_with_server(remote_data, reductionist_target):
     proc = run_cli(
         "reduce", str(index), var, "--op", "mean", "--select", "1:5,::2", "--axis", "0",
         "--server", reductionist_target.url, "--endpoint-url", store.endpoint_url, "--json",
-        env=s3_env(store),
+        env=store.env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout)

@@ -14,15 +14,10 @@ import pytest
 from activezarr import Active
 from activezarr.readers import merged_ranges
 from tests.cli_run import run_cli
-from tests.oracle import assert_same, oracle_read, reduce_masked
+from tests.oracle import assert_same, oracle_read
 from tests.remote_fixtures import REMOTE_FILE, REMOTE_NCHUNKS
 
 VAR = "f4_fill_zero"
-
-
-def expected(remote_data, op="mean", selection=Ellipsis, axis=None, var=VAR):
-    data = oracle_read(remote_data.local_path("gen", REMOTE_FILE), var, selection)
-    return reduce_masked(data, op, axis)
 
 
 def chunk_refs(index) -> dict:
@@ -77,7 +72,7 @@ def test_index_on_s3(remote_data, reductionist_target, index_on_s3, backend):
         selection = (slice(None), slice(2, 8))
         assert_same(
             active.sum(axis=1)[selection],
-            expected(remote_data, "sum", selection, 1),
+            remote_data.expected(VAR, "sum", selection, 1),
             "sum",
             rtol=2e-5,
             atol=1e-4,
@@ -133,7 +128,7 @@ def test_cli_index_s3_with_endpoint_url(remote_data, tmp_path):
     variables), then ``activezarr reduce`` on the result."""
     store = remote_data.store
     url = store.url(f"gen/{REMOTE_FILE}")
-    env = {"AWS_ACCESS_KEY_ID": store.key, "AWS_SECRET_ACCESS_KEY": store.secret}
+    env = store.env()
     endpoint = ["--endpoint-url", store.endpoint_url]
     proc = run_cli("index", url, *endpoint, "--out", str(tmp_path), env=env)
     assert proc.returncode == 0, proc.stderr
@@ -144,7 +139,7 @@ def test_cli_index_s3_with_endpoint_url(remote_data, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout)
-    want = expected(remote_data, "max", Ellipsis, 0)
+    want = remote_data.expected(VAR, "max", Ellipsis, 0)
     got = np.ma.masked_invalid(np.array(payload["result"], dtype=np.float64))
     assert_same(got.astype(np.float32), want, "max")
     assert payload["stats"]["chunks_local"] == REMOTE_NCHUNKS
@@ -193,7 +188,7 @@ def test_one_index_over_s3_and_https(remote_data):
     so = remote_data.store.storage_options(ssl=remote_data.ca_file)
     with Active(refs, VAR, storage_options=so) as active:
         assert {u.split("://")[0] for u in active.index.urls} == {"s3", "https"}
-        assert_same(active.mean[...], expected(remote_data), "mean")
+        assert_same(active.mean[...], remote_data.expected(VAR), "mean")
         got = active[...]
     want = oracle_read(remote_data.local_path("gen", REMOTE_FILE), VAR)
     assert np.array_equal(got.filled(-1), want.filled(-1))

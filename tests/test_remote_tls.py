@@ -15,11 +15,10 @@ import pytest
 from activezarr import Active, ActiveZarrError, build_index
 from activezarr.errors import ChunkReadError, IndexBuildError, ReductionistError
 from tests.cli_run import run_cli
-from tests.oracle import assert_same, oracle_read, reduce_masked
+from tests.oracle import assert_same
 from tests.remote_fixtures import REMOTE_FILE, REMOTE_NCHUNKS
 from tests.servers.reductionist import start_reductionist
 from tests.servers.tlscerts import make_pki
-from tests.test_remote_reductionist import s3_env
 
 VAR = "f4_zlib_shuffle"
 KINDS = ("good", "expired", "wrong_host", "unknown_ca")
@@ -48,26 +47,10 @@ def tls_servers(pki):
         handle.stop()
 
 
-def expected(remote_data, op="mean"):
-    data = oracle_read(remote_data.local_path("gen", REMOTE_FILE), VAR)
-    return reduce_masked(data, op)
-
-
-def on(remote_data, server: str, **options) -> Active:
-    return Active(
-        remote_data.index("s3", "gen", REMOTE_FILE),
-        VAR,
-        backend="reductionist",
-        server=server,
-        storage_options=remote_data.storage_options("s3"),
-        **options,
-    )
-
-
 # ------------------------------------------------------------------ the Reductionist server
 def test_server_with_a_private_ca(remote_data, tls_servers, pki):
-    with on(remote_data, tls_servers["good"], server_ca=pki.ca) as active:
-        assert_same(active.mean[...], expected(remote_data), "mean", rtol=2e-5)
+    with remote_data.on_server(VAR, tls_servers["good"], server_ca=pki.ca) as active:
+        assert_same(active.mean[...], remote_data.expected(VAR), "mean", rtol=2e-5)
         assert active.stats.chunks_remote == REMOTE_NCHUNKS
 
 
@@ -76,7 +59,7 @@ def test_server_certificate_failures_keep_their_reason(remote_data, tls_servers,
     """Also with fallback="local": a certificate that does not verify is not worked around."""
     reason, fix = BAD[kind]
     with (
-        on(remote_data, tls_servers[kind], server_ca=pki.ca, fallback="local") as active,
+        remote_data.on_server(VAR, tls_servers[kind], server_ca=pki.ca, fallback="local") as active,
         pytest.raises(ReductionistError) as info,
     ):
         active.mean[...]
@@ -89,7 +72,7 @@ def test_server_certificate_failures_keep_their_reason(remote_data, tls_servers,
 
 def test_server_without_its_ca_gets_the_hint(remote_data, tls_servers):
     with (
-        on(remote_data, tls_servers["good"]) as active,
+        remote_data.on_server(VAR, tls_servers["good"]) as active,
         pytest.raises(ReductionistError, match="unable to get local issuer") as info,
     ):
         active.mean[...]
@@ -99,7 +82,7 @@ def test_server_without_its_ca_gets_the_hint(remote_data, tls_servers):
 def test_server_ca_that_does_not_load(remote_data, tls_servers, tmp_path):
     missing = tmp_path / "nowhere.pem"
     with pytest.raises(ActiveZarrError, match="server_ca=.*cannot load the CA bundle"):
-        on(remote_data, tls_servers["good"], server_ca=missing)
+        remote_data.on_server(VAR, tls_servers["good"], server_ca=missing)
 
 
 def test_cli_server_ca(remote_data, tls_servers, pki):
@@ -108,14 +91,14 @@ def test_cli_server_ca(remote_data, tls_servers, pki):
     common = ["reduce", index, VAR, "--op", "max", "--endpoint-url", store.endpoint_url]
     good = run_cli(
         *common, "--server", tls_servers["good"], "--server-ca", pki.ca, "--json",
-        env=s3_env(store),
+        env=store.env(),
     )  # fmt: skip
     assert good.returncode == 0, good.stderr
     payload = json.loads(good.stdout)
     assert payload["stats"]["chunks_remote"] == REMOTE_NCHUNKS
-    assert payload["result"] == pytest.approx(float(expected(remote_data, "max")))
+    assert payload["result"] == pytest.approx(float(remote_data.expected(VAR, "max")))
     bad = run_cli(
-        *common, "--server", tls_servers["expired"], "--server-ca", pki.ca, env=s3_env(store)
+        *common, "--server", tls_servers["expired"], "--server-ca", pki.ca, env=store.env()
     )
     assert bad.returncode == 1
     assert "certificate has expired" in bad.stderr and "Traceback" not in bad.stderr
