@@ -280,6 +280,20 @@ def assert_same(
         )
 
 
+def assert_reduces_like(
+    active: Any, expected: np.ma.MaskedArray, sel: Any, op: str, axis: Any, *, where: str = ""
+) -> None:
+    """Assert that ``active.op(axis=axis)[sel]`` is the oracle's reduction of ``expected`` (the
+    oracle's read of ``sel``), within ``oracle_atol``."""
+    assert_same(
+        getattr(active, op)(axis=axis)[sel],
+        reduce_masked(expected, op, axis),
+        op,
+        atol=oracle_atol(expected, op, axis),
+        where=where,
+    )
+
+
 def _isnan(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "fc":
         return np.isnan(values)
