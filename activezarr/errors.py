@@ -33,19 +33,31 @@ def redact(text: str) -> str:
     return CREDENTIALS_IN_URL.sub(r"\1***@", text)
 
 
-def one_line(text: object) -> str:
-    """``text`` as one line for a terminal: whitespace runs (newlines too) made one space,
-    credentials redacted, and control characters (a terminal escape in a file name) or bytes
-    that are not UTF-8 written as escapes, so that a message cannot redraw the terminal.
+def shown(text: object) -> str:
+    """``text`` (a path, a name) as a message shows it: every character that is not printable
+    (a newline, a tab, a terminal escape, a byte that is not UTF-8) written as its Python
+    escape, so that ``a\\nb.nc`` never reads as ``a b.nc`` or as two lines, and a name cannot
+    redraw the terminal. The one place that formats paths for messages.
 
-    >>> one_line("bad\\n  file\\x1b[31m.nc")
-    'bad file\\\\x1b[31m.nc'
+    >>> shown("a\\nb.nc"), shown("plain name.nc")
+    ('a\\\\nb.nc', 'plain name.nc')
     """
-    text = redact(" ".join(str(text).split()))
+    text = str(text)
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace")
                    .decode("ascii") for c in text)  # fmt: skip
+
+
+def one_line(text: object) -> str:
+    """``text`` as one line for a terminal: credentials redacted and whatever is not printable
+    escaped (``shown``), so that a file name with a newline shows as ``a\\nb.nc``, not as a
+    space that would name another file (a newline in a library's message shows the same way).
+
+    >>> one_line("bad\\n  file\\x1b[31m.nc ")
+    'bad\\\\n  file\\\\x1b[31m.nc'
+    """
+    return shown(redact(str(text).strip()))
 
 
 class ActiveZarrError(Exception):

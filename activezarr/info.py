@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .catalog.progress import size_text
+from .errors import shown
 from .index.freshness import check_variable_fresh
 from .index.load import INLINE, list_variables, load_variable, read_index
 from .index.member import parse_member
@@ -119,7 +120,7 @@ def describe(
     names, load, location, skipped = _loader(index, storage_options, allow_paths)
     if variable:
         names = [variable]
-    lines = [f"index: {index}"]
+    lines = [f"index: {shown(index)}"]
     total = 0
     loaded = {name: load(name) for name in names}
     ranges: dict[str, str | None] = {}

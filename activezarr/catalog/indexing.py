@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ActiveZarrError, one_line, redact
+from ..errors import ActiveZarrError, one_line, redact, shown
 from ..index.build import index_path_for, translate, write_index
 from ..index.freshness import fingerprints
 from ..index.sources import is_remote, open_source
@@ -503,11 +503,11 @@ def _clean_up(con, out: Path) -> None:
 
 def _print_summary(report: IndexReport) -> None:
     for path, target in report.indexed:
-        print(f"indexed {redact(path)} -> {target}")
+        print(f"indexed {shown(redact(path))} -> {shown(target)}")
     for path in report.skipped:
-        print(f"up to date {redact(path)} (use --force to rebuild)")
+        print(f"up to date {shown(redact(path))} (use --force to rebuild)")
     for message in report.warnings:
-        print(f"warning: {redact(message)}", file=sys.stderr)
+        print(f"warning: {one_line(message)}", file=sys.stderr)
     if report.interrupted:
         print(
             f"interrupted: {len(report.indexed)} indexed, {len(report.skipped)} up to date, "
@@ -519,5 +519,5 @@ def _print_summary(report: IndexReport) -> None:
         total = len(report.failed) + len(report.indexed) + len(report.skipped)
         print(f"{len(report.failed)} of {total} files failed:", file=sys.stderr)
     for path, reason in report.failed:
-        shown = reason if redact(path) in redact(reason) else f"{path}: {reason}"
-        print(f"activezarr: error: {one_line(shown)}", file=sys.stderr)
+        line = reason if redact(path) in redact(reason) else f"{path}: {reason}"
+        print(f"activezarr: error: {one_line(line)}", file=sys.stderr)

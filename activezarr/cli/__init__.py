@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Python warnings (a CF attribute netCDF4 would not apply, say) as one stderr line each,
     without the source line Python's default shows."""
-    text = one_line(message).removeprefix("WARNING: ")
+    # a warning is prose (netCDF4 breaks its lines): its line breaks are spaces
+    text = one_line(" ".join(str(message).split())).removeprefix("WARNING: ")
     print(f"activezarr: warning: {text}", file=file or sys.stderr)
 
 

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 
-from ..errors import ActiveZarrError, one_line
+from ..errors import ActiveZarrError, one_line, shown
 
 # Descriptions and epilogs (examples) are printed as written.
 FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -119,7 +119,7 @@ def check_server_reads(server: str | None, sources: list[str]) -> None:
     if local:
         print(
             f"activezarr: note: --server {server} cannot read {len(local)} of the "
-            f"{len(sources)} sources, which are local files (first: {local[0]}); they are "
+            f"{len(sources)} sources, which are local files (first: {shown(local[0])}); they are "
             "reduced on this machine",
             file=sys.stderr,
         )

@@ -11,7 +11,7 @@ import re
 import sys
 from collections import Counter
 
-from ..errors import ActiveZarrError, one_line
+from ..errors import ActiveZarrError, one_line, shown
 from ._common import (
     FORMATTER,
     check_server_reads,
@@ -65,7 +65,9 @@ def _line(e) -> str:
     size = e.fingerprint.get("size")
     names = ",".join(sorted(e.variables))
     facets = " ".join(e.facets[f] for f in SHOWN_FACETS if e.facets.get(f))
-    return f"{e.source}\t{e.index.name}\t{size} B\t{_span(e)}\t{names}\t{facets}".rstrip()
+    # a tab or newline in a file name would break the columns: escaped, as in every message
+    source, index = shown(e.source), shown(e.index.name)
+    return f"{source}\t{index}\t{size} B\t{_span(e)}\t{names}\t{facets}".rstrip()
 
 
 def _readable(cat, show, damaged: list[str]):
@@ -114,7 +116,7 @@ def cmd_export(args) -> int:
     check_out_dir(args.intake_esm, "--intake-esm", "the collection")
     cat = open_catalog(args)
     target = cat.to_intake_esm(args.intake_esm, name=args.name)
-    print(target)
+    print(shown(target))
     print(f"{len(cat)} files exported from {cat.path}", file=sys.stderr)
     return 0
 
@@ -197,7 +199,7 @@ def cmd_prune(args) -> int:
     gone = cat.prune(dry_run=args.dry_run)
     verb = "would prune" if args.dry_run else "pruned"
     for name in gone:
-        print(f"{verb} {name}")
+        print(f"{verb} {shown(name)}")
     print(f"{verb} {len(gone)} entries from {cat.path}", file=sys.stderr)
     return 0
 

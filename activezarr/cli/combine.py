@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import shown
 from ._common import FORMATTER
 from ._inputs import check_out_file, check_writable, name_text, path_text
 from ._narrow import catalog_option, open_catalog
@@ -26,7 +27,7 @@ def cmd_combine(args) -> int:
         check_writable(Path(args.catalog), "--catalog", fix)
     cat = open_catalog(args, var=args.var)
     out = cat.combine(var=args.var, concat_dim=args.concat_dim, out=args.out)
-    print(out)
+    print(shown(out))
     return 0
 
 
