@@ -93,11 +93,15 @@ class Progress:
             self.stream.write(self.line() + "\n")
             self.stream.flush()
 
-    def line(self) -> str:
-        """``[done/total] chunks, bytes indexed, files/s, bytes/s, ETA``."""
+    def pace(self) -> tuple[float, float, float]:
+        """(seconds since the start, items done a second, seconds left at that rate)."""
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate else 0.0
+        return elapsed, rate, (self.total - self.done) / rate if rate else 0.0
+
+    def line(self) -> str:
+        """``[done/total] chunks, bytes indexed, files/s, bytes/s, ETA``."""
+        elapsed, rate, eta = self.pace()
         speed = size_text(self.nbytes / elapsed if elapsed > 0 else 0)
         return (
             f"[{self.done}/{self.total}] {self.chunks} chunks, {size_text(self.nbytes)} "
@@ -139,9 +143,7 @@ class Checking(Progress):
         super().step(n=n)
 
     def line(self) -> str:
-        elapsed = time.monotonic() - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate else 0.0
+        _, rate, eta = self.pace()
         return (
             f"verify: {self.done:,}/{self.total:,} entries checked, {self.problems} problems so "
             f"far, {rate:.0f} entries/s, ETA {eta:.0f}s"
