@@ -31,6 +31,7 @@ import activezarr
 from activezarr import ActiveZarrError, IndexLoadError, UnsupportedVariableError
 from activezarr.errors import ChunkReadError
 from tests.cli_run import run_cli
+from tests.oracle import oracle_read, reduce_masked
 from tests.test_index_validation import good, mutated, refused, with_zarray, write  # noqa: F401
 
 BOMB = 32 * 2**20  # zeros a bomb expands to; its chunk is 2x3 float32 (24 bytes)
@@ -447,3 +448,58 @@ def test_fuzzed_chunks_and_codecs(good, codecs, payload, dtype):
         return
     if payload == "values":
         assert float(result) == float(values.astype("f8").sum())
+
+
+# ------------------------------------------ netCDF's zlib + shuffle, chunks decoded in a loop
+@pytest.fixture(scope="module")
+def shuffled(tmp_path_factory):
+    """A zlib + shuffle float32 variable in 32 KB chunks (the size decoded by libdeflate
+    and blosc in one loop), its index and its values."""
+    from tests.generate import write_variable
+
+    root = tmp_path_factory.mktemp("shuffled")
+    data = np.random.default_rng(3).normal(280, 5, (12, 64, 128)).astype("f4")  # not "small"
+    nc = write_variable(root / "s.nc", data, chunks=(1, 64, 128), zlib=True, shuffle=True)
+    return nc, activezarr.build_index(nc, out=root), data
+
+
+def _shuffled_bytes(values: np.ndarray) -> bytes:
+    return values.view(np.uint8).reshape(-1, 4).T.tobytes()
+
+
+def _with_chunk_2(shuffled, payload: bytes, name: str) -> Path:
+    """The index with chunk 2.0.0 replaced by ``payload`` (a file beside the source)."""
+    nc, index, _ = shuffled
+    blob = nc.parent / f"{name}.bin"
+    blob.write_bytes(payload)
+    doc = json.loads(Path(index).read_text())
+    doc["refs"]["v/2.0.0"] = [str(blob), 0, len(payload)]
+    out = nc.parent / f"{name}.json"
+    out.write_text(json.dumps(doc))
+    return out
+
+
+@pytest.mark.parametrize(
+    "case, make, match",
+    [
+        ("garbage", lambda v: os.urandom(4000), "could not be decoded"),
+        ("short", lambda v: zlib.compress(_shuffled_bytes(v[:-1, :])), "decodes to|bytes"),
+        ("bomb", lambda v: zlib.compress(bytes(BOMB)), "decompression bomb"),
+        ("trailing bytes", lambda v: zlib.compress(_shuffled_bytes(v)) + b"tail", None),
+        ("level 9", lambda v: zlib.compress(_shuffled_bytes(v), 9), None),
+    ],
+)
+def test_zlib_shuffle_chunks_one_bad_among_good(shuffled, case, make, match):
+    """One chunk among 11 good ones: refused with the chunk named, or (a stream zlib
+    reads whole, whatever follows it) the right answer."""
+    nc, _, data = shuffled
+    index = _with_chunk_2(shuffled, make(data[2]), case.replace(" ", "-"))
+    with activezarr.Active(index, "v", check_stale=False) as a:
+        if match is None:
+            got = a.reduce("sum", (), axis=0)
+            want = reduce_masked(oracle_read(nc, "v", Ellipsis), "sum", 0)
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+            return
+        with pytest.raises(ChunkReadError, match=match) as info:
+            a.mean[...]
+    assert "'v'" in str(info.value)

@@ -421,14 +421,18 @@ class LocalBackend(Backend):
         nbytes = stack[0].nbytes if len(keep) > 1 else 0
         decoders = self.codecs.decoders(job.codecs, nbytes) if nbytes else []
         last = decoders[-1] if decoders else None
-        if not isinstance(last, ByteUnshuffle) or last.uses_blosc and nbytes > BLOSC_ABOVE:
-            return False  # blosc unshuffles chunk by chunk in decode_into, faster still
-        size = last.elementsize
-        if nbytes % size or nbytes > SHUFFLED_BATCH:
-            return False  # (big chunks: a per-chunk unshuffle costs nothing in comparison)
+        if not isinstance(last, ByteUnshuffle):
+            return False
         inflate = decoders[0] if len(decoders) == 2 else None
         if not isinstance(inflate, LibdeflateZlib):
             inflate = None
+        if last.uses_blosc and nbytes > BLOSC_ABOVE:  # blosc unshuffles chunk by chunk
+            return inflate is not None and self._inflate_unshuffle(
+                job, inflate, last, keep, blobs, stack
+            )
+        size = last.elementsize
+        if nbytes % size or nbytes > SHUFFLED_BATCH:
+            return False  # (big chunks: a per-chunk unshuffle costs nothing in comparison)
         step = SHUFFLED_BATCH // nbytes  # rows decoded at a time: a little memory
         for a in range(0, len(keep), step):
             block = keep[a : a + step]
@@ -441,6 +445,29 @@ class LocalBackend(Backend):
             for i, pos in enumerate(block):
                 if pos not in blobs:
                     stack[a + i] = job.fill
+        return True
+
+    def _inflate_unshuffle(self, job, inflate, unshuffle, keep, blobs, stack) -> bool:
+        """netCDF's usual zlib + shuffle, chunks over ``BLOSC_ABOVE`` bytes: one tight loop,
+        libdeflate then blosc's unshuffle straight into the stack, without the pipeline's
+        per-chunk dispatch. A chunk libdeflate refuses, or of another size, goes through
+        ``decode_into`` (which decodes it with zlib, or explains). False (nothing done) when
+        a chunk is missing or the size is not whole elements."""
+        nbytes, k = stack[0].nbytes, unshuffle.elementsize
+        if not all(p in blobs for p in keep) or nbytes % k or nbytes > BLOSC_MAX or k > 255:
+            return False
+        head = _blosc_frame_head(nbytes, k)
+        rows = stack.reshape(len(keep), -1).view(np.uint8)
+        decompress, bound, blosc = inflate._decompress, inflate.bound, unshuffle._blosc
+        for i, pos in enumerate(keep):
+            try:
+                raw = decompress(blobs[pos], bound)
+            except Exception:  # noqa: BLE001 - decode_into retries it and explains
+                raw = None
+            if raw is None or len(raw) != nbytes:
+                self.decode_into(job, blobs[pos], stack[i, ...], str(pos))
+            else:
+                blosc(head + raw, rows[i])
         return True
 
     def _decoded_bytes(self, job, batch, block, blobs, nbytes, decoders) -> np.ndarray:
