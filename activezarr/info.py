@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .catalog.progress import size_text
 from .errors import shown
 from .index.freshness import check_variable_fresh
 from .index.load import INLINE, list_variables, load_variable, read_index
 from .index.member import parse_member
 from .reduction.missing import default_fill
+from .sizes import size_text
 
 NAME_ATTRS = ("units", "long_name", "standard_name", "calendar")
 CF_ATTRS = (

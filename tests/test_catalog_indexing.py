@@ -18,6 +18,7 @@ from activezarr.catalog.indexing import Progress, index_many
 from activezarr.cli import main
 from activezarr.index.cache import cache_file
 from tests.catalog_files import oracle_concat, write_series
+from tests.cli_run import COMMAND, cli_env
 from tests.generate import GENERATED_FILES
 from tests.oracle import assert_same, reduce_masked
 from tests.servers.conftest_fixtures import moto_server  # noqa: F401 - a fixture
@@ -115,8 +116,8 @@ def test_concurrent_index_runs_into_one_catalog(tmp_path):
     first = write_series(tmp_path / "a", 16, prefix="a_")
     second = write_series(tmp_path / "b", 16, prefix="b_")
     out = tmp_path / "indexes"
-    command = [sys.executable, "-m", "activezarr", "index", "--out", str(out)]
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    command = [*COMMAND, "index", "--out", str(out)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "env": cli_env()}
     runs = [subprocess.Popen([*command, *map(str, paths)], **pipes) for paths in (first, second)]
     for run in runs:
         _, err = run.communicate(timeout=120)

@@ -17,6 +17,7 @@ from activezarr.catalog.facets import facets, time_range
 from activezarr.catalog.indexing import index_many
 from activezarr.cli import main
 from tests.catalog_files import oracle_concat, write_month
+from tests.cli_run import cli_env
 
 REAL_DIR = Path(__file__).resolve().parents[2] / "shared/data/real"
 CMIP6 = sorted(REAL_DIR.glob("CMIP6_*.nc"))
@@ -166,7 +167,6 @@ def test_cli_search_ls_with_dates_and_show(archive, capsys):
 def test_cli_listing_imports_no_array_library(archive, command):
     """``catalog ls`` and ``catalog search`` start quickly: the command line imports numpy,
     h5py, zarr, fsspec and xarray only for the commands that use them."""
-    import os
     import subprocess
     import sys
 
@@ -179,13 +179,8 @@ def test_cli_listing_imports_no_array_library(archive, command):
         "heavy = {'numpy', 'h5py', 'zarr', 'fsspec', 'xarray', 'cftime'} & set(sys.modules)\n"
         "assert rc == 0 and not heavy, heavy\n"
     )
-    repo = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        [sys.executable, "-c", script],
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(repo)},
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, env=cli_env()
     )
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 8 and "8 entries" in proc.stderr

@@ -21,6 +21,7 @@ import pytest
 from activezarr.catalog.indexing import index_many
 from activezarr.readers import LocalFiles
 from tests.catalog_files import oracle_concat, write_series
+from tests.cli_run import cli_env
 from tests.oracle import reduce_masked
 
 FILES = 90
@@ -59,7 +60,7 @@ def test_combined_index_over_more_files_than_descriptors(combined):
     paths, indexes = combined
     child = CHILD.format(limit=LIMIT)
     args = [sys.executable, "-c", child, str(indexes["tas"]), str(indexes["pr"])]
-    run = subprocess.run(args, capture_output=True, text=True, check=False)
+    run = subprocess.run(args, capture_output=True, text=True, check=False, env=cli_env())
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
     for var in ("tas", "pr"):

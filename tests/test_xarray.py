@@ -20,6 +20,7 @@ import xarray as xr
 
 import activezarr
 from activezarr.errors import ActiveZarrError, SelectionError
+from tests.cli_run import cli_env
 from tests.fixtures_data import REAL_DIR, real_index  # noqa: F401
 from tests.oracle import oracle_read, reduce_masked
 from tests.xarray_files import write_series, write_valid
@@ -329,7 +330,7 @@ def test_import_activezarr_does_not_import_xarray():
         "assert 'activezarr.catalog' not in sys.modules; activezarr.open_dataset; "
         "from activezarr import Catalog, open_dataset"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, env=cli_env())
 
 
 def test_no_warnings_on_plain_reductions(series):

@@ -10,14 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-
-def size_text(n: float) -> str:
-    """Bytes in decimal units, as everywhere in the command line: ``1.2 MB``."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
+from ..sizes import size_text
 
 
 class Progress:
