@@ -152,6 +152,15 @@ def test_reduce_unknown_variable_is_one_line(tas_index):
     assert "nosuchvar" in line
 
 
+def test_an_option_of_another_command_names_that_command(tas_index):
+    proc = run("reduce", tas_index, "tas", "--op", "mean", "--scheduler", "tcp://x:1")
+    assert proc.returncode == 2
+    line = _one_error_line(proc)
+    assert "--scheduler is an option of `activezarr index`" in line, line
+    line = _one_error_line(run("reduce", tas_index, "tas", "--op", "mean", "--no-such"))
+    assert "--no-such" in line and "is an option of" not in line, line
+
+
 def test_versions():
     proc = run("versions", check=True)
     assert "activezarr" in proc.stdout

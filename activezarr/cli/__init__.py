@@ -99,8 +99,33 @@ def _parse(parser: Parser, argv: list[str]) -> argparse.Namespace:
     if extra and hasattr(args, "terms") and all("=" in e and not e.startswith("-") for e in extra):
         args.terms = [*(args.terms or ()), *extra]
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{_elsewhere(parser, extra)}")
     return args
+
+
+def _elsewhere(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """`` (--scheduler is an option of `activezarr index`)`` for an unknown option that
+    another command takes; empty otherwise."""
+    for arg in extra:
+        option = arg.split("=", 1)[0]
+        if not option.startswith("--"):
+            continue
+        owners = sorted(_commands_taking(parser, option, "activezarr"))
+        if owners:
+            return f" ({option} is an option of {' and '.join(f'`{o}`' for o in owners)})"
+    return ""
+
+
+def _commands_taking(parser: argparse.ArgumentParser, option: str, prefix: str) -> set[str]:
+    """The (sub)commands, by full name, whose own options include ``option``."""
+    found = set()
+    for action in parser._actions:  # argparse has no public walk of its subcommands
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                if option in sub._option_string_actions:
+                    found.add(f"{prefix} {name}")
+                found |= _commands_taking(sub, option, f"{prefix} {name}")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
