@@ -404,3 +404,17 @@ def test_freshness_check_that_cannot_reach_a_source(moto_server, on_s3, data_fil
     assert skipped.returncode == 0, skipped.stderr
     want = reduce_masked(oracle_read(data_file, VAR, ...), "max")
     assert json.loads(skipped.stdout)["result"] == float(want)
+
+
+def test_freshness_head_that_trickles_ends_at_the_deadline(moto_server, on_s3):
+    """The source's HEAD answered a byte at a time, each byte within the read timeout: the
+    read timeout never fires, so only a total deadline ends it (it ran as long as the
+    server liked); one line naming the source and the deadline."""
+    bucket, index, so = on_s3
+    with FaultProxy(
+        moto_server.endpoint_url, rates={"trickle_head": 1.0}, match=("HEAD ",), trickle=0.05
+    ) as proxy:
+        with pytest.raises(StaleIndexError, match="not complete after 0.3 s") as info:
+            Active(index, VAR, storage_options=via(proxy, so), read_retries=0, read_deadline=0.3)
+        assert proxy.counts()["trickle_head"] == 1
+    assert f"s3://{bucket}/faulty.nc" in str(info.value)

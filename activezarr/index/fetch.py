@@ -90,6 +90,16 @@ def fetch_ranges(
     return sync(fs.loop, _gather, fs, requests, deadline)
 
 
+def fetch_info(fs, url: str, deadline: float) -> dict:
+    """``fs.info(url)`` (a HEAD, or S3's HeadObject) within ``deadline`` seconds in all: a
+    reply whose headers trickle in is cut (``DeadlineExceeded``), as a range read's is."""
+    if not getattr(fs, "async_impl", False) or getattr(fs, "loop", None) is None:
+        return fs.info(url)
+    from fsspec.asyn import sync
+
+    return sync(fs.loop, _within, deadline, fs._info(url), url)
+
+
 async def _gather(fs, requests: list, deadline: float) -> list:
     import asyncio  # remote reads only: 13 ms of every process's import otherwise
 

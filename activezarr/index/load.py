@@ -285,12 +285,12 @@ def load_from_document(document: IndexDocument, name: str, source: str = "") -> 
 def _read_remote(location: str, storage_options: dict | None, policy=None) -> bytes:
     """The bytes of a remote index (at most ``MAX_INDEX_BYTES + 1``), each read retried
     (``policy``: a ``network.ReadPolicy``, the timeouts and retries given to ``Active``)."""
-    from .network import read_range, with_retries
+    from .network import file_info, read_range
     from .sources import remote_failure, remote_filesystem
 
     fs = remote_filesystem(location.split("://", 1)[0], storage_options, policy)
     try:
-        size = with_retries(lambda: fs.info(location), policy).get("size")
+        size = file_info(fs, location, policy).get("size")
         end = MAX_INDEX_BYTES + 1 if not isinstance(size, int) else min(size, MAX_INDEX_BYTES + 1)
         return read_range(fs, location, 0, end, policy, exact=False) if end else b""
     except Exception as exc:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..errors import ActiveZarrError
-from .fetch import DeadlineExceeded, RangeIgnored, fetch_ranges
+from .fetch import DeadlineExceeded, RangeIgnored, fetch_info, fetch_ranges
 
 T = TypeVar("T")
 
@@ -292,6 +292,12 @@ def with_retries(
         if counter is not None:
             counter[0] += 1
         time.sleep(policy.delay(attempt))
+
+
+def file_info(fs, url: str, policy: ReadPolicy | None = None) -> dict:
+    """``fs.info(url)``, retried, each attempt within the policy's deadline in all."""
+    policy = policy or ReadPolicy()
+    return with_retries(lambda: fetch_info(fs, url, policy.deadline), policy)
 
 
 def read_range(

@@ -26,11 +26,11 @@ from .network import (
     ReadPolicy,
     ShortRead,
     chain,
+    file_info,
     filesystem,
     http_status,
     open_ranges,
     read_range,
-    with_retries,
 )
 
 SAMPLE_BYTES = 4096  # the content check hashes this many bytes at each end of a source
@@ -260,7 +260,7 @@ class Source:
         try:
             fs = self.filesystem()
             fs.invalidate_cache(self.url)  # a listing cached by a glob would hide a new ETag
-            info = with_retries(lambda: fs.info(self.url), self.policy)
+            info = file_info(fs, self.url, self.policy)
         except ActiveZarrError:
             raise
         except Exception as exc:
