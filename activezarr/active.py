@@ -33,7 +33,7 @@ from .reduction.partials import OPS, Accumulator, Groups, Op, ReductionSpec, red
 from .reduction.records import RecordRead, record_read
 
 BATCH_BYTES = 16 * 2**20  # bytes one batch of whole uncompressed chunks may hold
-DECODED_BATCH_BYTES = 2**19  # ... of compressed chunks, decoded (each thread holds one)
+DECODED_BATCH_BYTES = 3 * 2**18  # ... of compressed chunks, decoded (each thread holds one)
 BATCH_ROWS = 64  # partly selected chunks per batch
 SMALL_CHUNKS = 8  # a selection touching at most this many chunks ...
 SMALL_VALUES = 1 << 16  # ... and values is read inline, without planning tables or threads
