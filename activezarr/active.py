@@ -114,14 +114,16 @@ def _ordered_window(
     """Results of ``pool.submit(*call(item))`` in item order, at most ``window`` submitted
     ahead of the one being read: results wait to be folded, not the whole selection's.
 
-    With ``share`` = k, every k-th item is run by the calling thread when its turn comes,
-    while the pool works on the items after it (k = 1, or no pool: all of them). The caller
-    would otherwise only wait, so a pool one thread smaller does the same work, and one
-    thread's buffers and malloc arena (about 3 MB) are not made.
+    With ``share`` = k, every k-th item, the first included, is run by the calling thread
+    when its turn comes, while the pool works on the items after it (k = 1, or no pool: all
+    of them). The caller would otherwise only wait, so a pool one thread smaller does the
+    same work, and one thread's buffers and malloc arena (about 3 MB) are not made. The
+    caller starts at once on the first item, instead of waiting for the pool's first (a
+    selection of few big batches would lose one batch's time).
     """
     pending: collections.deque = collections.deque()
     items = iter(items)
-    turns = itertools.count(1)
+    turns = itertools.count()
 
     def put(item) -> None:
         mine = pool is None or (share and next(turns) % share == 0)
