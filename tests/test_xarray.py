@@ -267,6 +267,15 @@ def test_empty_selections_reduce_to_empty_results(series):
                            op, "time")  # fmt: skip
 
 
+def test_boolean_and_integer_weights_give_xarrays_dtype(series):
+    ds, ref = _pair(series, "daily_noleap")
+    for weights in (ds.lat > 0, (ds.lat > 0).astype(int), np.cos(np.deg2rad(ds.lat)).astype("f4")):
+        got = ds.tas.active.weighted(weights).mean(["lat", "lon"])
+        expected = ref.tas.weighted(weights).mean(["lat", "lon"])
+        assert got.dtype == expected.dtype, weights.dtype
+        xr.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
 def test_weighted_warns_when_nothing_is_reduced_actively(series):
     ds, ref = _pair(series, "monthly_standard")
     weights = np.cos(np.deg2rad(ds.lat))

@@ -109,8 +109,9 @@ class ActiveWeighted:
         else:
             result = num.where(n > 0)
         result = result.transpose(*[d for d in da.dims if d in result.dims])
-        if da.dtype.kind == "f":
-            result = result.astype(np.promote_types(da.dtype, self.weights.dtype))
+        if da.dtype.kind == "f":  # xarray's dtype: boolean weights count as integers
+            wdtype = self.weights.dtype if self.weights.dtype.kind != "b" else np.dtype(np.int64)
+            result = result.astype(np.promote_types(da.dtype, wdtype))
         attrs = append_cell_methods(dict(da.attrs), reduced, op) if _keep_attrs(keep_attrs) else {}
         gone = set(reduced)
         coords = {n: c for n, c in da.coords.items() if not set(c.dims) & gone}
