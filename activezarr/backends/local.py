@@ -108,9 +108,8 @@ class ByteUnshuffle:
         target = np.empty(src.size, np.uint8) if out is None else _bytes_of(out).reshape(-1)
         if target.size != src.size:
             raise ValueError("decoded size differs from the chunk size")
-        if self._blosc is not None and 0 < size <= BLOSC_MAX and k < 256:
-            frame = b"".join((_blosc_frame_head(size, k), src[:size]))
-            self._blosc(frame, target[:size])
+        if self.fits_blosc(size):
+            self.blosc_into(src, target, size)
         else:
             lanes = target[:size].reshape(-1, k)
             n = size // k
@@ -118,6 +117,15 @@ class ByteUnshuffle:
                 lanes[:, b] = src[b * n : (b + 1) * n]
         target[size:] = src[size:]
         return target if out is None else out
+
+    def fits_blosc(self, size: int) -> bool:
+        """Whether blosc can unshuffle ``size`` bytes (shuffled whole elements) as one frame."""
+        return self._blosc is not None and 0 < size <= BLOSC_MAX and self.elementsize < 256
+
+    def blosc_into(self, data, target: np.ndarray, size: int) -> None:
+        """The first ``size`` bytes of ``data`` unshuffled by blosc into ``target``'s."""
+        frame = b"".join((_blosc_frame_head(size, self.elementsize), data[:size]))
+        self._blosc(frame, target[:size])
 
 
 BLOSC_MAX = 2**31 - 64  # blosc's int32 sizes, header included
@@ -453,12 +461,12 @@ class LocalBackend(Backend):
         per-chunk dispatch. A chunk libdeflate refuses, or of another size, goes through
         ``decode_into`` (which decodes it with zlib, or explains). False (nothing done) when
         a chunk is missing or the size is not whole elements."""
-        nbytes, k = stack[0].nbytes, unshuffle.elementsize
-        if not all(p in blobs for p in keep) or nbytes % k or nbytes > BLOSC_MAX or k > 255:
+        nbytes = stack[0].nbytes
+        whole = nbytes % unshuffle.elementsize == 0 and unshuffle.fits_blosc(nbytes)
+        if not whole or not all(p in blobs for p in keep):
             return False
-        head = _blosc_frame_head(nbytes, k)
         rows = stack.reshape(len(keep), -1).view(np.uint8)
-        decompress, bound, blosc = inflate._decompress, inflate.bound, unshuffle._blosc
+        decompress, bound = inflate._decompress, inflate.bound
         for i, pos in enumerate(keep):
             try:
                 raw = decompress(blobs[pos], bound)
@@ -467,7 +475,7 @@ class LocalBackend(Backend):
             if raw is None or len(raw) != nbytes:
                 self.decode_into(job, blobs[pos], stack[i, ...], str(pos))
             else:
-                blosc(head + raw, rows[i])
+                unshuffle.blosc_into(raw, rows[i], nbytes)
         return True
 
     def _decoded_bytes(self, job, batch, block, blobs, nbytes, decoders) -> np.ndarray:
