@@ -153,8 +153,7 @@ class _Accumulator:
         if self.op == "count":
             self.count[where] += count
             return
-        key = "sum" if self.op in ("mean", "sum") else self.op
-        value = np.ma.getdata(part[key])
+        value = np.ma.getdata(part[_COMPONENT[self.op]])
         if self.value is None:
             self.value = np.zeros(self.shape, dtype=value.dtype)
         elif self.value.dtype != value.dtype:
@@ -181,7 +180,7 @@ def finish(p: Partials, mean_dtype=np.float64) -> np.ndarray:
     if p.op == "count":
         return p.count
     empty = p.count == 0
-    value = p.value if p.value is not None else np.zeros(p.count.shape)
+    value = p.value
     if p.op == "mean":
         if value.dtype == np.float64 and value.flags.writeable:
             np.divide(value, p.count, out=value, where=~empty)
