@@ -43,31 +43,30 @@ def to_intake_esm(catalog: Catalog, directory: Path, name: str | None = None) ->
     name = name or "activezarr"
     directory.mkdir(parents=True, exist_ok=True)
     facets = [f for f in FACETS if f != "variable_id"]
-    selected = [
-        "f.index_name", "f.source", "v.name", "NULL", *("f." + c for c in facets),
-        "f.time_start", "f.time_end",
-    ]  # fmt: skip
+    # what each column is read from; "?" is the catalog's name, the same on every row
+    selected = ["f.index_name", "f.source", "v.name", "?", *("f." + c for c in facets),
+                "f.time_start", "f.time_end"]  # fmt: skip
     columns = ["path", "source", "variable_id", "catalog", *facets, "time_start", "time_end"]
     clause, args = where(catalog._conditions)
     rows_sql = (
         "FROM files f JOIN variables v ON v.source = f.source WHERE v.role = 'data' "
         f"AND f.source IN (SELECT source FROM files{clause})"
     )
+    label = catalog.directory.resolve().name
     counts = catalog._query(
-        f"SELECT COUNT(*), {', '.join(f'COUNT({c})' for c in selected)} {rows_sql}", args
+        f"SELECT COUNT(*), {', '.join(f'COUNT({c})' for c in selected)} {rows_sql}",
+        [label, *args],
     )[0]
-    total, counts = counts[0], list(counts[1:])
-    counts[columns.index("catalog")] = total  # the catalog's name: on every row
+    total, counts = counts[0], counts[1:]
     present = [c for c, n in zip(columns, counts, strict=True) if n]
     everywhere = [c for c, n in zip(columns, counts, strict=True)
                   if c in facets and c not in _NOT_GROUPING and total and n == total]  # fmt: skip
     sql = f"SELECT {', '.join(selected)} {rows_sql} ORDER BY v.name, f.time_start, f.source"
     table = directory / f"{name}.csv.gz"
-    label = catalog.directory.resolve().name
     root = f"{catalog.directory.resolve()}{os.sep}"  # joined as text: 100,000 Paths cost 0.5 s
     keep = [columns.index(c) for c in present]
     with store.opened(catalog.directory) as con:
-        lines = _csv_lines(con.execute(sql, list(args)), present, keep, root, label)
+        lines = _csv_lines(con.execute(sql, [label, *args]), present, keep, root)
         # whole or not at all (a full disk leaves no half table): written, then renamed
         write_atomic(table, _gzipped(lines))
     spec = {
@@ -106,17 +105,15 @@ def to_intake_esm(catalog: Catalog, directory: Path, name: str | None = None) ->
     return target
 
 
-def _csv_lines(rows, present: list[str], keep: list[int], root: str, label: str):
+def _csv_lines(rows, present: list[str], keep: list[int], root: str):
     """The table's CSV text, a block of rows at a time: the header, then each row with the
-    index's absolute path and the catalog's name filled in."""
+    index's absolute path."""
     text = io.StringIO(newline="")
     out = csv.writer(text)
     out.writerow(present)
     for n, r in enumerate(rows, 1):
         values = ["" if r[i] is None else r[i] for i in keep]
         values[0] = root + r[0]
-        if "catalog" in present:
-            values[present.index("catalog")] = label
         out.writerow(values)
         if n % 10_000 == 0:
             yield text.getvalue()
